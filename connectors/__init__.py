@@ -1,0 +1,1 @@
+"""Sources, sinks and warehouses. Imports only the leaf modules ir_compiler.types / ir_compiler.errors."""

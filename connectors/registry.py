@@ -1,0 +1,82 @@
+"""THE connector registry: which source connectors run here, and schema sampling for validation."""
+from __future__ import annotations
+
+import os
+
+import pyarrow as pa
+
+from ir_compiler.errors import ConnectorError
+from ir_compiler.types import Schema
+
+# connector name -> "runs" | reason it does not run in this build (it still validates)
+SOURCES = {
+    "local_fs": "runs", "table": "runs",
+    **{c: "validates; runtime planned (mount the files and use local_fs meanwhile)"
+       for c in ("s3", "gcs", "azure_blob", "sftp", "ftp", "http_pull")},
+    **{c: "validates; streaming runtime planned" for c in
+       ("kafka_consumer", "pubsub_subscription", "kinesis_consumer", "pulsar_consumer")},
+}
+SINKS = {"local_fs": "runs", **{c: "validates; runtime planned" for c in
+                                ("s3", "gcs", "azure_blob", "kafka_producer", "pubsub_topic")}}
+
+
+def _file_config(node):
+    from ir_compiler.loader import connector_config
+    return connector_config(node)
+
+
+def infer_source_schema(node, warehouse=None) -> Schema | None:
+    """Sample the data behind a source to learn its schema, or None when it is not reachable now."""
+    if node.connector == "local_fs":
+        from connectors.files import list_files
+        from connectors.formats import infer_schema
+        from ir_compiler.lower.sources import file_options
+
+        cfg = _file_config(node)
+        if not os.path.isdir(cfg.path):
+            return None
+        files = list_files(cfg.path, cfg.pattern.model_dump() if cfg.pattern else None, cfg.ordering)
+        if not files:
+            return None
+        return infer_schema(files[:3], cfg.format, file_options(cfg))
+    if node.connector == "table" and warehouse is not None:
+        cfg = _file_config(node)
+        if cfg.query:
+            return Schema.from_arrow(warehouse.read(None, cfg.query).schema)
+        return warehouse.table_schema(cfg.table)
+    return None
+
+
+def read_lookup(op, warehouse_url: str | None) -> pa.Table:
+    """The whole lookup table of a lookup_join op (small side, broadcast to every batch)."""
+    lk = op.lookup
+    if lk.rows is not None:
+        return pa.Table.from_pylist(lk.rows)
+    if lk.table is not None:
+        from connectors.warehouse import open_warehouse
+        return open_warehouse(warehouse_url).read(lk.table)
+    if lk.connector == "local_fs":
+        from connectors.files import list_files
+        from connectors.formats import read_file
+
+        cfg = lk.config or {}
+        path, fmt = cfg.get("path"), cfg.get("format", "csv")
+        if not path:
+            raise ConnectorError("a local_fs lookup needs config.path")
+        files = [path] if os.path.isfile(path) else list_files(path, cfg.get("pattern"), "lexicographic")
+        tables = [pa.Table.from_batches([c.batch]) for f in files for c in read_file(f, fmt, {})]
+        if not tables:
+            raise ConnectorError(f"lookup {path} has no rows")
+        return pa.concat_tables(tables, promote_options="permissive")
+    raise ConnectorError(f"lookup connector '{lk.connector}' is not available; use rows, table or local_fs")
+
+
+def infer_lookup_schema(op, warehouse=None) -> Schema | None:
+    lk = op.lookup
+    if lk.table is not None and warehouse is None:
+        return None
+    try:
+        url = warehouse.url if warehouse is not None else None
+        return Schema.from_arrow(read_lookup(op, url).schema)
+    except ConnectorError:
+        return None

@@ -1,0 +1,3 @@
+from flow_beam.cli import main
+
+raise SystemExit(main())

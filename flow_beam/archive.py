@@ -1,0 +1,66 @@
+"""The ``archive`` node: after its target committed, move, copy or delete the files that fed it
+(date-templated destination relative to the source folder, optional gzip)."""
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import os
+import shutil
+
+from ir_compiler.loader import connector_config
+
+
+def _unique(path: str) -> str:
+    base, n = path, 1
+    while os.path.exists(path):
+        stem, ext = os.path.splitext(base)
+        path, n = f"{stem}.{n}{ext}", n + 1
+    return path
+
+
+def archive_file(path: str, action: str, folder: str | None, compress: str | None) -> str | None:
+    if action == "delete":
+        os.remove(path)
+        return None
+    os.makedirs(folder, exist_ok=True)
+    dest = _unique(os.path.join(folder, os.path.basename(path) + (".gz" if compress == "gzip" else "")))
+    if compress == "gzip":
+        with open(path, "rb") as src, gzip.open(dest, "wb") as out:
+            shutil.copyfileobj(src, out)
+        if action == "move":
+            os.remove(path)
+    elif action == "move":
+        shutil.move(path, dest)
+    else:
+        shutil.copy2(path, dest)
+    return dest
+
+
+def run_archives(checked, result, inputs) -> None:
+    from connectors.files import expand_date_tokens
+
+    graph = checked.graph
+    for node in checked.pipeline.nodes:
+        if node.kind != "archive":
+            continue
+        r = result.nodes[node.id]
+        target = result.nodes.get(node.input)
+        if target is None or target.status != "loaded":
+            r.status = "skipped"
+            r.warnings.append(f"target '{node.input}' did not commit; nothing archived")
+            continue
+        moved = []
+        for src in sorted(u for u in graph.upstream(node.input) if graph.nodes[u].kind == "source"):
+            cfg = connector_config(graph.nodes[src]) if graph.nodes[src].connector == "local_fs" else None
+            if cfg is None:
+                continue
+            folder = None
+            if node.destination:
+                dest = expand_date_tokens(node.destination, dt.datetime.now(dt.timezone.utc), None)
+                folder = dest if os.path.isabs(dest) else os.path.join(cfg.path, dest)
+            for path in inputs.paths.get(src, []):
+                if os.path.exists(path):
+                    out = archive_file(path, node.action, folder, node.compress)
+                    moved.append(out or path)
+        r.rowsIn = r.rowsOut = 0
+        r.files = moved

@@ -1,0 +1,149 @@
+"""``flow-beam`` command line: validate, plan, run, test, schema."""
+from __future__ import annotations
+
+import argparse
+
+from flow_beam import __version__
+from flow_beam.reporting import console, dump_json, err_console, print_issues, print_result
+from ir_compiler.errors import FlowError, ValidationFailed
+
+
+def _params(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise FlowError(f"--param takes name=value, got {pair!r}")
+        out[key] = value
+    return out
+
+
+def _check(args, warehouse=None):
+    from connectors.warehouse import open_warehouse
+    from ir_compiler.check import check_document, default_context
+
+    wh = open_warehouse(warehouse) if warehouse is not False else None
+    return check_document(args.file, _params(args.param), default_context(wh))
+
+
+def cmd_validate(args) -> int:
+    try:
+        checked = _check(args, args.warehouse)
+    except ValidationFailed as exc:
+        if args.format == "json":
+            dump_json({"valid": False, "issues": [i.__dict__ for i in exc.issues]}, None)
+        else:
+            n = len([i for i in exc.issues if i.severity == "error"])
+            print_issues(exc.issues, header=f"{args.file}: {n} error(s)")
+        return 1
+    if args.format == "json":
+        dump_json({"valid": True, "issues": [i.__dict__ for i in checked.issues]}, None)
+    else:
+        console.print(f"{args.file}: valid ({len(checked.pipeline.nodes)} nodes)")
+        print_issues(checked.notes)
+    return 0
+
+
+def cmd_plan(args) -> int:
+    from ir_compiler.plan import render_dot, render_mermaid, render_text
+
+    try:
+        checked = _check(args, args.warehouse)
+    except ValidationFailed as exc:
+        print_issues(exc.issues, header=f"{args.file}: invalid")
+        return 1
+    render = {"text": render_text, "mermaid": render_mermaid, "dot": render_dot}[args.format]
+    print(render(checked))
+    return 0
+
+
+def cmd_run(args) -> int:
+    from flow_beam.running import RunOptions, run_document
+
+    try:
+        checked = _check(args, args.warehouse)
+    except ValidationFailed as exc:
+        print_issues(exc.issues, header=f"{args.file}: invalid, nothing ran")
+        return 1
+    opts = RunOptions(runner=args.runner, warehouse=args.warehouse, params=_params(args.param),
+                      beam_args=args.beam_args, flink_master=args.flink_master)
+    with console.status(f"running {checked.pipeline.id} on {args.runner}…", spinner="dots"):
+        result = run_document(args.file, opts, checked=checked)
+    print_result(result)
+    if args.result_file:
+        dump_json(result.to_json(), args.result_file)
+    return result.exit_code
+
+
+def cmd_test(args) -> int:
+    from flow_beam.testing import run_embedded_tests
+
+    outcomes = run_embedded_tests(args.file, _params(args.param))
+    failed = 0
+    for o in outcomes:
+        mark = "[green]PASS[/green]" if o.passed else "[red]FAIL[/red]"
+        console.print(f"{mark} {o.name}")
+        for line in o.details:
+            console.print(f"      {line}", soft_wrap=True, markup=False)
+        failed += not o.passed
+    console.print(f"{len(outcomes) - failed} passed, {failed} failed")
+    return 1 if failed or not outcomes else 0
+
+
+def cmd_schema(args) -> int:
+    from ir_compiler.models import Pipeline
+
+    schema = Pipeline.model_json_schema(by_alias=True)
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "flow-beam pipeline IR 1.0"
+    dump_json(schema, args.output)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="flow-beam", description="Typed JSON pipelines compiled to Apache Beam.")
+    parser.add_argument("--version", action="version", version=f"flow-beam {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    def doc_command(name, help_text, fn):
+        p = sub.add_parser(name, help=help_text)
+        p.add_argument("file", help="pipeline JSON document")
+        p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="IR param value")
+        p.add_argument("--warehouse", default=None, help="duckdb:///path/file.duckdb or postgresql://user@host/db "
+                                                         "(default $FLOW_WAREHOUSE or ./flow_warehouse.duckdb)")
+        p.set_defaults(fn=fn)
+        return p
+
+    p = doc_command("validate", "check a document (models, graph, rules, types); exit 1 on errors", cmd_validate)
+    p.add_argument("--format", choices=("text", "json"), default="text")
+    p = doc_command("plan", "show each node, its Beam primitives and its output schema", cmd_plan)
+    p.add_argument("--format", choices=("text", "mermaid", "dot"), default="text")
+    p = doc_command("run", "run a pipeline and print the per-node result", cmd_run)
+    p.add_argument("--runner", choices=("direct", "prism", "flink", "dataflow"), default="direct")
+    p.add_argument("--result-file", default=None, help="write the run result JSON here")
+    p.add_argument("--flink-master", default=None, help="host:port of a remote Flink cluster")
+    p.add_argument("beam_args", nargs=argparse.REMAINDER, help="after --: Beam pipeline options")
+    doc_command("test", "run the document's embedded tests on DirectRunner", cmd_test)
+    p = sub.add_parser("schema", help="print the JSON Schema of the IR")
+    p.add_argument("--output", default=None)
+    p.set_defaults(fn=cmd_schema)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "beam_args", None) and args.beam_args[:1] == ["--"]:
+        args.beam_args = args.beam_args[1:]
+    try:
+        return args.fn(args)
+    except ValidationFailed as exc:
+        print_issues(exc.issues, header="invalid document")
+        return 1
+    except FlowError as exc:
+        err_console.print(f"[red]error[/red] {exc}", soft_wrap=True)
+        return 1
+    except KeyboardInterrupt:
+        err_console.print("interrupted")
+        return 130
+
+

@@ -1,0 +1,60 @@
+"""The one place that turns results and errors into terminal output."""
+from __future__ import annotations
+
+import json
+import sys
+
+from rich.console import Console
+from rich.table import Table
+
+from ir_compiler.errors import Issue
+
+console = Console(stderr=False, highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+
+def print_issues(issues: list[Issue], *, header: str | None = None) -> None:
+    errors = [i for i in issues if i.severity == "error"]
+    notes = [i for i in issues if i.severity != "error"]
+    if header:
+        err_console.print(header)
+    for i in errors:
+        node = f" [node {i.node_id}]" if i.node_id else ""
+        err_console.print(f"  [red]error[/red] {i.path or '<document>'}{node}: {i.message}", markup=True,
+                          soft_wrap=True)
+    for i in notes:
+        node = f" [node {i.node_id}]" if i.node_id else ""
+        err_console.print(f"  [yellow]note[/yellow]  {i.path or '<document>'}{node}: {i.message}", markup=True,
+                          soft_wrap=True)
+
+
+def _n(v: int) -> str:
+    return f"{v:,}" if v else "·"
+
+
+def print_result(result) -> None:
+    table = Table(title=f"run {result.runId[:12]} · {result.pipelineId} · {result.runner}", title_justify="left")
+    for col in ("node", "kind", "in", "out", "quarantined", "filtered", "loaded", "status", "warnings / error"):
+        table.add_column(col, justify="right" if col in ("in", "out", "quarantined", "filtered", "loaded")
+                         else "left", overflow="fold")
+    for node_id, r in result.nodes.items():
+        notes = ([r.error] if r.error else []) + r.warnings
+        style = {"failed": "red", "aborted": "red", "completed_with_errors": "yellow"}.get(r.status, "")
+        table.add_row(node_id, r.kind, _n(r.rowsIn), _n(r.rowsOut), _n(r.rowsQuarantined), _n(r.rowsFiltered),
+                      _n(r.rowsLoaded), f"[{style}]{r.status}[/{style}]" if style else r.status,
+                      "; ".join(notes)[:400])
+    console.print(table)
+    colour = {"completed": "green", "completed_with_errors": "yellow", "failed": "red"}[result.status]
+    console.print(f"[{colour}]{result.status}[/{colour}] in {result.durationMs / 1000:.1f}s"
+                  + (f" — {result.error}" if result.error else ""), soft_wrap=True)
+    for w in result.warnings:
+        console.print(f"[yellow]warning[/yellow] {w}", soft_wrap=True)
+
+
+def dump_json(data, path: str | None) -> None:
+    text = json.dumps(data, indent=2, default=str)
+    if path in (None, "-"):
+        sys.stdout.write(text + "\n")
+    else:
+        with open(path, "w", encoding="utf-8") as fh:
+            fh.write(text + "\n")

@@ -1,0 +1,224 @@
+"""Running a document: check → stage input files → build the Beam pipeline → run → collect the result →
+move input files to success/failure folders → archive. The only module that owns a beam.Pipeline run."""
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import pyarrow as pa
+
+from connectors.warehouse import open_warehouse, redact_url, warehouse_url
+from flow_beam.results import NodeResult, RunResult, balance_problem, metric_counts, now_iso
+from flow_beam.runners import beam_args, make_pipeline
+from ir_compiler.check import CheckedPipeline, check_document, default_context
+from ir_compiler.errors import FlowError
+from ir_compiler.lower.build import build_pipeline
+from ir_compiler.lower.context import RunContext, read_reports
+
+
+@dataclass
+class RunOptions:
+    runner: str = "direct"
+    warehouse: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    beam_args: list[str] = field(default_factory=list)
+    flink_master: str | None = None
+    test_inputs: dict[str, list[dict]] | None = None
+    capture: tuple[str, ...] = ()
+    keep_run_dir: bool = False
+    run_dir: str | None = None
+    progress: Callable[[str], None] | None = None
+    buckets: int = 8
+
+
+@dataclass
+class _Inputs:
+    staged: dict = field(default_factory=dict)  # source id -> StagedFiles | None
+    paths: dict[str, list[str]] = field(default_factory=dict)
+    warnings: dict[str, list[str]] = field(default_factory=dict)
+
+
+def _stage_inputs(checked: CheckedPipeline, opts: RunOptions) -> _Inputs:
+    from connectors.files import StagedFiles, wait_for_files
+    from ir_compiler.loader import connector_config
+
+    out = _Inputs()
+    for node in checked.pipeline.nodes:
+        if node.kind != "source" or node.connector != "local_fs":
+            continue
+        if opts.test_inputs is not None and node.id in opts.test_inputs:
+            continue
+        cfg = connector_config(node)
+        dump = (lambda m: m.model_dump() if m is not None else None)
+        try:
+            listing = wait_for_files(cfg.path, dump(cfg.pattern), cfg.ordering, dump(cfg.waitPolicy))
+        except FlowError as exc:
+            exc.node_id = exc.node_id or node.id
+            raise
+        out.warnings[node.id] = list(listing.warnings)
+        if cfg.atomicity is not None and listing.files:
+            staged = StagedFiles.stage(listing.files, cfg.path, cfg.atomicity.model_dump())
+            out.staged[node.id] = staged
+            out.paths[node.id] = list(staged.paths)
+        else:
+            out.paths[node.id] = list(listing.files)
+    return out
+
+
+def _load_lookups(checked: CheckedPipeline, url: str) -> dict:
+    from connectors.registry import read_lookup
+    from ir_compiler.ops.lookup import prepare_lookup
+
+    out: dict[str, dict[int, pa.Table]] = {}
+    for node in checked.pipeline.nodes:
+        if node.kind != "transform":
+            continue
+        for i, op in enumerate(node.ops):
+            if op.op == "lookup_join":
+                out.setdefault(node.id, {})[i] = prepare_lookup(op, read_lookup(op, url))
+    return out
+
+
+def run_document(source, opts: RunOptions | None = None, checked: CheckedPipeline | None = None) -> RunResult:
+    """Run a pipeline document and return its RunResult (never raises for run-time failures)."""
+    opts = opts or RunOptions()
+    url = warehouse_url(opts.warehouse)
+    started, t0 = now_iso(), time.monotonic()
+    result = RunResult(runId=uuid.uuid4().hex, pipelineId="?", status="failed", runner=opts.runner,
+                       startedAt=started, warehouse=redact_url(url))
+    run_dir = opts.run_dir or tempfile.mkdtemp(prefix=f"flow-beam-{result.runId[:8]}-")
+    inputs = _Inputs()
+    try:
+        if checked is None:
+            checked = check_document(source, opts.params, default_context(open_warehouse(url)))
+        result.pipelineId = checked.pipeline.id
+        result.nodes = {n.id: NodeResult(kind=n.kind) for n in checked.pipeline.nodes}
+        inputs = _stage_inputs(checked, opts)
+        beam_result = _execute(checked, opts, url, run_dir, result, inputs)
+        _collect(checked, beam_result, run_dir, result, inputs)
+    except FlowError as exc:
+        result.status, result.error = "failed", str(exc)
+        if exc.node_id and exc.node_id in result.nodes:
+            result.nodes[exc.node_id].status, result.nodes[exc.node_id].error = "failed", exc.message
+    except Exception as exc:  # noqa: BLE001 - a runner/worker failure becomes a failed result, not a traceback
+        result.status, result.error = "failed", _short(exc)
+    finally:
+        _finish_files(checked, result, inputs, run_dir)
+        if not opts.keep_run_dir and opts.run_dir is None:
+            shutil.rmtree(run_dir, ignore_errors=True)
+        result.finishedAt = now_iso()
+        result.durationMs = int((time.monotonic() - t0) * 1000)
+    return result
+
+
+def _short(exc: Exception) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    lines = [ln for ln in text.splitlines() if ln.strip()]
+    flow = [ln for ln in lines if "FlowError" in ln or "LoadError" in ln or "ConnectorError" in ln]
+    return (flow[-1] if flow else lines[-1] if lines else text)[:2000]
+
+
+def _execute(checked, opts: RunOptions, url: str, run_dir: str, result: RunResult, inputs: _Inputs):
+    ctx = RunContext(run_id=result.runId, pipeline_id=checked.pipeline.id, run_dir=run_dir, warehouse_url=url,
+                     test_inputs=opts.test_inputs, capture=opts.capture, files=inputs.paths, buckets=opts.buckets)
+    lookups = _load_lookups(checked, url)
+    p = make_pipeline(opts.runner, beam_args(opts.runner, opts.beam_args, opts.flink_master))
+    lowered = build_pipeline(p, checked, ctx, lookups)
+    result.warnings += lowered.warnings
+    if opts.progress:
+        opts.progress(f"running {checked.pipeline.id} on {opts.runner}")
+    beam_result = p.run()
+    beam_result.wait_until_finish()
+    return beam_result
+
+
+def _collect(checked, beam_result, run_dir: str, result: RunResult, inputs: _Inputs) -> None:
+    counts = metric_counts(beam_result)
+    targets = read_reports(run_dir, "targets")
+    checks = read_reports(run_dir, "checks")
+    signals = read_reports(run_dir, "signals")
+    failed_files = read_reports(run_dir, "files")
+    side = read_reports(run_dir, "side_tables")
+    failures = [m for s in signals.values() for m in s.get("reasons", [])]
+    for node in checked.pipeline.nodes:
+        r, c = result.nodes[node.id], counts.get(node.id, {})
+        r.rowsIn, r.rowsOut = c.get("rows_in", 0), c.get("rows_out", 0)
+        r.rowsErrored = c.get("rows_errored", 0)
+        r.rowsQuarantined = c.get("rows_quarantined", 0) + r.rowsErrored
+        r.rowsFiltered, r.rowsLoaded = c.get("rows_filtered", 0), c.get("rows_loaded", 0)
+        r.warnings += inputs.warnings.get(node.id, [])
+        r.warnings += [f"rule {k[5:]}: {v} row(s) failed (onFail warn)" for k, v in c.items()
+                       if k.startswith("warn:") and v]
+        if node.kind == "branch":
+            r.routes = {k[6:]: v for k, v in c.items() if k.startswith("route:")}
+        if node.kind == "transform" and any(op.op in ("aggregate", "summarize") for op in node.ops):
+            r.rowsCombined = max(0, r.rowsIn - r.rowsOut - r.rowsFiltered - r.rowsQuarantined)
+        if node.id in checks:
+            r.checks = checks[node.id]["checks"]
+            r.warnings += [f"dataset check {x['check']}: {x['message']}" for x in r.checks
+                           if not x["passed"] and x["onFail"] == "warn"]
+        for key, rep in side.items():
+            if rep.get("error") and key.endswith(node.id):
+                r.warnings.append(f"could not write {rep['table']}: {rep['error']}")
+        for rep in failed_files.values():
+            if node.kind == "source" and rep["path"] in inputs.paths.get(node.id, []):
+                r.warnings.append(f"unreadable file {os.path.basename(rep['path'])}: {rep['error']}")
+        _node_status(node, r, targets.get(node.id), [m for m in failures if m.startswith(f"node '{node.id}'")])
+        problem = balance_problem(node, r)
+        if problem:
+            r.warnings.append(f"row balance does not hold: {problem}")
+    _run_status(result, failures)
+
+
+def _node_status(node, r: NodeResult, target_report: dict | None, failures: list[str]) -> None:
+    if node.kind == "target":
+        if target_report is None:
+            r.status = "skipped"
+        else:
+            r.status = target_report["status"]
+            r.error = target_report.get("error")
+            r.warnings += target_report.get("warnings", [])
+            r.table, r.files = target_report.get("table"), target_report.get("files")
+        return
+    if failures:
+        r.status, r.error = "failed", "; ".join(failures)
+    elif r.rowsQuarantined or r.warnings:
+        r.status = "completed_with_errors"
+
+
+def _run_status(result: RunResult, failures: list[str]) -> None:
+    nodes = result.nodes.values()
+    bad = [r for r in nodes if r.status in ("failed", "aborted")]
+    if bad or failures:
+        result.status = "failed"
+        result.error = result.error or "; ".join(dict.fromkeys(
+            [r.error for r in bad if r.error] + failures))
+    elif any(r.status == "completed_with_errors" or r.warnings for r in nodes) or result.warnings:
+        result.status = "completed_with_errors"
+    else:
+        result.status = "completed"
+
+
+def _finish_files(checked, result: RunResult, inputs: _Inputs, run_dir: str) -> None:
+    """Staged input files → success folder, or failure folder on a failed run / for unreadable files."""
+    if checked is None:
+        return
+    failed_paths = {rep["path"] for rep in read_reports(run_dir, "files").values()}
+    for node_id, staged in inputs.staged.items():
+        try:
+            if result.status == "failed":
+                staged.fail()
+            else:
+                inputs.paths[node_id] = staged.commit(failed=failed_paths)
+        except (OSError, FlowError) as exc:
+            result.warnings.append(f"node '{node_id}': could not move input files: {exc}")
+    if result.status != "failed":
+        from flow_beam.archive import run_archives
+        run_archives(checked, result, inputs)
+
+

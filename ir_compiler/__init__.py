@@ -1,0 +1,1 @@
+"""IR compiler: models, validation, schema propagation, expressions, IR -> Beam."""

@@ -1,0 +1,144 @@
+"""Branch (ParDo with a tagged output per route) and join (bucketed CoGroup of Arrow slices, or a
+broadcast side input) → Beam."""
+from __future__ import annotations
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ir_compiler.expressions import compile_expression
+from ir_compiler.joins import join_tables, keys_for
+from ir_compiler.lower.context import counter, mask_count
+from ir_compiler.ops import sets
+from ir_compiler.ops.exprs import table_schema
+
+
+class _BranchFn(beam.DoFn):
+    def __init__(self, node):
+        self.node = node
+
+    def setup(self):
+        n = self.node
+        self.filtered = counter(n.id, "rows_filtered")
+        self.routed = counter(n.id, "rows_out")
+        self.per_route = {r: counter(n.id, f"route:{r}") for r in [x.name for x in n.routes] + [n.otherwise]
+                          if r}
+        self.compiled = {}
+
+    def _cond(self, route, table):
+        key = (route.name, tuple(table.schema.names), tuple(str(t) for t in table.schema.types))
+        if key not in self.compiled:
+            self.compiled[key] = compile_expression(route.condition, table_schema(table), boolean=True)
+        return pc.fill_null(self.compiled[key].eval_arrow(table), False)
+
+    def process(self, table):
+        n = self.node
+        remaining = pa.array([True] * table.num_rows)
+        for route in n.routes:
+            hit = self._cond(route, table)
+            if n.mode == "first_match":
+                hit = pc.and_(hit, remaining)
+            k = mask_count(hit)
+            if k:
+                self.per_route[route.name].inc(k)
+                yield beam.pvalue.TaggedOutput(route.name, table.filter(hit))
+            remaining = pc.and_(remaining, pc.invert(hit))
+        left = mask_count(remaining)
+        self.routed.inc(table.num_rows - left)
+        if left and n.otherwise:
+            self.per_route[n.otherwise].inc(left)
+            self.routed.inc(left)
+            yield beam.pvalue.TaggedOutput(n.otherwise, table.filter(remaining))
+        elif left:
+            self.filtered.inc(left)
+
+
+def lower_branch(pcoll, node, label):
+    names = [r.name for r in node.routes] + ([node.otherwise] if node.otherwise else [])
+    out = pcoll | f"{label}/Route" >> beam.ParDo(_BranchFn(node)).with_outputs(*names)
+    return {name: out[name] for name in names}
+
+
+# ---- join ------------------------------------------------------------------------------------------
+def _cast_keys(table: pa.Table, keys: list[str], key_types: list | None) -> pa.Table:
+    if not key_types:
+        return table
+    for k, t in zip(keys, key_types):
+        if t is not None and table.schema.field(k).type != t:
+            table = table.set_column(table.column_names.index(k), k, table.column(k).cast(t))
+    return table
+
+
+class _BucketInputFn(beam.DoFn):
+    def __init__(self, index, keys, key_types, buckets):
+        self.index, self.keys, self.key_types, self.buckets = index, keys, key_types, buckets
+
+    def process(self, table):
+        table = _cast_keys(table, self.keys, self.key_types)
+        for bucket, part in sets.split_by_bucket(table, self.keys, self.buckets):
+            yield bucket, (self.index, part)
+
+
+class _JoinBucketFn(beam.DoFn):
+    def __init__(self, node, schemas: list[pa.Schema | None], key_types):
+        self.node, self.schemas, self.key_types = node, schemas, key_types
+
+    def process(self, item):
+        _, parts = item
+        by_input: dict[int, list[pa.Table]] = {}
+        for i, t in parts:
+            by_input.setdefault(i, []).append(t)
+        tables = []
+        for i in range(len(self.node.inputs)):
+            got = by_input.get(i)
+            if got:
+                tables.append(pa.concat_tables(got, promote_options="permissive"))
+            elif self.schemas[i] is not None:
+                tables.append(_cast_keys(self.schemas[i].empty_table(), keys_for(self.node, i), self.key_types))
+            else:
+                return  # an input with no rows at all and an unknown schema: no match possible
+        out = join_tables(self.node, tables)
+        if out.num_rows:
+            yield out
+
+
+class _BroadcastJoinFn(beam.DoFn):
+    def __init__(self, node, schemas, key_types):
+        self.node, self.schemas, self.key_types = node, schemas, key_types
+
+    def process(self, table, *sides):
+        tables = [_cast_keys(table, keys_for(self.node, 0), self.key_types)]
+        for i, side in enumerate(sides, 1):
+            side = [t for t in side if t.num_rows] or []
+            if not side:
+                empty = self.schemas[i]
+                tables.append(None if empty is None else _cast_keys(empty.empty_table(), keys_for(self.node, i),
+                                                                      self.key_types))
+                continue
+            tables.append(_cast_keys(pa.concat_tables(side, promote_options="permissive"),
+                                     keys_for(self.node, i), self.key_types))
+        if any(t is None for t in tables[1:]):
+            if self.node.type in ("inner", "semi"):
+                return
+            if self.node.type == "anti":
+                yield table
+                return
+        out = join_tables(self.node, [t for t in tables if t is not None])
+        if out.num_rows:
+            yield out
+
+
+def lower_join(inputs: list, node, ctx, label, schemas, key_types, warnings: list[str]):
+    strategy = node.strategy
+    if strategy == "broadcast" and node.type in ("right", "full"):
+        warnings.append(f"node '{node.id}': a {node.type} join cannot broadcast; it was shuffled")
+        strategy = "shuffle"
+    if strategy == "broadcast":
+        sides = [beam.pvalue.AsList(pc_) for pc_ in inputs[1:]]
+        return inputs[0] | f"{label}/BroadcastJoin" >> beam.ParDo(_BroadcastJoinFn(node, schemas, key_types), *sides)
+    keyed = [pcoll | f"{label}/Bucket{i}" >> beam.ParDo(_BucketInputFn(i, keys_for(node, i), key_types,
+                                                                         ctx.buckets))
+             for i, pcoll in enumerate(inputs)]
+    return (keyed | f"{label}/FlattenInputs" >> beam.Flatten()
+            | f"{label}/ShuffleByKey" >> beam.GroupByKey()
+            | f"{label}/JoinBuckets" >> beam.ParDo(_JoinBucketFn(node, schemas, key_types)))

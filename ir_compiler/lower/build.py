@@ -1,0 +1,232 @@
+"""IR → Beam: walks the checked graph in topological order and wires every node's PTransforms.
+
+Step names are derived from node ids (``orders/ReadFiles``), so Beam job graphs map back to the IR.
+Error routing follows the spec: a node's failed rows go to ``<id>.errors`` when something reads it, else to
+the DLQ when enabled, else they become a gate signal that fails the run and stops downstream loads.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+
+import apache_beam as beam
+import pyarrow as pa
+
+from ir_compiler.check import CheckedPipeline
+from ir_compiler.errors import NotAvailableError
+from ir_compiler.graph import MAIN
+from ir_compiler.joins import keys_for
+from ir_compiler.lower.branch_join import lower_branch, lower_join
+from ir_compiler.lower.context import RunContext, count
+from ir_compiler.lower.sources import lower_source
+from ir_compiler.lower.targets import lower_append, lower_target
+from ir_compiler.lower.transform import lower_transform
+from ir_compiler.lower.validate import lower_validate
+from ir_compiler.types import common_type, to_arrow
+
+
+@dataclass
+class Lowered:
+    ports: dict = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+
+class _ErrorSummary(beam.CombineFn):
+    """Unrouted error rows → the reasons that fail the run (empty list when there were none)."""
+
+    def __init__(self, node_id):
+        self.node_id = node_id
+
+    def create_accumulator(self):
+        return [0, None, None]
+
+    def add_input(self, acc, table):
+        if table.num_rows:
+            acc[0] += table.num_rows
+            if acc[1] is None:
+                acc[1], acc[2] = table.column("error")[0].as_py(), table.column("row")[0].as_py()
+        return acc
+
+    def merge_accumulators(self, accs):
+        out = [0, None, None]
+        for a in accs:
+            out[0] += a[0]
+            if out[1] is None and a[1] is not None:
+                out[1], out[2] = a[1], a[2]
+        return out
+
+    def extract_output(self, acc):
+        if not acc[0]:
+            return []
+        return [f"node '{self.node_id}': {acc[0]} row(s) failed and nothing received them (no "
+                f"'{self.node_id}.errors' reader and the DLQ is disabled); first: {acc[1]}; row: {acc[2]}"]
+
+
+def _concat_lists(lists):
+    return [m for x in lists for m in x]
+
+
+class _CaptureFn(beam.DoFn):
+    def __init__(self, folder):
+        self.folder = folder
+
+    def process(self, table):
+        import uuid
+
+        import pyarrow.parquet as pq
+        os.makedirs(self.folder, exist_ok=True)
+        pq.write_table(table, os.path.join(self.folder, f"{uuid.uuid4().hex}.parquet"))
+
+
+class _ReportSignalFn(beam.DoFn):
+    def __init__(self, run_dir, name):
+        self.run_dir, self.name = run_dir, name
+
+    def process(self, reasons):
+        from ir_compiler.lower.context import write_report
+        if reasons:
+            write_report(self.run_dir, "signals", self.name, {"reasons": list(reasons)})
+
+
+class Builder:
+    def __init__(self, p, checked: CheckedPipeline, ctx: RunContext, lookups: dict):
+        self.p, self.checked, self.ctx, self.lookups = p, checked, ctx, lookups
+        self.graph = checked.graph
+        self.out = Lowered()
+        self.signals: dict[str, list] = {}
+        self.dlq: list = []
+
+    def build(self) -> Lowered:
+        for node_id in self.graph.order:
+            node = self.graph.nodes[node_id]
+            getattr(self, f"_{node.kind}")(node)
+        self._finish_dlq()
+        return self.out
+
+    # ---- helpers -----------------------------------------------------------------------------------
+    def _input(self, node, k=0):
+        return self.out.ports[str(self.graph.inputs[node.id][k])]
+
+    def _set_ports(self, node, ports: dict, errors: list):
+        for port, pcoll in ports.items():
+            key = node.id if port == MAIN or port == "main" else f"{node.id}.{port}"
+            self.out.ports[key] = pcoll
+        if node.id in self.ctx.capture and "main" in ports:
+            ports["main"] | f"{node.id}/Capture" >> beam.ParDo(
+                _CaptureFn(os.path.join(self.ctx.run_dir, "capture", node.id)))
+        self._route_errors(node, errors)
+
+    def _route_errors(self, node, errors: list):
+        errs = [e for e in errors if e is not None]
+        if not errs:
+            errs = [self.p | f"{node.id}/NoErrors" >> beam.Create([])]
+        merged = errs[0] if len(errs) == 1 else errs | f"{node.id}/MergeErrors" >> beam.Flatten()
+        if "errors" in self.graph.consumed_ports(node.id):
+            self.out.ports[f"{node.id}.errors"] = merged
+        elif self.checked.pipeline.dlq_enabled:
+            self.dlq.append(merged)
+        else:
+            self._add_signal(node.id, merged | f"{node.id}/UnroutedErrors" >> beam.CombineGlobally(
+                _ErrorSummary(node.id)))
+
+    def _add_signal(self, node_id: str, signal):
+        """A one-element PCollection of failure reasons: gates downstream loads and is reported."""
+        k = len(self.signals.setdefault(node_id, []))
+        self.signals[node_id].append(signal)
+        signal | f"{node_id}/ReportSignal{k}" >> beam.ParDo(_ReportSignalFn(self.ctx.run_dir, f"{node_id}-{k}"))
+
+    def _gate(self, node):
+        sigs = [s for up in sorted(self.graph.upstream(node.id)) for s in self.signals.get(up, [])]
+        if not sigs:
+            return None
+        return (sigs | f"{node.id}/GateSignals" >> beam.Flatten()
+                | f"{node.id}/Gate" >> beam.CombineGlobally(_concat_lists))
+
+    def _schema(self, ref: str):
+        return self.checked.types.of(ref)
+
+    # ---- kinds -------------------------------------------------------------------------------------
+    def _source(self, node):
+        ports = lower_source(self.p, node, self.ctx, node.id)
+        main = count(ports["main"], node.id, "rows_out", f"{node.id}/CountOut")
+        self._set_ports(node, {"main": main}, [ports["errors"]])
+
+    def _transform(self, node):
+        pcoll = count(self._input(node), node.id, "rows_in", f"{node.id}/CountIn")
+        main, errors = lower_transform(pcoll, node, self.ctx, node.id, self.lookups.get(node.id, {}))
+        main = count(main, node.id, "rows_out", f"{node.id}/CountOut")
+        self._set_ports(node, {"main": main}, errors)
+
+    def _validate(self, node):
+        pcoll = count(self._input(node), node.id, "rows_in", f"{node.id}/CountIn")
+        schema = self._schema(node.input)
+        ports, signals = lower_validate(pcoll, node, self.ctx, node.id, schema.names if schema else None)
+        ports["main"] = count(ports["main"], node.id, "rows_out", f"{node.id}/CountOut")
+        for signal in signals:
+            self._add_signal(node.id, signal)
+        qtable = node.quarantine.table if node.quarantine else None
+        if qtable:
+            lower_append(ports["quarantine"], qtable, "quarantine", node.id, self.ctx, f"{node.id}/QuarantineTable")
+        elif "quarantine" not in self.graph.consumed_ports(node.id) and self.checked.pipeline.dlq_enabled:
+            self.dlq.append(ports["quarantine"] | f"{node.id}/QuarantineToDlq" >> beam.Map(_quarantine_as_errors,
+                                                                                          node.id))
+        self._set_ports(node, ports, [])
+
+    def _branch(self, node):
+        pcoll = count(self._input(node), node.id, "rows_in", f"{node.id}/CountIn")
+        self._set_ports(node, lower_branch(pcoll, node, node.id), [])
+
+    def _join(self, node):
+        inputs = [count(self._input(node, i), node.id, "rows_in", f"{node.id}/CountIn{i}")
+                  for i in range(len(node.inputs))]
+        schemas = [self._schema(ref) for ref in node.inputs]
+        key_types = self._key_types(node, schemas)
+        arrow = [s.to_arrow() if s is not None else None for s in schemas]
+        main = lower_join(inputs, node, self.ctx, node.id, arrow, key_types, self.out.warnings)
+        main = count(main, node.id, "rows_out", f"{node.id}/CountOut")
+        self._set_ports(node, {"main": main}, [])
+
+    @staticmethod
+    def _key_types(node, schemas):
+        if any(s is None for s in schemas):
+            return None
+        out = []
+        for j, k0 in enumerate(keys_for(node, 0)):
+            t = schemas[0][k0].type
+            for i in range(1, len(schemas)):
+                t = common_type(t, schemas[i][keys_for(node, i)[j]].type) or t
+            out.append(to_arrow(t))
+        return out
+
+    def _enrich(self, node):
+        raise NotAvailableError("enrich nodes validate but have no runtime in this build yet", node_id=node.id)
+
+    def _target(self, node):
+        pcoll = count(self._input(node), node.id, "rows_in", f"{node.id}/CountIn")
+        sources = sorted(u for u in self.graph.upstream(node.id) if self.graph.nodes[u].kind == "source")
+        schema = self._schema(node.input)
+        fields = [(f.name, to_arrow(f.type)) for f in schema] if schema is not None else None
+        done = lower_target(pcoll, node, self.ctx, node.id, self._gate(node), ",".join(sources), fields)
+        self._set_ports(node, {"main": done}, [])
+
+    def _archive(self, node):
+        """Archives run in the driver after the run, once the target's commit is known (flow_beam.archive)."""
+
+    def _finish_dlq(self):
+        if not self.dlq:
+            return
+        pipeline = self.checked.pipeline
+        table = (pipeline.errorHandling.dlq.table if pipeline.errorHandling.dlq.table
+                 else f"dlq.{pipeline.id.replace('-', '_')}")
+        merged = self.dlq | "DLQ/Flatten" >> beam.Flatten()
+        lower_append(merged, table, "dlq", "dlq", self.ctx, "DLQ")
+
+
+def _quarantine_as_errors(table: pa.Table, node_id: str) -> pa.Table:
+    from ir_compiler.lower.context import rows_json
+    return pa.table({"node_id": pa.array([node_id] * table.num_rows, pa.string()),
+                     "error": table.column("_error"), "row": pa.array(rows_json(table), pa.string())})
+
+
+def build_pipeline(p, checked: CheckedPipeline, ctx: RunContext, lookups: dict | None = None) -> Lowered:
+    return Builder(p, checked, ctx, lookups or {}).build()

@@ -1,0 +1,142 @@
+"""Run-time context shared by the lowered transforms: ids, run folder, reports, counters, error rows."""
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+import uuid
+from dataclasses import dataclass, field
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.compute as pc
+from apache_beam.metrics import Metrics
+
+from ir_compiler.ops.common import ERROR, INTERNAL_PREFIX
+
+COUNTERS = ("rows_in", "rows_out", "rows_quarantined", "rows_filtered", "rows_errored", "rows_loaded",
+            "rows_warned", "rows_combined")
+
+
+@dataclass
+class RunContext:
+    run_id: str
+    pipeline_id: str
+    run_dir: str  # staging files, per-node reports and captures of this run
+    warehouse_url: str
+    buckets: int = 8
+    batch_rows: int = 65536
+    started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
+    test_inputs: dict[str, list[dict]] | None = None
+    capture: tuple[str, ...] = ()  # node ids whose main output is captured (embedded tests)
+    files: dict[str, list[str]] = field(default_factory=dict)  # source id -> staged file paths to read
+
+    def report_dir(self, kind: str) -> str:
+        path = os.path.join(self.run_dir, kind)
+        os.makedirs(path, exist_ok=True)
+        return path
+
+
+def write_report(run_dir: str, kind: str, name: str, data: dict) -> None:
+    """Atomically write one JSON report (read by the driver after the run)."""
+    folder = os.path.join(run_dir, kind)
+    os.makedirs(folder, exist_ok=True)
+    tmp = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
+    with open(tmp, "w", encoding="utf-8") as fh:
+        json.dump(data, fh, default=str)
+    os.replace(tmp, os.path.join(folder, f"{name}.json"))
+
+
+def read_reports(run_dir: str, kind: str) -> dict[str, dict]:
+    folder = os.path.join(run_dir, kind)
+    out = {}
+    if os.path.isdir(folder):
+        for name in sorted(os.listdir(folder)):
+            if name.endswith(".json") and not name.startswith("."):
+                with open(os.path.join(folder, name), encoding="utf-8") as fh:
+                    out[name[:-5]] = json.load(fh)
+    return out
+
+
+def counter(node_id: str, name: str):
+    return Metrics.counter(node_id, name)
+
+
+class CountRows(beam.DoFn):
+    """Counts the rows of every batch passing by (``rows_in`` or ``rows_out`` of a node)."""
+
+    def __init__(self, node_id: str, name: str):
+        self.node_id, self.name = node_id, name
+
+    def setup(self):
+        self.c = counter(self.node_id, self.name)
+
+    def process(self, table):
+        self.c.inc(table.num_rows)
+        yield table
+
+
+def count(pcoll, node_id: str, name: str, label: str):
+    return pcoll | label >> beam.ParDo(CountRows(node_id, name))
+
+
+def json_value(v):
+    if isinstance(v, (dt.date, dt.datetime, dt.time)):
+        return v.isoformat()
+    if isinstance(v, bytes):
+        return v.decode("utf-8", "replace")
+    return str(v)
+
+
+def rows_json(table: pa.Table) -> list[str]:
+    cols = [c for c in table.column_names if not c.startswith(INTERNAL_PREFIX) and c not in ("_rule_id", "_error")]
+    return [json.dumps(r, default=json_value) for r in table.select(cols).to_pylist()]
+
+
+def to_error_table(node_id: str, table: pa.Table) -> pa.Table:
+    """Rows with an ERROR column → the errors-port shape (node_id, error, row JSON)."""
+    return pa.table({
+        "node_id": pa.array([node_id] * table.num_rows, pa.string()),
+        "error": table.column(ERROR).cast(pa.string()),
+        "row": pa.array(rows_json(table), pa.string()),
+    })
+
+
+def quarantine_rows(table: pa.Table, ctx_ids: tuple[str, str], node_id: str) -> pa.Table:
+    """Quarantine-table shape: id, run_id, pipeline_id, node_id, rule_id, error, row (JSON), created_at."""
+    run_id, pipeline_id = ctx_ids
+    n = table.num_rows
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return pa.table({
+        "id": pa.array([uuid.uuid4().hex for _ in range(n)], pa.string()),
+        "run_id": pa.array([run_id] * n, pa.string()),
+        "pipeline_id": pa.array([pipeline_id] * n, pa.string()),
+        "node_id": pa.array([node_id] * n, pa.string()),
+        "rule_id": table.column("_rule_id").cast(pa.string()) if "_rule_id" in table.column_names
+        else pa.nulls(n, pa.string()),
+        "error": table.column("_error").cast(pa.string()) if "_error" in table.column_names
+        else table.column("error").cast(pa.string()),
+        "row": pa.array(rows_json(table), pa.string()) if "_error" in table.column_names
+        else table.column("row").cast(pa.string()),
+        "created_at": pa.array([now] * n, pa.timestamp("us")),
+    })
+
+
+def dlq_rows(errors: pa.Table, run_id: str, pipeline_id: str) -> pa.Table:
+    n = errors.num_rows
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    return pa.table({
+        "id": pa.array([uuid.uuid4().hex for _ in range(n)], pa.string()),
+        "run_id": pa.array([run_id] * n, pa.string()),
+        "pipeline_id": pa.array([pipeline_id] * n, pa.string()),
+        "node_id": errors.column("node_id"), "error": errors.column("error"), "row": errors.column("row"),
+        "created_at": pa.array([now] * n, pa.timestamp("us")),
+    })
+
+
+def nonempty(table: pa.Table) -> bool:
+    return table is not None and table.num_rows > 0
+
+
+def mask_count(mask) -> int:
+    return int(pc.sum(pc.cast(pc.fill_null(mask, False), pa.int64())).as_py() or 0)

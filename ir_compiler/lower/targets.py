@@ -1,0 +1,141 @@
+"""Targets → Beam: a two-phase sink. Workers stage Arrow tables as Parquet files in the run folder; one
+commit step per target (after the gate side input says every upstream check passed) loads all staged files
+in a single warehouse transaction, or publishes the files of a file sink."""
+from __future__ import annotations
+
+import os
+import uuid
+
+import apache_beam as beam
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ir_compiler.errors import FlowError
+from ir_compiler.lower.context import counter, dlq_rows, quarantine_rows, write_report
+from ir_compiler.ops.common import strip_internal
+
+
+class _StageFn(beam.DoFn):
+    """Phase 1: write each table to its own staged Parquet file (a retried bundle writes new names, and only
+    the files of successful bundles reach the commit)."""
+
+    def __init__(self, node_id, folder):
+        self.node_id, self.folder = node_id, folder
+
+    def setup(self):
+        os.makedirs(self.folder, exist_ok=True)
+
+    def process(self, table):
+        if table.num_rows == 0:
+            return
+        path = os.path.join(self.folder, f"{uuid.uuid4().hex}.parquet")
+        pq.write_table(table, path)
+        yield path, table.schema
+
+
+class _CommitFn(beam.DoFn):
+    """Phase 2: one transaction per target, or nothing when the gate carries abort reasons."""
+
+    def __init__(self, node, ctx_info: dict, lineage_source: str, sink: dict | None):
+        self.node, self.info, self.lineage_source, self.sink = node, ctx_info, lineage_source, sink
+
+    def process(self, staged, gate=None):
+        node, info = self.node, self.info
+        if gate:
+            write_report(info["run_dir"], "targets", node.id, {"status": "aborted", "error": "; ".join(gate)})
+            return
+        files = [p for p, _ in staged]
+        try:
+            report = self._sink(files) if self.sink is not None else self._load(files, staged)
+        except FlowError as exc:
+            write_report(info["run_dir"], "targets", node.id, {"status": "failed", "error": exc.message})
+            return
+        counter(node.id, "rows_loaded").inc(report["rowsLoaded"])
+        write_report(info["run_dir"], "targets", node.id, {"status": "loaded", **report})
+        yield report
+
+    def _load(self, files, staged):
+        from connectors.warehouse import open_warehouse
+        from connectors.warehouse.base import LoadRequest
+
+        node, info = self.node, self.info
+        schema = staged[0][1] if staged else pa.schema(info.get("schema") or [])
+        lineage = {"runId": info["run_id"], "pipelineId": info["pipeline_id"],
+                   "sourceNodeId": self.lineage_source} if node.lineage else None
+        req = LoadRequest(table=node.schema_, mode=node.loadMode, files=files, schema=schema,
+                          keys=node.upsert_keys, watermark=node.watermarkColumn, pipeline_id=info["pipeline_id"],
+                          node_id=node.id, lineage=lineage,
+                          pre_sql=node.preHook.statement if node.preHook and node.preHook.type == "sql" else None,
+                          post_sql=node.postHook.statement if node.postHook and node.postHook.type == "sql"
+                          else None)
+        wh = open_warehouse(info["warehouse_url"])
+        try:
+            rep = wh.load(req)
+        finally:
+            wh.close()
+        return {"rowsLoaded": rep.rows_loaded, "rowsSkipped": rep.rows_skipped, "warnings": rep.warnings,
+                "table": node.schema_}
+
+    def _sink(self, files):
+        from connectors.formats import write_table
+
+        tables = [pq.read_table(f) for f in files]
+        total = sum(t.num_rows for t in tables)
+        if not tables:
+            return {"rowsLoaded": 0, "files": [], "warnings": []}
+        table = pa.concat_tables(tables, promote_options="permissive")
+        if "__fb_ord" in table.column_names:
+            table = table.sort_by([("__fb_ord", "ascending")])
+        cfg = self.sink
+        prefix = cfg.get("prefix") or f"{self.info['pipeline_id']}-{self.node.id}-{self.info['run_id'][:8]}"
+        path = write_table(strip_internal(table), cfg["path"], cfg["format"], prefix=prefix,
+                           compression=cfg.get("compression"))
+        return {"rowsLoaded": total, "files": [path], "warnings": []}
+
+
+def lower_target(pcoll, node, ctx, label, gate, lineage_source: str, schema_fields):
+    if node.connector not in (None, "local_fs"):
+        from ir_compiler.errors import NotAvailableError
+        raise NotAvailableError(f"sink connector '{node.connector}' is not available yet in this build",
+                                node_id=node.id)
+    folder = os.path.join(ctx.run_dir, "staging", node.id)
+    info = {"run_dir": ctx.run_dir, "run_id": ctx.run_id, "pipeline_id": ctx.pipeline_id,
+            "warehouse_url": ctx.warehouse_url, "schema": schema_fields}
+    staged = (pcoll | f"{label}/StageParquet" >> beam.ParDo(_StageFn(node.id, folder))
+              | f"{label}/CollectStaged" >> beam.combiners.ToList())
+    side = [beam.pvalue.AsSingleton(gate)] if gate is not None else []
+    return staged | f"{label}/Commit" >> beam.ParDo(
+        _CommitFn(node, info, lineage_source, node.config if node.connector else None), *side)
+
+
+class _AppendFn(beam.DoFn):
+    """Quarantine and DLQ tables: append the rows (recorded even when the run fails, with its run id)."""
+
+    def __init__(self, table_name, kind, node_id, ctx_info):
+        self.table_name, self.kind, self.node_id, self.info = table_name, kind, node_id, ctx_info
+
+    def process(self, tables):
+        from connectors.warehouse import open_warehouse
+
+        tables = [t for t in tables if t.num_rows]
+        if not tables:
+            return
+        rows = pa.concat_tables(tables, promote_options="permissive")
+        if self.kind == "quarantine":
+            rows = quarantine_rows(rows, (self.info["run_id"], self.info["pipeline_id"]), self.node_id)
+        else:
+            rows = dlq_rows(rows, self.info["run_id"], self.info["pipeline_id"])
+        name = f"{self.kind}.{self.node_id}" if self.kind == "quarantine" else "dlq"
+        try:
+            wh = open_warehouse(self.info["warehouse_url"])
+            n = wh.append_rows(self.table_name, rows)
+            write_report(self.info["run_dir"], "side_tables", name, {"table": self.table_name, "rows": n})
+        except FlowError as exc:
+            write_report(self.info["run_dir"], "side_tables", name, {"table": self.table_name, "error": exc.message})
+
+
+def lower_append(pcoll, table_name, kind, node_id, ctx, label):
+    info = {"run_dir": ctx.run_dir, "run_id": ctx.run_id, "pipeline_id": ctx.pipeline_id,
+            "warehouse_url": ctx.warehouse_url}
+    return (pcoll | f"{label}/Collect" >> beam.combiners.ToList()
+            | f"{label}/Append" >> beam.ParDo(_AppendFn(table_name, kind, node_id, info)))

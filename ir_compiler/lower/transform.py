@@ -1,0 +1,214 @@
+"""Transform nodes → Beam: consecutive row ops fused into one ParDo over Arrow tables; set ops
+(aggregate, deduplicate, summarize) pre-combine per batch, shuffle by key bucket, finish with pyarrow."""
+from __future__ import annotations
+
+import apache_beam as beam
+import pyarrow as pa
+
+from ir_compiler.errors import NotAvailableError
+from ir_compiler.lower.context import RunContext, counter, to_error_table
+from ir_compiler.ops import OPS, sets
+from ir_compiler.ops.cast import CastFailure
+from ir_compiler.ops.common import ERROR
+from ir_compiler.ops.lookup import lookup_apply
+
+ERRORS = "errors"
+
+
+class _RowOpsFn(beam.DoFn):
+    """Applies a run of row ops to each Arrow table; failing rows leave through ``errors``."""
+
+    def __init__(self, node_id: str, ops: list, lookups: dict[int, pa.Table]):
+        self.node_id, self.ops, self.lookups = node_id, ops, lookups
+
+    def setup(self):
+        self.filtered = counter(self.node_id, "rows_filtered")
+        self.errored = counter(self.node_id, "rows_errored")
+
+    def process(self, table):
+        for i, op in enumerate(self.ops):
+            try:
+                res = lookup_apply(op, table, self.lookups[i]) if op.op == "lookup_join" \
+                    else OPS[op.op].apply(op, table)
+            except CastFailure as exc:
+                bad = exc.rows.append_column(ERROR, pa.array([str(exc)] * exc.rows.num_rows, pa.string()))
+                self.errored.inc(bad.num_rows)
+                yield beam.pvalue.TaggedOutput(ERRORS, to_error_table(self.node_id, bad))
+                return
+            if res.filtered:
+                self.filtered.inc(res.filtered)
+            for err in res.errors:
+                if err.num_rows:
+                    self.errored.inc(err.num_rows)
+                    yield beam.pvalue.TaggedOutput(ERRORS, to_error_table(self.node_id, err))
+            table = res.table
+        if table.num_rows:
+            yield table
+
+
+def _segments(ops):
+    """Split ops into runs: ("row", [ops...]) or ("set", op)."""
+    out, run = [], []
+    for i, op in enumerate(ops):
+        kind = OPS[op.op].kind
+        if kind in ("row", "lookup"):
+            run.append((i, op))
+            continue
+        if run:
+            out.append(("row", run))
+            run = []
+        out.append(("set", (i, op)))
+    if run:
+        out.append(("row", run))
+    return out
+
+
+def lower_transform(pcoll, node, ctx: RunContext, label: str, lookups: dict[int, pa.Table]):
+    errors = []
+    for seg_no, (kind, payload) in enumerate(_segments(node.ops)):
+        step = f"{label}/{seg_no}"
+        if kind == "row":
+            idx = [i for i, _ in payload]
+            ops = [op for _, op in payload]
+            names = "+".join(op.op for op in ops)
+            out = pcoll | f"{step}-{names}" >> beam.ParDo(
+                _RowOpsFn(node.id, ops, {k: lookups[i] for k, i in enumerate(idx) if i in lookups})
+            ).with_outputs(ERRORS, main="main")
+            pcoll = out.main
+            errors.append(out[ERRORS])
+        else:
+            i, op = payload
+            if OPS[op.op].kind == "model":
+                raise NotAvailableError(f"model op '{op.op}' (ops[{i}]) is not available yet in this build",
+                                        node_id=node.id)
+            pcoll = _SET_LOWERING[op.op](pcoll, node.id, op, ctx, f"{step}-{op.op}")
+    return pcoll, errors
+
+
+# ---- aggregate -------------------------------------------------------------------------------------
+class _PartialFn(beam.DoFn):
+    def __init__(self, node_id, op, buckets):
+        self.node_id, self.op, self.buckets = node_id, op, buckets
+
+    def process(self, table):
+        part = sets.aggregate_partial(self.op, table)
+        yield from sets.split_by_bucket(part, list(self.op.groupBy), self.buckets)
+
+
+class _FinalFn(beam.DoFn):
+    def __init__(self, node_id, op):
+        self.node_id, self.op = node_id, op
+
+    def process(self, item):
+        _, parts = item
+        parts = [p for p in parts if p.num_rows]
+        if not parts:
+            return
+        yield sets.aggregate_final(self.op, pa.concat_tables(parts, promote_options="permissive"))
+
+
+class _GlobalPartials(beam.CombineFn):
+    """groupBy [] : combine every partial into one table; an empty input still gives its one row."""
+
+    def __init__(self, op):
+        self.op = op
+
+    def create_accumulator(self):
+        return []
+
+    def add_input(self, acc, table):
+        acc.append(sets.aggregate_partial(self.op, table))
+        if len(acc) > 64:
+            acc = [pa.concat_tables(acc, promote_options="permissive")]
+        return acc
+
+    def merge_accumulators(self, accs):
+        return [t for acc in accs for t in acc]
+
+    def extract_output(self, acc):
+        if not acc:
+            return _empty_global(self.op)
+        return sets.aggregate_final(self.op, pa.concat_tables(acc, promote_options="permissive"))
+
+
+def _empty_global(op) -> pa.Table:
+    cols = {}
+    for a in op.aggregations:
+        cols[a.as_] = pa.array([0], pa.int64()) if a.fn in ("count", "count_distinct") else pa.nulls(1)
+    return pa.table(cols)
+
+
+
+
+def _aggregate(pcoll, node_id, op, ctx, label):
+    if not op.groupBy:
+        return pcoll | f"{label}/Combine" >> beam.CombineGlobally(_GlobalPartials(op))
+    return (pcoll | f"{label}/Partial" >> beam.ParDo(_PartialFn(node_id, op, ctx.buckets))
+            | f"{label}/ShuffleByKey" >> beam.GroupByKey()
+            | f"{label}/Final" >> beam.ParDo(_FinalFn(node_id, op)))
+
+
+# ---- deduplicate -----------------------------------------------------------------------------------
+class _LocalDedupeFn(beam.DoFn):
+    def __init__(self, node_id, op, buckets):
+        self.node_id, self.op, self.buckets = node_id, op, buckets
+
+    def setup(self):
+        self.filtered = counter(self.node_id, "rows_filtered")
+
+    def process(self, table):
+        out = sets.dedupe_table(self.op, table)
+        self.filtered.inc(table.num_rows - out.num_rows)
+        yield from sets.split_by_bucket(out, list(self.op.keys), self.buckets)
+
+
+class _BucketDedupeFn(beam.DoFn):
+    def __init__(self, node_id, op):
+        self.node_id, self.op = node_id, op
+
+    def setup(self):
+        self.filtered = counter(self.node_id, "rows_filtered")
+
+    def process(self, item):
+        _, parts = item
+        table = pa.concat_tables(list(parts), promote_options="permissive")
+        out = sets.dedupe_table(self.op, table)
+        self.filtered.inc(table.num_rows - out.num_rows)
+        if out.num_rows:
+            yield out
+
+
+def _deduplicate(pcoll, node_id, op, ctx, label):
+    return (pcoll | f"{label}/Local" >> beam.ParDo(_LocalDedupeFn(node_id, op, ctx.buckets))
+            | f"{label}/ShuffleByKey" >> beam.GroupByKey()
+            | f"{label}/Final" >> beam.ParDo(_BucketDedupeFn(node_id, op)))
+
+
+# ---- summarize -------------------------------------------------------------------------------------
+class _SummarizeFn(beam.CombineFn):
+    def __init__(self, op):
+        self.op = op
+
+    def create_accumulator(self):
+        return None
+
+    def add_input(self, acc, table):
+        part = sets.summarize_partial(self.op, table)
+        return part if acc is None else sets.summarize_merge(acc, part)
+
+    def merge_accumulators(self, accs):
+        out = None
+        for a in accs:
+            if a is not None:
+                out = a if out is None else sets.summarize_merge(out, a)
+        return out
+
+    def extract_output(self, acc):
+        return sets.summarize_final(self.op, acc or {})
+
+
+def _summarize(pcoll, node_id, op, ctx, label):
+    return pcoll | f"{label}/Combine" >> beam.CombineGlobally(_SummarizeFn(op))
+
+
+_SET_LOWERING = {"aggregate": _aggregate, "deduplicate": _deduplicate, "summarize": _summarize}

@@ -1,0 +1,224 @@
+"""The eight node kinds, a tagged union on ``kind``."""
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal, Union
+
+from pydantic import Field, model_validator
+
+from ir_compiler.models.base import FieldSpec, NodeBase, Strict, Window
+from ir_compiler.models.connectors import SINK_CONNECTORS, SOURCE_CONNECTORS
+from ir_compiler.models.ops import Op
+
+
+class EventTime(Strict):
+    field: str
+    format: str | None = Field(default=None, description="strptime format, 'epoch_ms', 'epoch_s' or ISO (default)")
+    maxOutOfOrderness: str | None = None
+
+
+class SourceNode(NodeBase):
+    """Reads files, a warehouse table or a stream.
+
+    ``{"id": "src", "kind": "source", "connector": "local_fs", "config": {"path": "data/", "format": "csv"}}``
+    """
+
+    kind: Literal["source"] = "source"
+    connector: Literal[SOURCE_CONNECTORS]  # type: ignore[valid-type]
+    config: dict[str, Any]
+    schema_: list[FieldSpec] | None = Field(default=None, alias="schema")
+    eventTime: EventTime | None = None
+
+
+class TransformNode(NodeBase):
+    """Ordered column and set ops: ``{"id": "t", "kind": "transform", "input": "src", "ops": [...]}``."""
+
+    kind: Literal["transform"] = "transform"
+    input: str
+    ops: list[Op] = Field(min_length=1)
+
+    def upstream_refs(self):
+        return [self.input]
+
+
+class RowRule(Strict):
+    id: str | None = None
+    field: str | None = Field(default=None, description="the checked column (not needed for expr: rules)")
+    rule: str = Field(min_length=1, description="not_null, gt:0, between:a,b, in:a|b, regex:re, email, "
+                                                "min_length:n, max_length:n, type:t, expr:<SQL>")
+    onFail: Literal["quarantine", "drop", "warn", "abort"] = "quarantine"
+    message: str | None = None
+
+
+class _DatasetCheck(Strict):
+    onFail: Literal["abort", "warn"] = "abort"
+
+
+class RowCountCheck(_DatasetCheck):
+    min: int | None = Field(default=None, ge=0)
+    max: int | None = Field(default=None, ge=0)
+
+
+class UniqueCheck(_DatasetCheck):
+    fields: list[str] = Field(min_length=1)
+
+
+class NullRatioCheck(_DatasetCheck):
+    field: str
+    max: float = Field(ge=0, le=1)
+
+
+class FreshnessCheck(_DatasetCheck):
+    field: str
+    maxAgeMinutes: float = Field(gt=0)
+
+
+class ColumnsCheck(_DatasetCheck):
+    required: list[str] = Field(min_length=1)
+
+
+class DatasetLevel(Strict):
+    rowCount: RowCountCheck | None = None
+    unique: UniqueCheck | None = None
+    nullRatio: NullRatioCheck | None = None
+    freshness: FreshnessCheck | None = None
+    columns: ColumnsCheck | None = None
+
+
+class QuarantineTable(Strict):
+    table: str | None = None
+
+
+class ValidateNode(NodeBase):
+    """Row rules and dataset checks; rejected rows leave through ``<id>.quarantine``."""
+
+    kind: Literal["validate"] = "validate"
+    input: str
+    rowLevel: list[RowRule] = Field(default_factory=list)
+    datasetLevel: DatasetLevel | None = None
+    quarantine: QuarantineTable | None = None
+
+    def upstream_refs(self):
+        return [self.input]
+
+
+class Route(Strict):
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")
+    condition: str = Field(min_length=1)
+
+
+class BranchNode(NodeBase):
+    """Routes rows to ``<id>.<route>`` by SQL conditions."""
+
+    kind: Literal["branch"] = "branch"
+    input: str
+    routes: list[Route] = Field(min_length=1)
+    otherwise: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")
+    mode: Literal["first_match", "all_matches"] = "first_match"
+
+    def upstream_refs(self):
+        return [self.input]
+
+
+class JoinNode(NodeBase):
+    """Joins two or more inputs left to right on the same keys."""
+
+    kind: Literal["join"] = "join"
+    inputs: list[str] = Field(min_length=2)
+    type: Literal["inner", "left", "right", "full", "semi", "anti"] = "inner"
+    on: list[str] | list[dict[str, str]] = Field(min_length=1)
+    select: dict[str, list[str] | dict[str, str]] | None = Field(
+        default=None, description='per input: columns to keep, or {"column": "output_name"}')
+    prefixes: dict[str, str] | None = Field(default=None, description="per input: prefix for its non-key columns")
+    strategy: Literal["auto", "shuffle", "broadcast"] = "auto"
+    window: Window | None = None
+
+    def upstream_refs(self):
+        return list(self.inputs)
+
+
+class Provider(Strict):
+    model_config = {**Strict.model_config, "extra": "allow"}
+    kind: Literal["http", "llm", "geocode", "model", "lookup"]
+
+
+class EnrichNode(NodeBase):
+    """Per-row external call (HTTP API, LLM, geocoder, model, lookup)."""
+
+    kind: Literal["enrich"] = "enrich"
+    input: str
+    provider: Provider
+    output: str | dict[str, str]
+    batchSize: int = Field(default=50, ge=1, le=10000)
+    concurrency: int = Field(default=4, ge=1, le=256)
+    timeoutSeconds: float = Field(default=30, gt=0)
+    rateLimitPerSecond: float | None = Field(default=None, gt=0)
+    cache: dict[str, Any] | None = None
+    onError: Literal["null", "quarantine", "fail"] = "null"
+
+    def upstream_refs(self):
+        return [self.input]
+
+
+class Hook(Strict):
+    type: Literal["sql", "webhook"]
+    statement: str | None = None
+    url: str | None = None
+
+    @model_validator(mode="after")
+    def _shape(self):
+        if self.type == "sql" and not self.statement:
+            raise ValueError("a sql hook needs 'statement'")
+        if self.type == "webhook" and not self.url:
+            raise ValueError("a webhook hook needs 'url'")
+        return self
+
+
+LOAD_MODES = ("append", "truncate", "upsert", "blue_green", "incremental_watermark", "cdc_mirror")
+
+
+class TargetNode(NodeBase):
+    """Loads into a warehouse table (``schema``) or a sink (``connector`` + ``config``)."""
+
+    kind: Literal["target"] = "target"
+    input: str
+    schema_: str | None = Field(default=None, alias="schema", description='"schema.table" in the warehouse')
+    connector: Literal[SINK_CONNECTORS] | None = None  # type: ignore[valid-type]
+    config: dict[str, Any] | None = None
+    loadMode: Literal[LOAD_MODES] = "append"  # type: ignore[valid-type]
+    upsertKey: str | list[str] | None = None
+    watermarkColumn: str | None = None
+    cdcSource: str | None = None
+    preHook: Hook | None = None
+    postHook: Hook | None = None
+    lineage: bool = True
+    window: Window | None = None
+
+    def upstream_refs(self):
+        return [self.input]
+
+    @property
+    def upsert_keys(self) -> list[str]:
+        if self.upsertKey is None:
+            return []
+        return [self.upsertKey] if isinstance(self.upsertKey, str) else list(self.upsertKey)
+
+
+class ArchiveNode(NodeBase):
+    """Moves, copies or deletes the files that fed a target, after its load committed."""
+
+    kind: Literal["archive"] = "archive"
+    input: str
+    action: Literal["move", "copy", "delete"] = "move"
+    destination: str | None = None
+    compress: Literal["gzip"] | None = None
+
+    def upstream_refs(self):
+        return [self.input]
+
+
+Node = Annotated[
+    Union[SourceNode, TransformNode, ValidateNode, BranchNode, JoinNode, EnrichNode, TargetNode, ArchiveNode],
+    Field(discriminator="kind"),
+]
+NODE_KINDS = {m.model_fields["kind"].default: m for m in
+              (SourceNode, TransformNode, ValidateNode, BranchNode, JoinNode, EnrichNode, TargetNode, ArchiveNode)}

@@ -1,0 +1,203 @@
+"""Column ops: rename, drop, add_field, hash, mask_pii, map_values, split, merge (schema + Arrow apply)."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ir_compiler.ops.common import INTERNAL_PREFIX, OpResult, OpTypeError, require
+from ir_compiler.types import STRING, Field, Schema, array_of, from_arrow, parse_type, to_arrow
+
+
+def _new_name(schema: Schema | None, name: str, field_name: str, *, replace_ok: bool = True):
+    if name.startswith(INTERNAL_PREFIX):
+        raise OpTypeError(f"column names starting with {INTERNAL_PREFIX} are reserved", field_name)
+    if not replace_ok and schema is not None and name in schema:
+        raise OpTypeError(f"column '{name}' already exists; drop or rename it first", field_name)
+
+
+# ---- rename / drop ---------------------------------------------------------------------------------
+def rename_schema(op, schema):
+    require(schema, op.from_, "from")
+    _new_name(schema, op.to, "to", replace_ok=False)
+    return schema.rename(op.from_, op.to) if schema is not None else None
+
+
+def rename_apply(op, table):
+    return OpResult(table.rename_columns([op.to if c == op.from_ else c for c in table.column_names]))
+
+
+def drop_schema(op, schema):
+    for i, f in enumerate(op.fields):
+        require(schema, f, f"fields[{i}]")
+    return schema.without(op.fields) if schema is not None else None
+
+
+def drop_apply(op, table):
+    return OpResult(table.drop_columns([f for f in op.fields if f in table.column_names]))
+
+
+# ---- add_field -------------------------------------------------------------------------------------
+def _constant_type(op):
+    if op.type:
+        return parse_type(op.type)
+    v = op.value
+    return from_arrow(pa.scalar(v).type) if v is not None and not isinstance(v, (dict, list)) else STRING
+
+
+def add_field_schema(op, schema):
+    _new_name(schema, op.field, "field")
+    if op.type and op.value is not None:
+        try:
+            pa.array([op.value]).cast(to_arrow(parse_type(op.type)))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
+            raise OpTypeError(f"value {op.value!r} is not a {op.type}", "value") from None
+    return schema.with_field(Field(op.field, _constant_type(op))) if schema is not None else None
+
+
+def add_field_apply(op, table):
+    atype = to_arrow(_constant_type(op))
+    value = json.dumps(op.value) if isinstance(op.value, (dict, list)) else op.value
+    col = pa.array([value] * table.num_rows).cast(atype) if value is not None else pa.nulls(table.num_rows, atype)
+    return OpResult(_set(table, op.field, col))
+
+
+def _set(table: pa.Table, name: str, col) -> pa.Table:
+    if name in table.column_names:
+        return table.set_column(table.column_names.index(name), name, col)
+    return table.append_column(name, col)
+
+
+# ---- hash / mask_pii -------------------------------------------------------------------------------
+def hash_schema(op, schema):
+    for i, f in enumerate(op.fields):
+        require(schema, f, f"fields[{i}]")
+    _new_name(schema, op.output, "output")
+    return schema.with_field(Field(op.output, STRING)) if schema is not None else None
+
+
+def _digest(algorithm: str, data: bytes) -> str:
+    if algorithm == "xxhash64":
+        import xxhash
+        return xxhash.xxh64_hexdigest(data)
+    return hashlib.new(algorithm, data).hexdigest()
+
+
+def hash_apply(op, table):
+    cols = [table.column(f).cast(pa.string()).to_pylist() for f in op.fields]
+    salt = (op.salt or "").encode()
+    out = [_digest(op.algorithm, salt + "\x1f".join("\x00" if v is None else v for v in vals).encode())
+           for vals in zip(*cols)] if cols else []
+    return OpResult(_set(table, op.output, pa.array(out, pa.string())))
+
+
+def mask_schema(op, schema):
+    f = require(schema, op.field)
+    if f is not None and f.type.name not in ("string", "json") and op.strategy not in ("null", "hash", "redact"):
+        raise OpTypeError(f"mask_pii '{op.strategy}' needs a string column; '{op.field}' is {f.type}; add a cast")
+    return schema.with_field(Field(op.field, STRING)) if schema is not None else None
+
+
+def _mask_one(strategy: str, value: str, keep_last: int) -> str | None:
+    if strategy == "redact":
+        return "[REDACTED]"
+    if strategy == "hash":
+        return hashlib.sha256(value.encode()).hexdigest()
+    if strategy == "partial":
+        keep = value[-keep_last:] if keep_last else ""
+        return "*" * (len(value) - len(keep)) + keep
+    local, at, domain = value.partition("@")  # email
+    return (local[:1] + "***" + at + domain) if at else "*" * len(value)
+
+
+def mask_apply(op, table):
+    keep_last = 4 if op.keepLast is None else op.keepLast
+    col = table.column(op.field).cast(pa.string())
+    if op.strategy == "null":
+        out = pa.nulls(table.num_rows, pa.string())
+    else:
+        out = pa.array([None if v is None else _mask_one(op.strategy, v, keep_last) for v in col.to_pylist()],
+                       pa.string())
+    return OpResult(_set(table, op.field, out))
+
+
+# ---- map_values ------------------------------------------------------------------------------------
+def _mapping_type(op, source_type):
+    values = [v for v in list(op.mapping.values()) + [op.default] if v is not None]
+    if not values:
+        return source_type
+    types = {from_arrow(pa.scalar(v).type) for v in values}
+    return types.pop() if len(types) == 1 else STRING
+
+
+def map_values_schema(op, schema):
+    f = require(schema, op.field)
+    if op.output:
+        _new_name(schema, op.output, "output")
+    if schema is None:
+        return None
+    out_type = _mapping_type(op, f.type)
+    if op.default is None and not op.output and out_type != f.type and out_type != STRING:
+        out_type = STRING
+    return schema.with_field(Field(op.output or op.field, out_type))
+
+
+def map_values_apply(op, table):
+    src = table.column(op.field)
+    out_type = to_arrow(_mapping_type(op, from_arrow(src.type)))
+    keys = pa.array(list(op.mapping.keys()), pa.string())
+    as_str = pc.cast(src, pa.string())
+    idx = pc.index_in(as_str, value_set=keys)
+    mapped = pa.array(list(op.mapping.values())).cast(out_type) if op.mapping else pa.nulls(0, out_type)
+    taken = pc.take(mapped, idx)
+    if op.default is not None:
+        fallback = pa.array([op.default] * table.num_rows).cast(out_type)
+    else:
+        fallback = src.cast(out_type) if out_type != pa.string() else as_str
+    out = pc.if_else(pc.is_null(idx), fallback, taken)
+    return OpResult(_set(table, op.output or op.field, out))
+
+
+# ---- split / merge ---------------------------------------------------------------------------------
+def split_schema(op, schema):
+    f = require(schema, op.field)
+    if f is not None and f.type.name != "string":
+        raise OpTypeError(f"split needs a string column; '{op.field}' is {f.type}; add a cast")
+    for i, name in enumerate(op.into or []):
+        _new_name(schema, name, f"into[{i}]")
+    if schema is None:
+        return None
+    if op.output:
+        return schema.with_field(Field(op.output, array_of(STRING)))
+    for name in op.into:
+        schema = schema.with_field(Field(name, STRING))
+    return schema
+
+
+def split_apply(op, table):
+    parts = pc.split_pattern(table.column(op.field), pattern=op.delimiter)
+    if op.output:
+        return OpResult(_set(table, op.output, parts))
+    rows, last = parts.to_pylist(), len(op.into) - 1
+    for i, name in enumerate(op.into):
+        if i < last:
+            values = [p[i] if p is not None and len(p) > i else None for p in rows]
+        else:  # the last column keeps the rest of the string
+            values = [op.delimiter.join(p[i:]) if p is not None and len(p) > i else None for p in rows]
+        table = _set(table, name, pa.array(values, pa.string()))
+    return OpResult(table)
+
+
+def merge_schema(op, schema):
+    for i, f in enumerate(op.fields):
+        require(schema, f, f"fields[{i}]")
+    _new_name(schema, op.into, "into")
+    return schema.with_field(Field(op.into, STRING)) if schema is not None else None
+
+
+def merge_apply(op, table):
+    cols = [pc.cast(table.column(f), pa.string()) for f in op.fields]
+    out = pc.binary_join_element_wise(*cols, op.separator, null_handling="skip")
+    return OpResult(_set(table, op.into, out))

@@ -1,0 +1,319 @@
+"""Set ops on Arrow tables: aggregate (partial + final), deduplicate, summarize, and key bucketing.
+
+Each batch is pre-aggregated (or pre-deduplicated) with pyarrow; the compiler shuffles the small partial
+tables by key bucket and finishes each bucket with pyarrow again, so Beam moves thousands of elements, not
+millions of rows.
+"""
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ir_compiler.ops.common import ORD, OpTypeError, require
+from ir_compiler.types import FLOAT, INT, Field, Schema, decimal
+
+IDX = "__fb_idx"
+
+
+# ---- bucketing -------------------------------------------------------------------------------------
+def _column_hash(arr) -> np.ndarray:
+    arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    t = arr.type
+    if pa.types.is_integer(t) or pa.types.is_boolean(t) or pa.types.is_date(t) or pa.types.is_timestamp(t):
+        ints = pc.fill_null(arr.cast(pa.int64()) if not pa.types.is_boolean(t) else arr.cast(pa.int8()).cast(
+            pa.int64()), 0).to_numpy(zero_copy_only=False)
+        return np.abs(ints * 2654435761 % 4294967311)
+    strings = arr.cast(pa.string())
+    uniq = pc.unique(strings)
+    hashes = pa.array([0 if v is None else zlib.crc32(v.encode()) for v in uniq.to_pylist()], pa.int64())
+    idx = pc.index_in(strings, value_set=uniq)
+    return pc.fill_null(pc.take(hashes, idx), 0).to_numpy(zero_copy_only=False)
+
+
+def bucket_ids(table: pa.Table, keys: list[str], buckets: int) -> np.ndarray:
+    """A deterministic bucket number per row (same key → same bucket, in every process)."""
+    if not keys or buckets <= 1:
+        return np.zeros(table.num_rows, dtype=np.int64)
+    h = np.zeros(table.num_rows, dtype=np.int64)
+    for k in keys:
+        h = (h * 31 + _column_hash(table.column(k))) % 2147483647
+    return h % buckets
+
+
+def split_by_bucket(table: pa.Table, keys: list[str], buckets: int):
+    """Yield (bucket, slice) pairs for the non-empty buckets."""
+    ids = bucket_ids(table, keys, buckets)
+    if buckets <= 1 or not keys:
+        yield 0, table
+        return
+    for b in np.unique(ids):
+        yield int(b), table.filter(pa.array(ids == b))
+
+
+def ensure_ord(table: pa.Table) -> pa.Table:
+    if ORD in table.column_names:
+        return table
+    return table.append_column(ORD, pa.array(np.arange(table.num_rows, dtype=np.int64)))
+
+
+# ---- aggregate -------------------------------------------------------------------------------------
+def aggregate_schema(op, schema: Schema | None) -> Schema | None:
+    for i, k in enumerate(op.groupBy):
+        require(schema, k, f"groupBy[{i}]")
+    out = [schema[k] for k in op.groupBy] if schema is not None else []
+    seen = set(op.groupBy)
+    for i, a in enumerate(op.aggregations):
+        if a.as_ in seen:
+            raise OpTypeError(f"output column '{a.as_}' is produced twice", f"aggregations[{i}].as")
+        seen.add(a.as_)
+        f = require(schema, a.field, f"aggregations[{i}].field") if a.field else None
+        if schema is None:
+            continue
+        if a.fn in ("sum", "avg") and not f.type.is_numeric:
+            raise OpTypeError(f"{a.fn} needs a numeric column; '{a.field}' is {f.type}; add a cast",
+                              f"aggregations[{i}].field")
+        out.append(Field(a.as_, _agg_type(a.fn, f.type if f else None), a.fn not in ("count", "count_distinct")))
+    return Schema(out) if schema is not None else None
+
+
+def _agg_type(fn, t):
+    if fn in ("count", "count_distinct"):
+        return INT
+    if fn == "avg":
+        return FLOAT if t.name != "decimal" else decimal(38, max(t.scale, 6))
+    if fn == "sum" and t.name == "decimal":
+        return decimal(38, t.scale)
+    return t
+
+
+def _partial_specs(op):
+    """(input column, pyarrow aggregation, partial column name) per aggregation."""
+    specs = []
+    for i, a in enumerate(op.aggregations):
+        p = f"__fb_p{i}"
+        if a.fn == "count":
+            specs.append((a.field or [], "count_all" if a.field is None else "count", f"{p}_n"))
+        elif a.fn == "avg":
+            specs += [(a.field, "sum", f"{p}_s"), (a.field, "count", f"{p}_n")]
+        elif a.fn == "count_distinct":
+            specs.append((a.field, "distinct", f"{p}_d"))
+        elif a.fn in ("first", "last"):
+            specs.append((a.field, a.fn, f"{p}_v"))
+        else:
+            specs.append((a.field, a.fn, f"{p}_v"))
+    return specs
+
+
+def _run_aggs(table: pa.Table, keys: list[str], aggs: list[tuple], ordered: bool) -> pa.Table:
+    """group_by with named outputs; ``aggs`` = (column or [], function, output name, options)."""
+    calls = [(col, fn, opts) if opts is not None else (col, fn) for col, fn, _, opts in aggs]
+    grouped = table.group_by(keys, use_threads=not ordered).aggregate(calls)
+    names = [out for *_, out, _ in [(c, f, o, x) for c, f, o, x in aggs]]
+    return grouped.rename_columns(names + keys) if keys else grouped.rename_columns(names)
+
+
+def _ordered_groups(table, keys, aggs, sort_col, descending=False):
+    """Group with order-dependent functions after sorting by ``sort_col``; result sorted by keys."""
+    if not aggs:
+        return None
+    order = [(sort_col, "descending" if descending else "ascending")]
+    res = _run_aggs(table.sort_by(order), keys, aggs, ordered=True)
+    return res.sort_by([(k, "ascending") for k in keys]) if keys else res
+
+
+def _combine(parts: list[pa.Table | None], keys: list[str]) -> pa.Table:
+    parts = [p for p in parts if p is not None]
+    base = parts[0]
+    for p in parts[1:]:
+        for name in p.column_names:
+            if name not in keys:
+                base = base.append_column(name, p.column(name))
+    return base
+
+
+_SKIP_NULLS = pc.ScalarAggregateOptions(skip_nulls=False)
+
+
+def aggregate_partial(op, table: pa.Table) -> pa.Table:
+    """Pre-aggregate one batch: group columns + partial columns (+ first/last ordinals)."""
+    table = ensure_ord(table)
+    keys = list(op.groupBy)
+    plain, firsts, lasts = [], [], []
+    for col, fn, out in _partial_specs(op):
+        if fn == "count_all":
+            plain.append(([], "count_all", out, None))
+        elif fn == "first":
+            firsts.append((col, "first", out, _SKIP_NULLS))
+        elif fn == "last":
+            lasts.append((col, "last", out, _SKIP_NULLS))
+        else:
+            plain.append((col, fn, out, None))
+    if firsts:
+        firsts.append((ORD, "min", "__fb_fo", None))
+    if lasts:
+        lasts.append((ORD, "max", "__fb_lo", None))
+    parts = [_ordered_groups(table, keys, firsts, ORD), _ordered_groups(table, keys, lasts, ORD)]
+    if plain or not (firsts or lasts):
+        res = _run_aggs(table, keys, plain or [([], "count_all", "__fb_rows", None)], ordered=False)
+        parts.insert(0, res.sort_by([(k, "ascending") for k in keys]) if keys else res)
+    return _combine(parts, keys)
+
+
+def aggregate_final(op, partials: pa.Table, out_schema: pa.Schema | None = None) -> pa.Table:
+    """Combine partial tables (from any number of batches) into the final rows, one per group."""
+    keys = list(op.groupBy)
+    plain, firsts, lasts, distinct = [], [], [], []
+    for col, fn, out in _partial_specs(op):
+        if fn in ("count", "count_all", "sum"):
+            plain.append((out, "sum", out, None))
+        elif fn in ("min", "max"):
+            plain.append((out, fn, out, None))
+        elif fn == "first":
+            firsts.append((out, "first", out, _SKIP_NULLS))
+        elif fn == "last":
+            lasts.append((out, "last", out, _SKIP_NULLS))
+        elif fn == "distinct":
+            distinct.append(out)
+    if firsts:
+        firsts.append(("__fb_fo", "min", "__fb_fo", None))
+    if lasts:
+        lasts.append(("__fb_lo", "max", "__fb_lo", None))
+    parts = [_ordered_groups(partials, keys, firsts, "__fb_fo"), _ordered_groups(partials, keys, lasts, "__fb_lo")]
+    base = _run_aggs(partials, keys, plain or [([], "count_all", "__fb_rows", None)], ordered=False)
+    parts.insert(0, base.sort_by([(k, "ascending") for k in keys]) if keys else base)
+    for out in distinct:
+        parts.append(_distinct_count(partials, keys, out))
+    return _finish(op, _combine(parts, keys), out_schema)
+
+
+def _distinct_count(partials, keys, col):
+    lists = partials.column(col)
+    parents = pc.list_parent_indices(lists)
+    flat = pc.list_flatten(lists)
+    exploded = partials.select(keys).take(parents).append_column(col, flat)
+    if not keys:
+        n = pc.count_distinct(flat).as_py() if len(flat) else 0
+        return pa.table({col: pa.array([n], pa.int64())})
+    res = exploded.group_by(keys).aggregate([(col, "count_distinct")]).rename_columns([col] + keys)
+    # groups whose values were all null have no exploded rows: join back with 0
+    groups = partials.select(keys).group_by(keys).aggregate([])
+    res = groups.join(res, keys=keys, join_type="left outer", coalesce_keys=True)
+    res = res.set_column(res.column_names.index(col), col, pc.fill_null(res.column(col), 0))
+    return res.sort_by([(k, "ascending") for k in keys])
+
+
+def _finish(op, combined: pa.Table, out_schema: pa.Schema | None) -> pa.Table:
+    cols = {k: combined.column(k) for k in op.groupBy}
+    for i, a in enumerate(op.aggregations):
+        p = f"__fb_p{i}"
+        if a.fn == "avg":
+            s, n = combined.column(f"{p}_s"), combined.column(f"{p}_n")
+            if pa.types.is_decimal(s.type):
+                col = pc.divide(s, pc.cast(n, pa.decimal128(38, 0)))
+            else:
+                col = pc.divide(pc.cast(s, pa.float64()), pc.cast(n, pa.float64()))
+            col = pc.if_else(pc.equal(n, 0), pa.scalar(None, col.type), col)
+        elif a.fn == "count":
+            col = pc.fill_null(combined.column(f"{p}_n"), 0)
+        elif a.fn == "count_distinct":
+            col = combined.column(f"{p}_d")
+        else:
+            col = combined.column(f"{p}_v")
+        cols[a.as_] = col
+    table = pa.table(cols)
+    if out_schema is not None:
+        table = table.cast(pa.schema([out_schema.field(n) for n in table.column_names]), safe=False)
+    return table
+
+
+def empty_partial(op, in_schema: pa.Schema) -> pa.Table:
+    """The partial of an empty input (so a global aggregate of 0 rows still yields its one row)."""
+    return aggregate_partial(op, in_schema.empty_table())
+
+
+# ---- deduplicate -----------------------------------------------------------------------------------
+def dedupe_schema(op, schema):
+    for i, k in enumerate(op.keys):
+        require(schema, k, f"keys[{i}]")
+    for i, col in enumerate(_order_by(op)):
+        require(schema, col[0], "orderBy")
+    return schema
+
+
+def _order_by(op) -> list[tuple[str, str]]:
+    cols = [op.orderBy] if isinstance(op.orderBy, str) else list(op.orderBy or [])
+    return [(c[1:], "descending") if c.startswith("-") else (c, "ascending") for c in cols]
+
+
+def dedupe_table(op, table: pa.Table) -> pa.Table:
+    """Keep one row per key: ``first``/``last`` by ``orderBy`` (then input order)."""
+    if table.num_rows == 0:
+        return table
+    table = ensure_ord(table)
+    t = table.sort_by(_order_by(op) + [(ORD, "ascending")])
+    t = t.append_column(IDX, pa.array(np.arange(t.num_rows, dtype=np.int64)))
+    fn = "min" if op.keep == "first" else "max"
+    idx = t.group_by(list(op.keys), use_threads=False).aggregate([(IDX, fn)]).column(f"{IDX}_{fn}")
+    return t.take(pc.sort_indices(idx)).drop_columns([IDX])
+
+
+# ---- summarize -------------------------------------------------------------------------------------
+def summarize_schema(op, schema):
+    for i, f in enumerate(op.fields):
+        require(schema, f, f"fields[{i}]")
+    from ir_compiler.types import STRING
+    out = [Field("field", STRING, False)]
+    types = {"count": INT, "nulls": INT, "min": STRING, "max": STRING, "mean": FLOAT, "distinct": INT}
+    out += [Field(s, types[s]) for s in op.stats]
+    return Schema(out)
+
+
+def summarize_partial(op, table: pa.Table) -> dict:
+    part = {}
+    for f in op.fields:
+        col = table.column(f)
+        numeric = pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_decimal(col.type)
+        mm = pc.min_max(col) if table.num_rows else None
+        part[f] = {
+            "count": table.num_rows, "nulls": col.null_count,
+            "min": mm["min"].as_py() if mm else None, "max": mm["max"].as_py() if mm else None,
+            "sum": (pc.sum(col).as_py() if numeric else None), "nonnull": table.num_rows - col.null_count,
+            "distinct": set(pc.unique(col.drop_null()).to_pylist()) if "distinct" in op.stats else set(),
+        }
+    return part
+
+
+def summarize_merge(a: dict, b: dict) -> dict:
+    out = {}
+    for f in a:
+        x, y = a[f], b[f]
+        pick = [v for v in (x["min"], y["min"]) if v is not None]
+        pmax = [v for v in (x["max"], y["max"]) if v is not None]
+        out[f] = {"count": x["count"] + y["count"], "nulls": x["nulls"] + y["nulls"],
+                  "min": min(pick) if pick else None, "max": max(pmax) if pmax else None,
+                  "sum": None if x["sum"] is None and y["sum"] is None else (x["sum"] or 0) + (y["sum"] or 0),
+                  "nonnull": x["nonnull"] + y["nonnull"], "distinct": x["distinct"] | y["distinct"]}
+    return out
+
+
+def summarize_final(op, part: dict) -> pa.Table:
+    rows = []
+    for f in op.fields:
+        p = part.get(f) or {"count": 0, "nulls": 0, "min": None, "max": None, "sum": None, "nonnull": 0,
+                            "distinct": set()}
+        full = {"field": f, "count": p["count"], "nulls": p["nulls"],
+                "min": None if p["min"] is None else str(p["min"]),
+                "max": None if p["max"] is None else str(p["max"]),
+                "mean": float(p["sum"]) / p["nonnull"] if p["sum"] is not None and p["nonnull"] else None,
+                "distinct": len(p["distinct"])}
+        rows.append({k: full[k] for k in ["field", *op.stats]})
+    return pa.Table.from_pylist(rows, schema=_summary_arrow(op))
+
+
+def _summary_arrow(op) -> pa.Schema:
+    types = {"count": pa.int64(), "nulls": pa.int64(), "min": pa.string(), "max": pa.string(),
+             "mean": pa.float64(), "distinct": pa.int64()}
+    return pa.schema([pa.field("field", pa.string())] + [pa.field(s, types[s]) for s in op.stats])

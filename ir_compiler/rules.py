@@ -1,0 +1,121 @@
+"""Kind rules: the per-kind requirements that need the whole graph (load modes, windows, rule syntax)."""
+from __future__ import annotations
+
+import re
+
+from ir_compiler.errors import Issue
+from ir_compiler.graph import NodeGraph
+from ir_compiler.models import STREAM_CONNECTORS
+from ir_compiler.rowrules import parse_rule
+
+TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+
+
+def is_unbounded(graph: NodeGraph, node_id: str) -> bool:
+    """True when a stream source feeds this node (it then runs in streaming mode)."""
+    ids = graph.upstream(node_id) | {node_id}
+    return any(graph.nodes[n].kind == "source" and graph.nodes[n].connector in STREAM_CONNECTORS for n in ids)
+
+
+def check_rules(graph: NodeGraph) -> list[Issue]:
+    issues: list[Issue] = []
+    for i, node in enumerate(graph.pipeline.nodes):
+        check = _CHECKS.get(node.kind)
+        if check:
+            issues += [Issue(f"nodes[{i}].{where}" if where else f"nodes[{i}]", msg, node.id, "rules")
+                       for where, msg in check(node, graph)]
+    eh = graph.pipeline.errorHandling
+    if eh and eh.dlq and eh.dlq.table and not TABLE_NAME.match(eh.dlq.table):
+        issues.append(Issue("errorHandling.dlq.table", f"'{eh.dlq.table}' is not a valid table name (schema.table)",
+                            None, "rules"))
+    return issues
+
+
+def _target(node, graph):
+    if (node.schema_ is None) == (node.connector is None):
+        yield "", "a target needs exactly one of 'schema' (a warehouse table) or 'connector' + 'config' (a sink)"
+        return
+    if node.schema_ is not None and not TABLE_NAME.match(node.schema_):
+        yield "schema", f"'{node.schema_}' is not a table name; use \"schema.table\" (letters, digits, _)"
+    if node.connector is not None:
+        if node.config is None:
+            yield "config", f"connector '{node.connector}' needs a 'config'"
+        if node.loadMode != "append":
+            yield "loadMode", f"sink connectors only append; loadMode '{node.loadMode}' needs a warehouse table"
+    if node.loadMode == "upsert" and not node.upsert_keys:
+        yield "upsertKey", "loadMode 'upsert' requires 'upsertKey' (a column or a list of columns)"
+    if node.loadMode == "incremental_watermark" and not node.watermarkColumn:
+        yield "watermarkColumn", "loadMode 'incremental_watermark' requires 'watermarkColumn'"
+    if node.loadMode == "cdc_mirror":
+        if not node.cdcSource:
+            yield "cdcSource", "loadMode 'cdc_mirror' requires 'cdcSource' (the node carrying change events)"
+        elif node.cdcSource not in graph.nodes:
+            yield "cdcSource", f"cdcSource '{node.cdcSource}' does not name a node"
+        if not node.upsert_keys:
+            yield "upsertKey", "loadMode 'cdc_mirror' requires 'upsertKey' (the mirrored table's primary key)"
+    for hook_name in ("preHook", "postHook"):
+        hook = getattr(node, hook_name)
+        if hook is not None and hook.type == "sql":
+            from ir_compiler.hooks import sql_hook_problem
+            problem = sql_hook_problem(hook.statement)
+            if problem:
+                yield f"{hook_name}.statement", problem
+    if is_unbounded(graph, node.id) and node.loadMode in ("truncate", "blue_green", "incremental_watermark"):
+        yield "loadMode", f"loadMode '{node.loadMode}' is batch-only; streaming targets use append, upsert or " \
+                          f"cdc_mirror"
+
+
+def _transform(node, graph):
+    unbounded = is_unbounded(graph, node.id)
+    for j, op in enumerate(node.ops):
+        if op.op in ("aggregate", "deduplicate") and unbounded and op.window is None:
+            yield f"ops[{j}].window", f"{op.op} on an unbounded (streaming) input needs a 'window' " \
+                                      f"(fixed, sliding, session or global with a trigger)"
+        if op.op == "summarize" and unbounded:
+            yield f"ops[{j}]", "summarize needs a bounded input"
+
+
+def _join(node, graph):
+    if is_unbounded(graph, node.id) and node.window is None:
+        yield "window", "a join on an unbounded (streaming) input needs a 'window'"
+    shared = all(isinstance(k, str) for k in node.on)
+    if not shared and not all(isinstance(k, dict) for k in node.on):
+        yield "on", 'use either ["key", ...] or [{"<input>": "col", ...}, ...], not both'
+
+
+def _validate(node, graph):
+    for j, rule in enumerate(node.rowLevel):
+        try:
+            spec = parse_rule(rule.rule)
+        except ValueError as exc:
+            yield f"rowLevel[{j}].rule", str(exc)
+            continue
+        if spec.name != "expr" and not rule.field:
+            yield f"rowLevel[{j}].field", f"rule '{spec.name}' needs 'field' (the column it checks)"
+    ids = [r.id for r in node.rowLevel if r.id]
+    for dup in {x for x in ids if ids.count(x) > 1}:
+        yield "rowLevel", f"rule id '{dup}' is used twice"
+    if node.quarantine and node.quarantine.table and not TABLE_NAME.match(node.quarantine.table):
+        yield "quarantine.table", f"'{node.quarantine.table}' is not a valid table name (schema.table)"
+    rc = node.datasetLevel.rowCount if node.datasetLevel else None
+    if rc and rc.min is not None and rc.max is not None and rc.min > rc.max:
+        yield "datasetLevel.rowCount", "min is greater than max"
+
+
+def _branch(node, graph):
+    names = [r.name for r in node.routes] + ([node.otherwise] if node.otherwise else [])
+    for dup in {n for n in names if names.count(n) > 1}:
+        yield "routes", f"route name '{dup}' is used twice"
+    if "errors" in names:
+        yield "routes", "'errors' is reserved for the error port; rename the route"
+
+
+def _source(node, graph):
+    if node.eventTime and node.connector not in STREAM_CONNECTORS:
+        return  # event times on files are allowed (windowed batch)
+    return
+    yield
+
+
+_CHECKS = {"target": _target, "transform": _transform, "join": _join, "validate": _validate, "branch": _branch,
+           "source": _source}

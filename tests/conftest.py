@@ -1,0 +1,41 @@
+import copy
+import json
+import os
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+# The SPEC's validate example (source → validate → target), completed with a source and a target.
+SPEC_VALIDATE_DOC = {
+    "kind": "pipeline", "version": "1.0", "id": "spec-validate",
+    "nodes": [
+        {"id": "src", "kind": "source", "connector": "local_fs",
+         "config": {"path": "IN", "pattern": {"type": "glob", "value": "*.csv"}, "format": "csv"}},
+        {"id": "v", "kind": "validate", "input": "src",
+         "rowLevel": [{"id": "amt-positive", "field": "amount", "rule": "gt:0", "onFail": "quarantine"}],
+         "datasetLevel": {"rowCount": {"min": 1, "onFail": "abort"}},
+         "quarantine": {"table": "dlq.orders"}},
+        {"id": "tgt", "kind": "target", "input": "v", "schema": "public.ds_orders", "loadMode": "append"},
+    ],
+}
+
+
+@pytest.fixture
+def spec_doc():
+    return copy.deepcopy(SPEC_VALIDATE_DOC)
+
+
+def write_csv(path, header, rows):
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(",".join(header) + "\n")
+        for r in rows:
+            fh.write(",".join("" if v is None else str(v) for v in r) + "\n")
+
+
+def doc_with_path(doc, folder):
+    text = json.dumps(doc).replace('"IN"', json.dumps(str(folder)))
+    return json.loads(text)

@@ -1,0 +1,135 @@
+"""Graph, kind-rule and type layers: every error has a JSON path and a node id; all are reported at once."""
+import copy
+
+import pytest
+
+from ir_compiler.check import check_document
+from ir_compiler.errors import ValidationFailed
+from ir_compiler.propagate import SchemaContext
+
+BASE = {
+    "kind": "pipeline", "version": "1.0", "id": "p",
+    "nodes": [
+        {"id": "src", "kind": "source", "connector": "local_fs", "config": {"path": "/nowhere/", "format": "csv"},
+         "schema": [{"name": "id", "type": "int"}, {"name": "amount", "type": "string"},
+                    {"name": "country", "type": "string"}, {"name": "ts", "type": "timestamp"}]},
+        {"id": "t", "kind": "transform", "input": "src", "ops": [
+            {"op": "cast", "field": "amount", "to": "float", "onError": "null"},
+            {"op": "expression", "field": "big", "expr": "amount > 100"}]},
+        {"id": "tgt", "kind": "target", "input": "t", "schema": "public.out", "loadMode": "append"},
+    ],
+}
+
+
+def check(doc):
+    return check_document(doc, ctx=SchemaContext())
+
+
+def errors(doc):
+    with pytest.raises(ValidationFailed) as info:
+        check(doc)
+    return [i for i in info.value.issues if i.severity == "error"]
+
+
+def doc():
+    return copy.deepcopy(BASE)
+
+
+def test_valid_document_propagates_types():
+    checked = check(doc())
+    schema = checked.types.of("t")
+    assert str(schema["amount"].type) == "float" and str(schema["big"].type) == "bool"
+
+
+def test_graph_errors_dangling_ref_duplicate_id_cycle_port():
+    d = doc()
+    d["nodes"][2]["input"] = "nope"
+    d["nodes"].append({"id": "t", "kind": "transform", "input": "src", "ops": [{"op": "drop", "fields": ["id"]}]})
+    found = {(e.path, e.layer) for e in errors(d)}
+    assert ("nodes[2].input", "graph") in found and ("nodes[3].id", "graph") in found
+
+    d = doc()
+    d["nodes"][1]["input"] = "t2"
+    d["nodes"].append({"id": "t2", "kind": "transform", "input": "t", "ops": [{"op": "drop", "fields": ["id"]}]})
+    assert any("cycle" in e.message for e in errors(d))
+
+    d = doc()
+    d["nodes"][2]["input"] = "t.quarantine"
+    (e,) = errors(d)
+    assert e.path == "nodes[2].input" and "t.errors" in e.message
+
+
+def test_kind_rules_upsert_key_and_rule_syntax():
+    d = doc()
+    d["nodes"][2]["loadMode"] = "upsert"
+    d["nodes"].insert(2, {"id": "v", "kind": "validate", "input": "t",
+                          "rowLevel": [{"field": "amount", "rule": "gtt:0"}, {"field": "amount", "rule": "between:1"}]})
+    d["nodes"][3]["input"] = "v"
+    paths = {e.path for e in errors(d)}
+    assert {"nodes[3].upsertKey", "nodes[2].rowLevel[0].rule", "nodes[2].rowLevel[1].rule"} <= paths
+
+
+def test_unbounded_aggregation_needs_a_window():
+    d = doc()
+    d["nodes"][0] = {"id": "src", "kind": "source", "connector": "kafka_consumer",
+                     "config": {"bootstrapServers": "127.0.0.1:9092", "topics": "t", "groupId": "g"}}
+    d["nodes"][1]["ops"] = [{"op": "aggregate", "groupBy": [], "aggregations": [{"fn": "count", "as": "n"}]}]
+    (e,) = errors(d)
+    assert e.path == "nodes[1].ops[0].window" and e.node_id == "t"
+
+
+def test_type_errors_say_where_and_how_to_fix():
+    d = doc()
+    d["nodes"].insert(2, {"id": "v", "kind": "validate", "input": "src",
+                          "rowLevel": [{"id": "r", "field": "amount", "rule": "gt:0"}]})
+    d["nodes"][3]["input"] = "v"
+    (e,) = errors(d)
+    assert e.path == "nodes[2].rowLevel[0].rule" and "add a cast" in e.message and e.layer == "types"
+
+
+def test_bad_expression_reports_op_path():
+    d = doc()
+    d["nodes"][1]["ops"][1]["expr"] = "amount >"
+    (e,) = errors(d)
+    assert e.path == "nodes[1].ops[1].expr"
+    d["nodes"][1]["ops"][1]["expr"] = "upper(missing_col)"
+    (e,) = errors(d)
+    assert "missing_col" in e.message
+
+
+def test_all_errors_at_once():
+    d = doc()
+    d["nodes"][2]["loadMode"] = "incremental_watermark"
+    d["nodes"][2]["schema"] = "not a table"
+    assert len(errors(d)) >= 2
+
+
+def test_unknown_schema_is_a_note_not_an_error():
+    d = doc()
+    del d["nodes"][0]["schema"]
+    checked = check(d)
+    assert not checked.errors
+    assert any("unknown" in n.message for n in checked.notes)
+
+
+def test_hook_sql_rejects_data_modification():
+    d = doc()
+    d["nodes"][2]["postHook"] = {"type": "sql", "statement": "DELETE FROM public.out"}
+    (e,) = errors(d)
+    assert e.path == "nodes[2].postHook.statement"
+    d["nodes"][2]["postHook"] = {"type": "sql", "statement": "ANALYZE"}
+    assert check(d)
+
+
+def test_join_key_and_clash_checks():
+    d = doc()
+    d["nodes"].insert(1, {"id": "src2", "kind": "source", "connector": "local_fs",
+                          "config": {"path": "/x/", "format": "csv"},
+                          "schema": [{"name": "id", "type": "int"}, {"name": "country", "type": "string"}]})
+    d["nodes"].insert(2, {"id": "j", "kind": "join", "inputs": ["src", "src2"], "type": "left", "on": ["id"]})
+    d["nodes"][3]["input"] = "j"
+    (e,) = errors(d)
+    assert e.path == "nodes[2].select" and "country" in e.message
+    d["nodes"][2]["prefixes"] = {"src2": "c_"}
+    schema = check(d).types.of("j")
+    assert schema.names == ["id", "amount", "country", "ts", "c_country"]
