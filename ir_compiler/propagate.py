@@ -115,7 +115,10 @@ def _validate(node, inputs, path, prop, ctx):
     schema = inputs[0]
     for j, rule in enumerate(node.rowLevel):
         rpath = f"{path}.rowLevel[{j}]"
-        spec = parse_rule(rule.rule)  # syntax already checked by the rules layer
+        try:
+            spec = parse_rule(rule.rule)
+        except ValueError:
+            continue  # reported by the rules layer
         if schema is None:
             continue
         if spec.name == "expr":

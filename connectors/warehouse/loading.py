@@ -32,7 +32,7 @@ def dedupe_last(table: pa.Table, keys: list[str]) -> tuple[pa.Table, int]:
     idx = pa.array(range(table.num_rows), pa.int64())
     last = table.select(keys).append_column("__fb_i", idx).group_by(keys, use_threads=False) \
         .aggregate([("__fb_i", "max")]).column("__fb_i_max")
-    out = table.take(pc.sort_indices(last))
+    out = table.take(pc.take(last, pc.sort_indices(last)))
     return out, table.num_rows - out.num_rows
 
 

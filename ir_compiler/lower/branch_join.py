@@ -96,9 +96,10 @@ class _JoinBucketFn(beam.DoFn):
             elif self.schemas[i] is not None:
                 tables.append(_cast_keys(self.schemas[i].empty_table(), keys_for(self.node, i), self.key_types))
             else:
-                return  # an input with no rows at all and an unknown schema: no match possible
-        out = join_tables(self.node, tables)
-        if out.num_rows:
+                tables = None  # an input with no rows at all and an unknown schema: no match possible
+                break
+        out = join_tables(self.node, tables) if tables else None
+        if out is not None and out.num_rows:
             yield out
 
 

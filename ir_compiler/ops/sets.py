@@ -111,8 +111,18 @@ def _run_aggs(table: pa.Table, keys: list[str], aggs: list[tuple], ordered: bool
     """group_by with named outputs; ``aggs`` = (column or [], function, output name, options)."""
     calls = [(col, fn, opts) if opts is not None else (col, fn) for col, fn, _, opts in aggs]
     grouped = table.group_by(keys, use_threads=not ordered).aggregate(calls)
-    names = [out for *_, out, _ in [(c, f, o, x) for c, f, o, x in aggs]]
-    return grouped.rename_columns(names + keys) if keys else grouped.rename_columns(names)
+    names = [out for _, _, out, _ in aggs]
+    if keys and grouped.column_names[:len(keys)] == keys:  # pyarrow >= 15 puts the keys first
+        return grouped.rename_columns(keys + names)
+    return grouped.rename_columns(names + keys)
+
+
+def sort_by_keys(table: pa.Table, keys: list[str]) -> pa.Table:
+    """Rows ordered by the key columns (works with list columns present, unlike Table.sort_by)."""
+    if not keys or table.num_rows == 0:
+        return table
+    idx = pc.sort_indices(table.select(keys), sort_keys=[(k, "ascending") for k in keys], null_placement="at_end")
+    return table.take(idx)
 
 
 def _ordered_groups(table, keys, aggs, sort_col, descending=False):
@@ -121,7 +131,7 @@ def _ordered_groups(table, keys, aggs, sort_col, descending=False):
         return None
     order = [(sort_col, "descending" if descending else "ascending")]
     res = _run_aggs(table.sort_by(order), keys, aggs, ordered=True)
-    return res.sort_by([(k, "ascending") for k in keys]) if keys else res
+    return sort_by_keys(res, keys)
 
 
 def _combine(parts: list[pa.Table | None], keys: list[str]) -> pa.Table:
@@ -158,7 +168,7 @@ def aggregate_partial(op, table: pa.Table) -> pa.Table:
     parts = [_ordered_groups(table, keys, firsts, ORD), _ordered_groups(table, keys, lasts, ORD)]
     if plain or not (firsts or lasts):
         res = _run_aggs(table, keys, plain or [([], "count_all", "__fb_rows", None)], ordered=False)
-        parts.insert(0, res.sort_by([(k, "ascending") for k in keys]) if keys else res)
+        parts.insert(0, sort_by_keys(res, keys))
     return _combine(parts, keys)
 
 
@@ -183,7 +193,7 @@ def aggregate_final(op, partials: pa.Table, out_schema: pa.Schema | None = None)
         lasts.append(("__fb_lo", "max", "__fb_lo", None))
     parts = [_ordered_groups(partials, keys, firsts, "__fb_fo"), _ordered_groups(partials, keys, lasts, "__fb_lo")]
     base = _run_aggs(partials, keys, plain or [([], "count_all", "__fb_rows", None)], ordered=False)
-    parts.insert(0, base.sort_by([(k, "ascending") for k in keys]) if keys else base)
+    parts.insert(0, sort_by_keys(base, keys))
     for out in distinct:
         parts.append(_distinct_count(partials, keys, out))
     return _finish(op, _combine(parts, keys), out_schema)
@@ -197,12 +207,12 @@ def _distinct_count(partials, keys, col):
     if not keys:
         n = pc.count_distinct(flat).as_py() if len(flat) else 0
         return pa.table({col: pa.array([n], pa.int64())})
-    res = exploded.group_by(keys).aggregate([(col, "count_distinct")]).rename_columns([col] + keys)
+    res = _run_aggs(exploded, keys, [(col, "count_distinct", col, None)], ordered=False)
     # groups whose values were all null have no exploded rows: join back with 0
     groups = partials.select(keys).group_by(keys).aggregate([])
     res = groups.join(res, keys=keys, join_type="left outer", coalesce_keys=True)
     res = res.set_column(res.column_names.index(col), col, pc.fill_null(res.column(col), 0))
-    return res.sort_by([(k, "ascending") for k in keys])
+    return sort_by_keys(res, keys)
 
 
 def _finish(op, combined: pa.Table, out_schema: pa.Schema | None) -> pa.Table:
@@ -257,7 +267,7 @@ def dedupe_table(op, table: pa.Table) -> pa.Table:
     t = t.append_column(IDX, pa.array(np.arange(t.num_rows, dtype=np.int64)))
     fn = "min" if op.keep == "first" else "max"
     idx = t.group_by(list(op.keys), use_threads=False).aggregate([(IDX, fn)]).column(f"{IDX}_{fn}")
-    return t.take(pc.sort_indices(idx)).drop_columns([IDX])
+    return t.take(pc.take(idx, pc.sort_indices(idx))).drop_columns([IDX])
 
 
 # ---- summarize -------------------------------------------------------------------------------------

@@ -1,0 +1,88 @@
+"""A compiled AST node: its type and its two back-ends, plus the NULL-aware helpers both share."""
+from __future__ import annotations
+
+import decimal
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from ir_compiler.types import ColumnType, to_arrow
+
+
+@dataclass(frozen=True)
+class Node:
+    type: ColumnType
+    row: Callable[[dict], Any]
+    arrow: Callable[[pa.Table], Any]  # → pa.Array / pa.ChunkedArray / pa.Scalar
+    constant: bool = False
+
+
+def const(value, ctype: ColumnType) -> Node:
+    atype = to_arrow(ctype)
+    scalar = pa.scalar(value, atype) if value is not None or ctype.name != "null" else pa.scalar(None)
+    return Node(ctype, lambda row: value, lambda t: scalar, constant=True)
+
+
+def broadcast(x, n: int):
+    if isinstance(x, pa.Scalar):
+        return pa.repeat(x, n)
+    return x
+
+
+def null_of(ctype: ColumnType) -> pa.Scalar:
+    return pa.scalar(None, to_arrow(ctype))
+
+
+def strict(fn: Callable) -> Callable:
+    """Python function of N values → None if any value is None (SQL strictness)."""
+    def wrapped(*values):
+        if any(v is None for v in values):
+            return None
+        return fn(*values)
+    return wrapped
+
+
+def row_of(fn: Callable, *children: Node) -> Callable[[dict], Any]:
+    getters = [c.row for c in children]
+    if len(getters) == 1:
+        g0 = getters[0]
+        return lambda row: fn(g0(row))
+    if len(getters) == 2:
+        g0, g1 = getters
+        return lambda row: fn(g0(row), g1(row))
+    return lambda row: fn(*[g(row) for g in getters])
+
+
+def arrow_of(fn: Callable, *children: Node) -> Callable[[pa.Table], Any]:
+    getters = [c.arrow for c in children]
+    return lambda t: fn(*[g(t) for g in getters])
+
+
+def to_float(v):
+    return float(v) if isinstance(v, decimal.Decimal) else v
+
+
+def cast_arrow(x, ctype: ColumnType):
+    atype = to_arrow(ctype)
+    if x.type == atype:
+        return x
+    if isinstance(x, pa.Scalar):
+        return pa.scalar(x.as_py(), x.type).cast(atype) if x.is_valid else pa.scalar(None, atype)
+    return pc.cast(x, atype)
+
+
+def coerce(node: Node, ctype: ColumnType) -> Node:
+    """The node converted to ``ctype`` (numeric widening only)."""
+    if node.type == ctype:
+        return node
+    if ctype.name == "float":
+        row = node.row
+        return Node(ctype, lambda r: (None if (v := row(r)) is None else float(v)),
+                    lambda t: cast_arrow(node.arrow(t), ctype), node.constant)
+    if ctype.name == "decimal":
+        row = node.row
+        return Node(ctype, lambda r: (None if (v := row(r)) is None else decimal.Decimal(v)),
+                    lambda t: cast_arrow(node.arrow(t), ctype), node.constant)
+    return Node(ctype, node.row, lambda t: cast_arrow(node.arrow(t), ctype), node.constant)

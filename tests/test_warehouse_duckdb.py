@@ -1,0 +1,110 @@
+"""DuckDB warehouse: every batch load mode, each one transaction; a failed load leaves the table unchanged."""
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from connectors.warehouse import open_warehouse
+from connectors.warehouse.base import LoadRequest
+from ir_compiler.errors import LoadError
+
+
+@pytest.fixture
+def wh(tmp_path):
+    return open_warehouse(f"duckdb://{tmp_path / 'w.duckdb'}")
+
+
+def stage(tmp_path, rows, name="s"):
+    t = pa.Table.from_pylist(rows)
+    t = t.append_column("__fb_ord", pa.array(range(t.num_rows), pa.int64()))
+    path = tmp_path / f"{name}.parquet"
+    pq.write_table(t, path)
+    return [str(path)], t.schema
+
+
+def load(wh, tmp_path, rows, mode="append", name="s", **kw):
+    files, schema = stage(tmp_path, rows, name) if rows else ([], pa.schema([("id", pa.int64())]))
+    req = LoadRequest(table="public.t", mode=mode, files=files, schema=schema, pipeline_id="p", node_id="tgt",
+                      lineage={"runId": "r1", "pipelineId": "p", "sourceNodeId": "src"}, **kw)
+    return wh.load(req)
+
+
+def rows(wh, cols="id, v"):
+    return sorted(wh.read(None, f"SELECT {cols} FROM public.t").to_pylist(), key=lambda r: r["id"])
+
+
+def test_append_creates_table_with_lineage(wh, tmp_path):
+    rep = load(wh, tmp_path, [{"id": 1, "v": "a"}, {"id": 2, "v": "b"}])
+    assert rep.rows_loaded == 2
+    lineage = wh.read(None, "SELECT _flow_lineage FROM public.t ORDER BY id").column(0).to_pylist()
+    import json
+    assert [json.loads(x)["writeOrder"] for x in lineage] == [1, 2]
+    assert json.loads(lineage[0])["runId"] == "r1"
+
+
+def test_truncate_replaces_and_guards_zero_rows(wh, tmp_path):
+    load(wh, tmp_path, [{"id": 1, "v": "a"}, {"id": 2, "v": "b"}])
+    load(wh, tmp_path, [{"id": 3, "v": "c"}], mode="truncate", name="s2")
+    assert rows(wh) == [{"id": 3, "v": "c"}]
+    with pytest.raises(LoadError, match="0 rows"):
+        load(wh, tmp_path, [], mode="truncate")
+    assert rows(wh) == [{"id": 3, "v": "c"}]
+
+
+def test_upsert_updates_inserts_and_last_duplicate_wins(wh, tmp_path):
+    load(wh, tmp_path, [{"id": 1, "v": "a"}, {"id": 2, "v": "b"}], mode="upsert", keys=["id"])
+    rep = load(wh, tmp_path, [{"id": 2, "v": "B1"}, {"id": 3, "v": "c"}, {"id": 2, "v": "B2"}], mode="upsert",
+               name="s2", keys=["id"])
+    assert rows(wh) == [{"id": 1, "v": "a"}, {"id": 2, "v": "B2"}, {"id": 3, "v": "c"}]
+    assert rep.warnings and "last in input order" in rep.warnings[0]
+    # idempotent re-run
+    load(wh, tmp_path, [{"id": 2, "v": "B1"}, {"id": 3, "v": "c"}, {"id": 2, "v": "B2"}], mode="upsert",
+         name="s3", keys=["id"])
+    assert len(rows(wh)) == 3
+
+
+def test_upsert_null_key_fails_and_leaves_table(wh, tmp_path):
+    load(wh, tmp_path, [{"id": 1, "v": "a"}], mode="upsert", keys=["id"])
+    with pytest.raises(LoadError, match="null"):
+        load(wh, tmp_path, [{"id": None, "v": "x"}, {"id": 1, "v": "changed"}], mode="upsert", name="s2",
+             keys=["id"])
+    assert rows(wh) == [{"id": 1, "v": "a"}]
+
+
+def test_blue_green_swaps_and_guards(wh, tmp_path):
+    load(wh, tmp_path, [{"id": 1, "v": "a"}])
+    load(wh, tmp_path, [{"id": 5, "v": "e"}, {"id": 6, "v": "f"}], mode="blue_green", name="s2")
+    assert rows(wh) == [{"id": 5, "v": "e"}, {"id": 6, "v": "f"}]
+    assert wh.table_schema("public.t_new") is None and wh.table_schema("public.t_old") is None
+    with pytest.raises(LoadError):
+        load(wh, tmp_path, [], mode="blue_green")
+    assert len(rows(wh)) == 2
+
+
+def test_incremental_watermark_loads_only_newer_rows(wh, tmp_path):
+    load(wh, tmp_path, [{"id": 1, "v": "a"}, {"id": 2, "v": "b"}], mode="incremental_watermark", watermark="id")
+    rep = load(wh, tmp_path, [{"id": 2, "v": "b"}, {"id": 3, "v": "c"}], mode="incremental_watermark", name="s2",
+               watermark="id")
+    assert rep.rows_loaded == 1 and rep.rows_skipped == 1
+    assert [r["id"] for r in rows(wh)] == [1, 2, 3]
+    hwm = wh.read(None, "SELECT hwm FROM _flow_watermarks").column(0).to_pylist()
+    assert hwm == ["3"]
+
+
+def test_schema_mismatch_is_clear_and_writes_nothing(wh, tmp_path):
+    load(wh, tmp_path, [{"id": 1, "v": "a"}])
+    with pytest.raises(LoadError, match="nothing was written"):
+        load(wh, tmp_path, [{"id": 2, "v": "b", "extra": 1}], name="s2")
+    assert rows(wh) == [{"id": 1, "v": "a"}]
+
+
+def test_failed_load_in_the_middle_rolls_back(wh, tmp_path):
+    load(wh, tmp_path, [{"id": 1, "v": "a"}])
+    with pytest.raises(LoadError, match="rolled back"):  # a post hook that fails after the insert
+        load(wh, tmp_path, [{"id": 2, "v": "b"}], name="s2", post_sql="SELECT * FROM no_such_table")
+    assert rows(wh) == [{"id": 1, "v": "a"}]
+
+
+def test_identifiers_are_quoted(wh, tmp_path):
+    files, schema = stage(tmp_path, [{"id": 1, "select": "x", "we\"ird": 2}])
+    wh.load(LoadRequest(table="public.t", mode="append", files=files, schema=schema))
+    assert wh.read(None, 'SELECT "select", "we""ird" FROM public.t').to_pylist() == [{"select": "x", 'we"ird': 2}]
