@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from flow_beam import __version__
 from flow_beam.reporting import console, dump_json, err_console, print_issues, print_result
@@ -103,6 +104,7 @@ def cmd_schema(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="flow-beam", description="Typed JSON pipelines compiled to Apache Beam.")
     parser.add_argument("--version", action="version", version=f"flow-beam {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show Beam's own logs")
     sub = parser.add_subparsers(dest="command", required=True)
 
     def doc_command(name, help_text, fn):
@@ -122,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runner", choices=("direct", "prism", "flink", "dataflow"), default="direct")
     p.add_argument("--result-file", default=None, help="write the run result JSON here")
     p.add_argument("--flink-master", default=None, help="host:port of a remote Flink cluster")
-    p.add_argument("beam_args", nargs=argparse.REMAINDER, help="after --: Beam pipeline options")
+    p.set_defaults(beam_args=[])
     doc_command("test", "run the document's embedded tests on DirectRunner", cmd_test)
     p = sub.add_parser("schema", help="print the JSON Schema of the IR")
     p.add_argument("--output", default=None)
@@ -130,10 +132,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_logs(verbose: bool) -> None:
+    import logging
+    import warnings
+
+    logging.basicConfig(level=logging.INFO if verbose else logging.ERROR, format="%(levelname)s %(name)s: %(message)s")
+    if not verbose:  # worker errors reach the run result; Beam's own traceback logs stay out of the table
+        logging.getLogger().setLevel(logging.ERROR)
+        logging.getLogger("apache_beam").setLevel(logging.CRITICAL)
+        warnings.filterwarnings("ignore")
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    beam_args = []
+    if "--" in argv:  # everything after -- goes to Beam's PipelineOptions
+        cut = argv.index("--")
+        argv, beam_args = argv[:cut], argv[cut + 1:]
     args = build_parser().parse_args(argv)
-    if getattr(args, "beam_args", None) and args.beam_args[:1] == ["--"]:
-        args.beam_args = args.beam_args[1:]
+    if hasattr(args, "beam_args"):
+        args.beam_args = beam_args
+    _quiet_logs(getattr(args, "verbose", False))
     try:
         return args.fn(args)
     except ValidationFailed as exc:

@@ -9,8 +9,14 @@ from rich.table import Table
 
 from ir_compiler.errors import Issue
 
-console = Console(stderr=False, highlight=False)
-err_console = Console(stderr=True, highlight=False)
+def _console(stderr: bool) -> Console:
+    probe = Console(stderr=stderr)
+    width = None if probe.is_terminal else 160  # logs and pipes get a wide table
+    return Console(stderr=stderr, highlight=False, width=width)
+
+
+console = _console(False)
+err_console = _console(True)
 
 
 def print_issues(issues: list[Issue], *, header: str | None = None) -> None:
@@ -36,7 +42,8 @@ def print_result(result) -> None:
     table = Table(title=f"run {result.runId[:12]} · {result.pipelineId} · {result.runner}", title_justify="left")
     for col in ("node", "kind", "in", "out", "quarantined", "filtered", "loaded", "status", "warnings / error"):
         table.add_column(col, justify="right" if col in ("in", "out", "quarantined", "filtered", "loaded")
-                         else "left", overflow="fold")
+                         else "left", overflow="fold", no_wrap=col not in ("warnings / error",),
+                         ratio=1 if col == "warnings / error" else None)
     for node_id, r in result.nodes.items():
         notes = ([r.error] if r.error else []) + r.warnings
         style = {"failed": "red", "aborted": "red", "completed_with_errors": "yellow"}.get(r.status, "")

@@ -10,7 +10,7 @@ EXIT_CODES = {"completed": 0, "completed_with_errors": 2, "failed": 1}
 @dataclass
 class NodeResult:
     kind: str
-    status: str = "completed"
+    status: str = "not_run"
     rowsIn: int = 0
     rowsOut: int = 0
     rowsQuarantined: int = 0

@@ -3,6 +3,7 @@ move input files to success/failure folders → archive. The only module that ow
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
 import time
@@ -107,6 +108,10 @@ def run_document(source, opts: RunOptions | None = None, checked: CheckedPipelin
             result.nodes[exc.node_id].status, result.nodes[exc.node_id].error = "failed", exc.message
     except Exception as exc:  # noqa: BLE001 - a runner/worker failure becomes a failed result, not a traceback
         result.status, result.error = "failed", _short(exc)
+        step = re.search(r"while running '([^/']+)", str(exc))
+        if step and step.group(1) in result.nodes:
+            node = result.nodes[step.group(1)]
+            node.status, node.error = "failed", result.error
     finally:
         _finish_files(checked, result, inputs, run_dir)
         if not opts.keep_run_dir and opts.run_dir is None:
@@ -189,6 +194,8 @@ def _node_status(node, r: NodeResult, target_report: dict | None, failures: list
         r.status, r.error = "failed", "; ".join(failures)
     elif r.rowsQuarantined or r.warnings:
         r.status = "completed_with_errors"
+    else:
+        r.status = "completed"
 
 
 def _run_status(result: RunResult, failures: list[str]) -> None:

@@ -213,7 +213,8 @@ def common_type(a: ColumnType, b: ColumnType) -> ColumnType | None:
         if a.name == "decimal" and b.name == "decimal":
             scale = max(a.scale, b.scale)
             return decimal(min(38, max(a.precision - a.scale, b.precision - b.scale) + scale), scale)
-        return a if a.name == "decimal" else b
+        d = a if a.name == "decimal" else b  # decimal with int: wide enough for any int64
+        return decimal(38, d.scale)
     if a.is_temporal and b.is_temporal:
         return TIMESTAMP
     if a.name == "decimal" and b.name == "decimal":

@@ -7,6 +7,7 @@ import datetime as dt
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.compute as pc
+from sqlglot import exp
 
 from ir_compiler.expressions import compile_expression
 from ir_compiler.lower.context import counter, mask_count, write_report
@@ -18,15 +19,24 @@ from ir_compiler.types import parse_type
 
 QUARANTINE, ERRORS, ABORT = "quarantine", "errors", "abort"
 EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
-_CMP = {"gt": pc.greater, "gte": pc.greater_equal, "lt": pc.less, "lte": pc.less_equal, "eq": pc.equal,
-        "neq": pc.not_equal}
 
 
-def _scalar_for(value, arrow_type):
-    try:
-        return pa.scalar(value).cast(arrow_type)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
-        return pa.scalar(str(value))
+_SQL_CMP = {"gt": exp.GT, "gte": exp.GTE, "lt": exp.LT, "lte": exp.LTE, "eq": exp.EQ, "neq": exp.NEQ}
+
+
+def _literal(value) -> exp.Expression:
+    return exp.Literal.number(value) if isinstance(value, (int, float)) else exp.Literal.string(str(value))
+
+
+def comparison_sql(spec, column: str) -> str:
+    """``gt:0`` on column ``amount`` → ``"amount" > 0``, compiled by the expression engine (which handles
+    decimal/float/int and date/timestamp literals)."""
+    col = exp.column(column, quoted=True)
+    if spec.name == "between":
+        node = exp.Between(this=col, low=_literal(spec.args[0]), high=_literal(spec.args[1]))
+    else:
+        node = _SQL_CMP[spec.name](this=col, expression=_literal(spec.args[0]))
+    return node.sql(dialect="postgres")
 
 
 def rule_failures(spec, column, table) -> pa.Array:
@@ -37,11 +47,8 @@ def rule_failures(spec, column, table) -> pa.Array:
     col = table.column(column)
     if spec.name == "not_null":
         return pc.is_null(col)
-    if spec.name in _CMP:
-        ok = _CMP[spec.name](col, _scalar_for(spec.args[0], col.type))
-    elif spec.name == "between":
-        lo, hi = (_scalar_for(a, col.type) for a in spec.args)
-        ok = pc.and_(pc.greater_equal(col, lo), pc.less_equal(col, hi))
+    if spec.name in _SQL_CMP or spec.name == "between":
+        ok = compile_expression(comparison_sql(spec, column), table_schema(table), boolean=True).eval_arrow(table)
     elif spec.name == "in":
         values = pa.array(list(spec.args), pa.string())
         ok = pc.is_in(pc.cast(col, pa.string()), value_set=values)
