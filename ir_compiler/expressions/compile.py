@@ -115,8 +115,21 @@ def _both(c, node, what):
     t = common_type(left.type, right.type) or FLOAT
     if t.name == "null":
         t = INT
-    return coerce(left, t) if left.type.name != "null" else left, coerce(right, t) if right.type.name != "null" \
-        else right, t
+    if t.name == "decimal":  # keep each side's own precision so Arrow's result precision stays <= 38
+        return _narrow_decimal(left), _narrow_decimal(right), t
+    return _typed(left, t), _typed(right, t), t
+
+
+def _narrow_decimal(node: Node) -> Node:
+    if node.type.name == "decimal":
+        return node
+    return const(None, parse_type("decimal(19,0)")) if node.type.name == "null" else coerce(
+        node, parse_type("decimal(19,0)"))
+
+
+def _typed(node: Node, t: ColumnType) -> Node:
+    """A NULL literal takes the type it is used as; other nodes are widened to ``t``."""
+    return const(None, t) if node.type.name == "null" else coerce(node, t)
 
 
 _ARROW_ARITH = {exp.Add: pc.add, exp.Sub: pc.subtract, exp.Mul: pc.multiply}
@@ -226,9 +239,8 @@ def comparable(c, left: Node, right: Node, lsrc, rsrc):
         c.fail(f"cannot compare {left.type} `{lsrc.sql(dialect='postgres')}` with {right.type} "
                f"`{rsrc.sql(dialect='postgres')}`; add a cast", lsrc)
     if t.name == "null":
-        return left, right
-    return coerce(left, t) if left.type.name != "null" else left, coerce(right, t) if right.type.name != "null" \
-        else right
+        return const(None, BOOL), const(None, BOOL)
+    return _typed(left, t), _typed(right, t)
 
 
 def _compare(c, node) -> Node:
@@ -280,6 +292,8 @@ def _is(c, node) -> Node:
     if not isinstance(node.expression, exp.Null):
         c.fail("only IS NULL / IS NOT NULL are supported", node)
     a = c.compile(node.this)
+    if node.args.get("negate"):
+        return Node(BOOL, row_of(lambda v: v is not None, a), arrow_of(lambda x: pc.is_valid(x), a))
     return Node(BOOL, row_of(lambda v: v is None, a), arrow_of(lambda x: pc.is_null(x), a))
 
 

@@ -155,7 +155,8 @@ def _common(c, nodes, src):
         if nt is None:
             c.fail(f"arguments mix {t} and {n.type}; cast them to one type", src)
         t = nt
-    t = STRING if t.name == "null" else t
+    if t.name == "null":
+        return [const(None, NULL) for _ in nodes], NULL
     return [coerce(n, t) if n.type.name != "null" else const(None, t) for n in nodes], t
 
 
@@ -212,7 +213,7 @@ def _round(c, node):
     nd = _int_const(c, node.args["decimals"], "round() digits") if node.args.get("decimals") else 0
     if a.type.name == "int":
         return a
-    mode = "half_to_even" if a.type.name == "float" else "half_away_from_zero"
+    mode = "half_to_even" if a.type.name == "float" else "half_towards_infinity"  # i.e. away from zero
 
     def py(v):
         if isinstance(v, decimal.Decimal):
