@@ -119,8 +119,8 @@ def _read_csv(path, options, schema, delimiter):
     bad: list[BadRow] = []
 
     def on_invalid(row):
-        bad.append(BadRow(path, (row.number + (1 if options.get("header", True) else 0)) if row.number else None,
-                          row.text, f"expected {row.expected_columns} fields, found {row.actual_columns}"))
+        bad.append(BadRow(path, row.number, row.text,
+                          f"expected {row.expected_columns} fields, found {row.actual_columns}"))
         return "skip"
 
     nulls = options.get("nullValues") or [""]
@@ -137,7 +137,14 @@ def _read_csv(path, options, schema, delimiter):
     except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
         raise ConnectorError(f"cannot read {path} as CSV: {str(exc).splitlines()[0]}") from None
     first = 2 if options.get("header", True) else 1
-    return table, bad, (lambda i: None if bad else i + first)
+
+    def line_of(i):  # the file line of good row i (lines of skipped malformed rows shift it)
+        line = i + first
+        for skipped in sorted(b.line for b in bad if b.line):
+            if skipped <= line:
+                line += 1
+        return line
+    return table, bad, line_of
 
 
 def _read_jsonl(path, options):

@@ -1,0 +1,82 @@
+"""The flow-beam command line, run as a user runs it (a subprocess of the installed console script)."""
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+EXAMPLE = os.path.join(ROOT, "examples", "orders", "pipeline.json")
+
+
+def cli(*args, cwd=None):
+    proc = subprocess.run([sys.executable, "-m", "flow_beam", *args], capture_output=True, text=True, cwd=cwd,
+                          env={**os.environ, "PYTHONPATH": ROOT, "COLUMNS": "200"}, timeout=300)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def test_validate_ok_and_errors_with_paths(tmp_path):
+    code, out = cli("validate", EXAMPLE)
+    assert code == 0 and "valid (8 nodes)" in out
+    doc = json.load(open(EXAMPLE))
+    doc["nodes"][1]["ops"][1]["expr"] = "upper(nope)"
+    doc["nodes"][2]["rowLevel"][0]["rule"] = "gtt:1"
+    doc["nodes"][6]["input"] = "missing"
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps(doc))
+    code, out = cli("validate", str(bad))
+    assert code == 1
+    assert "nodes[2].rowLevel[0].rule" in out and "nodes[6].input" in out and "Traceback" not in out
+    code, out = cli("validate", str(tmp_path / "nope.json"))
+    assert code == 1 and "file not found" in out
+
+
+def test_schema_and_plan(tmp_path):
+    code, out = cli("schema")
+    schema = json.loads(out)
+    assert code == 0 and schema["title"].startswith("flow-beam")
+    code, out = cli("plan", EXAMPLE)
+    assert code == 0 and "beam: ParDo(fused Arrow ops: cast → expression" in out and "schema: order_id int" in out
+    code, out = cli("plan", EXAMPLE, "--format", "mermaid")
+    assert code == 0 and out.startswith("flowchart LR") and "route -->|paid| by_country" in out
+    code, out = cli("plan", EXAMPLE, "--format", "dot")
+    assert code == 0 and '"route" -> "other_orders" [label="other"];' in out
+
+
+def test_run_prints_table_writes_result_and_exit_code(tmp_path):
+    shutil.copytree(os.path.join(ROOT, "examples", "orders", "data"), tmp_path / "data")
+    code, out = cli("run", EXAMPLE, "--param", f"input_dir={tmp_path / 'data'}/", "--warehouse",
+                    f"duckdb://{tmp_path / 'w.duckdb'}", "--result-file", str(tmp_path / "r.json"), cwd=tmp_path)
+    assert code == 2, out  # completed_with_errors: quarantined rows
+    assert "orders_table" in out and "completed_with_errors" in out
+    result = json.load(open(tmp_path / "r.json"))
+    assert result["status"] == "completed_with_errors" and result["nodes"]["orders_table"]["rowsLoaded"] == 7
+    assert set(result) >= {"runId", "pipelineId", "status", "runner", "startedAt", "finishedAt", "durationMs", "nodes"}
+    assert sorted(os.listdir(tmp_path / "out" / "other_orders"))[0].endswith(".jsonl")
+
+
+def test_run_failure_exit_code_and_beam_options(tmp_path):
+    code, out = cli("run", EXAMPLE, "--param", f"input_dir={tmp_path / 'none'}/", "--warehouse",
+                    f"duckdb://{tmp_path / 'w.duckdb'}", "--", "--direct_num_workers=1")
+    assert code == 1 and "does not exist" in out and "Traceback" not in out
+    code, out = cli("run", EXAMPLE, "--runner", "dataflow")
+    assert code == 1 and "not available yet" in out
+
+
+def test_embedded_tests_pass_and_fail(tmp_path):
+    code, out = cli("test", EXAMPLE)
+    assert code == 0 and "1 passed, 0 failed" in out
+    doc = json.load(open(EXAMPLE))
+    doc["tests"][0]["expect"]["country_revenue"][0]["revenue"] = 99
+    bad = tmp_path / "t.json"
+    bad.write_text(json.dumps(doc))
+    code, out = cli("test", str(bad))
+    assert code == 1 and "FAIL" in out and "missing" in out
+
+
+@pytest.mark.parametrize("args", [["run"], ["bogus"]])
+def test_usage_errors(args):
+    code, _ = cli(*args)
+    assert code == 2
