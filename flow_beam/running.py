@@ -45,7 +45,7 @@ class _Inputs:
 
 
 def _stage_inputs(checked: CheckedPipeline, opts: RunOptions) -> _Inputs:
-    from connectors.files import StagedFiles, wait_for_files
+    from connectors.files import StagedFiles, recover_staged, wait_for_files
     from ir_compiler.loader import connector_config
 
     out = _Inputs()
@@ -62,8 +62,14 @@ def _stage_inputs(checked: CheckedPipeline, opts: RunOptions) -> _Inputs:
             exc.node_id = exc.node_id or node.id
             raise
         out.warnings[node.id] = list(listing.warnings)
-        if cfg.atomicity is not None and listing.files:
-            staged = StagedFiles.stage(listing.files, cfg.path, cfg.atomicity.model_dump())
+        if cfg.atomicity is not None:
+            atom = cfg.atomicity.model_dump()
+            leftover = recover_staged(cfg.path, atom)  # a crashed run's files: never committed, so read them now
+            if leftover:
+                out.warnings[node.id].append(f"{len(leftover)} file(s) left in staging by an interrupted run "
+                                             f"are read again")
+            staged = StagedFiles.stage(listing.files, cfg.path, atom)
+            staged.paths = leftover + staged.paths
             out.staged[node.id] = staged
             out.paths[node.id] = list(staged.paths)
         else:
@@ -205,8 +211,8 @@ def _run_status(result: RunResult, failures: list[str]) -> None:
         result.status = "failed"
         result.error = result.error or "; ".join(dict.fromkeys(
             [r.error for r in bad if r.error] + failures))
-    elif any(r.status == "completed_with_errors" or r.warnings for r in nodes) or result.warnings:
-        result.status = "completed_with_errors"
+    elif any(r.status == "completed_with_errors" or r.warnings for r in nodes):
+        result.status = "completed_with_errors"  # rows set aside or data warnings; plan notes do not count
     else:
         result.status = "completed"
 

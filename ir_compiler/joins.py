@@ -121,6 +121,9 @@ def join_two(node, left: pa.Table, right: pa.Table, i: int, left_keys: list[str]
     r = pa.table(cols, names=names)
     joined = left.join(r, keys=left_keys, right_keys=tmp_keys, join_type=jt, use_threads=False,
                        coalesce_keys=shared)
+    if shared:  # a right outer join names the coalesced key after the right side
+        joined = joined.rename_columns([left_keys[tmp_keys.index(c)] if c in tmp_keys and left_keys[
+            tmp_keys.index(c)] not in joined.column_names else c for c in joined.column_names])
     return joined.drop_columns([c for c in joined.column_names if c.startswith("__fb_rk")])
 
 
