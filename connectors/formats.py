@@ -124,18 +124,29 @@ def _read_csv(path, options, schema, delimiter):
         return "skip"
 
     nulls = options.get("nullValues") or [""]
-    read = pacsv.ReadOptions(autogenerate_column_names=not options.get("header", True), use_threads=False,
-                             block_size=1 << 24)
-    parse = pacsv.ParseOptions(delimiter=options.get("delimiter") or delimiter,
-                               quote_char=options.get("quote") or '"', invalid_row_handler=on_invalid)
-    conv = pacsv.ConvertOptions(null_values=nulls, strings_can_be_null=True,
-                                column_types={f.name: pa.string() for f in schema} if schema else None,
-                                include_columns=None)
     data = _open_bytes(path, options)
-    try:
-        table = pacsv.read_csv(io.BytesIO(data), read_options=read, parse_options=parse, convert_options=conv)
-    except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
-        raise ConnectorError(f"cannot read {path} as CSV: {str(exc).splitlines()[0]}") from None
+
+    def attempt(threads: bool, typed: bool = False):
+        bad.clear()
+        read = pacsv.ReadOptions(autogenerate_column_names=not options.get("header", True), use_threads=threads,
+                                 block_size=1 << 22)
+        parse = pacsv.ParseOptions(delimiter=options.get("delimiter") or delimiter,
+                                   quote_char=options.get("quote") or '"', invalid_row_handler=on_invalid)
+        types = {f.name: (to_arrow(f.type) if typed else pa.string()) for f in schema} if schema else None
+        conv = pacsv.ConvertOptions(null_values=nulls, strings_can_be_null=True, column_types=types)
+        try:
+            return pacsv.read_csv(io.BytesIO(data), read_options=read, parse_options=parse, convert_options=conv)
+        except (pa.ArrowInvalid, UnicodeDecodeError) as exc:
+            if typed and "conversion error" in str(exc).lower():
+                return None
+            raise ConnectorError(f"cannot read {path} as CSV: {str(exc).splitlines()[0]}") from None
+
+    # fast path: parallel parse straight into the declared types (numbers, dates) when every value fits
+    table = attempt(True, typed=bool(schema) and all(f.type.name in ("int", "float", "string") for f in schema))
+    if table is None:  # some value does not convert: read text, then convert column by column (bad rows routed)
+        table = attempt(True)
+    if bad:  # malformed rows: parse again in order so their line numbers are exact
+        table = attempt(False)
     first = 2 if options.get("header", True) else 1
 
     def line_of(i):  # the file line of good row i (lines of skipped malformed rows shift it)
