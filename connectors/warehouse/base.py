@@ -8,7 +8,7 @@ import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
-from ir_compiler.errors import LoadError
+from ir_compiler.errors import ConnectorError, LoadError
 from ir_compiler.types import ColumnType, Schema, common_type, from_arrow
 
 LINEAGE = "_flow_lineage"
@@ -90,21 +90,94 @@ class Warehouse:
             raise LoadError(f"table {name} does not match the rows: {'; '.join(problems)}. Alter the table, "
                             f"or cast/rename columns in the pipeline; nothing was written")
 
-    # ---- to implement ------------------------------------------------------------------------------
+    # ---- operations, written once over the dialect primitives ------------------------------------------
     def load(self, req: LoadRequest) -> LoadReport:
-        raise NotImplementedError
+        """Apply ``req.mode`` in one transaction (pre/post SQL hooks inside it); roll back on any error."""
+        from connectors.warehouse.loading import staged_rows
+        from connectors.warehouse.modes import MODES
+
+        rows = staged_rows(req)
+        with self.session() as con:
+            self.begin(con)
+            try:
+                if req.pre_sql:
+                    self.execute(con, req.pre_sql)
+                report = MODES[req.mode](self, con, req, rows)
+                if req.post_sql:
+                    self.execute(con, req.post_sql)
+                self.commit(con)
+                return report
+            except LoadError:
+                self.rollback(con)
+                raise
+            except self.db_errors as exc:
+                self.rollback(con)
+                raise LoadError(f"load into {req.table} failed and was rolled back (the table is unchanged): "
+                                f"{str(exc).strip().splitlines()[0]}") from None
 
     def append_rows(self, name: str, table: pa.Table) -> int:
-        raise NotImplementedError
+        """Append rows (quarantine, DLQ, run history), creating the table if needed, in one transaction."""
+        from connectors.warehouse.modes import ensure_table, insert_rows
+
+        with self.session() as con:
+            self.begin(con)
+            try:
+                ensure_table(self, con, name, table.schema)
+                insert_rows(self, con, name, table)
+                self.commit(con)
+                return table.num_rows
+            except (LoadError, *self.db_errors) as exc:
+                self.rollback(con)
+                raise LoadError(f"cannot write to {name}: {exc}") from None
 
     def read(self, name: str | None = None, query: str | None = None) -> pa.Table:
-        raise NotImplementedError
+        if query is not None:
+            check_read_only_query(query, self.dialect)
+        sql = f"SELECT * FROM {self.qualified(name)}" if query is None else query
+        with self.session() as con:
+            try:
+                return self.fetch_arrow(con, sql)
+            except self.db_errors as exc:
+                raise ConnectorError(f"cannot read {name or 'query'} from the warehouse: "
+                                     f"{str(exc).strip().splitlines()[0]}") from None
 
     def table_schema(self, name: str) -> Schema | None:
-        raise NotImplementedError
+        with self.session() as con:
+            return self.schema_in(con, name)
 
     def close(self) -> None:
         pass
+
+    # ---- dialect primitives (subclasses) -------------------------------------------------------------
+    ph = "?"  # query parameter placeholder
+    db_errors: tuple = ()
+
+    def session(self):  # context manager yielding a connection
+        raise NotImplementedError
+
+    def begin(self, con):
+        raise NotImplementedError
+
+    def commit(self, con):
+        raise NotImplementedError
+
+    def rollback(self, con):
+        raise NotImplementedError
+
+    def execute(self, con, sql: str, params=None):
+        raise NotImplementedError
+
+    def stage(self, con, name: str, table: pa.Table) -> None:
+        raise NotImplementedError
+
+    def unstage(self, con, name: str) -> None:
+        raise NotImplementedError
+
+    def schema_in(self, con, name: str) -> Schema | None:
+        raise NotImplementedError
+
+    def fetch_arrow(self, con, sql: str) -> pa.Table:
+        raise NotImplementedError
 
 
 def check_read_only_query(query: str, dialect: str) -> None:

@@ -1,4 +1,6 @@
-"""DuckDB warehouse: every batch load mode, each one transaction; a failed load leaves the table unchanged."""
+"""Warehouses (DuckDB file and real PostgreSQL): every batch load mode, each one transaction; a failed load
+leaves the table unchanged. PostgreSQL cases need scripts/postgres.sh (FLOW_BEAM_PG_URL) and use a fresh
+database each."""
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -8,9 +10,14 @@ from connectors.warehouse.base import LoadRequest
 from ir_compiler.errors import LoadError
 
 
-@pytest.fixture
-def wh(tmp_path):
-    return open_warehouse(f"duckdb://{tmp_path / 'w.duckdb'}")
+@pytest.fixture(params=["duckdb", "postgresql"])
+def wh(request, tmp_path):
+    if request.param == "duckdb":
+        yield open_warehouse(f"duckdb://{tmp_path / 'w.duckdb'}")
+        return
+    from pg_util import fresh_database
+    with fresh_database() as url:
+        yield open_warehouse(url)
 
 
 def stage(tmp_path, rows, name="s"):

@@ -1,0 +1,136 @@
+"""The load modes, written once over a few dialect primitives (stage rows, schema lookup, execute).
+
+Each mode runs inside the caller's transaction; the caller commits or rolls back.
+"""
+from __future__ import annotations
+
+import pyarrow as pa
+
+from connectors.warehouse.base import LINEAGE, WATERMARKS, LoadReport, LoadRequest, split_name
+from connectors.warehouse.loading import check_keys, dedupe_last, with_lineage
+from ir_compiler.errors import LoadError
+
+STAGE = "__fb_stage"
+
+
+def _guard_empty(req: LoadRequest, rows: pa.Table) -> None:
+    if rows.num_rows == 0:
+        raise LoadError(f"{req.mode} into {req.table} aborted: upstream produced 0 rows, and {req.mode} would "
+                        f"empty the table; the table was left as it was")
+
+
+def ensure_table(wh, con, name: str, schema: pa.Schema) -> bool:
+    """Create the schema/table if missing, else check the rows fit. True if the table existed."""
+    db_schema, _ = split_name(name)
+    if db_schema:
+        wh.execute(con, f"CREATE SCHEMA IF NOT EXISTS {wh.ident(db_schema)}")
+    existing = wh.schema_in(con, name)
+    if existing is None:
+        wh.execute(con, wh.create_table_sql(name, schema))
+        return False
+    wh.check_compatible(name, schema, existing)
+    return True
+
+
+def insert_rows(wh, con, name: str, table: pa.Table) -> None:
+    """Stage ``table`` and insert it into ``name`` by column name."""
+    wh.stage(con, STAGE, table)
+    try:
+        cols = ", ".join(wh.ident(c) for c in table.column_names)
+        wh.execute(con, f"INSERT INTO {wh.qualified(name)} ({cols}) SELECT {cols} FROM {STAGE}")
+    finally:
+        wh.unstage(con, STAGE)
+
+
+def append(wh, con, req, rows):
+    table = with_lineage(rows, req.lineage)
+    ensure_table(wh, con, req.table, table.schema)
+    insert_rows(wh, con, req.table, table)
+    return LoadReport(table.num_rows)
+
+
+def truncate(wh, con, req, rows):
+    _guard_empty(req, rows)
+    table = with_lineage(rows, req.lineage)
+    if ensure_table(wh, con, req.table, table.schema):
+        wh.execute(con, f"DELETE FROM {wh.qualified(req.table)}")
+    insert_rows(wh, con, req.table, table)
+    return LoadReport(table.num_rows)
+
+
+def upsert(wh, con, req, rows):
+    check_keys(rows, req.keys, req.table)
+    rows, dupes = dedupe_last(rows, req.keys)
+    table = with_lineage(rows, req.lineage)
+    if set(req.keys) >= {c for c in table.column_names if c != LINEAGE}:
+        raise LoadError(f"every column of {req.table} is an upsert key; upsert would never update, use append")
+    if ensure_table(wh, con, req.table, table.schema):
+        wh.stage(con, STAGE, table.select(req.keys))
+        try:
+            match = " AND ".join(f"t.{wh.ident(k)} = s.{wh.ident(k)}" for k in req.keys)
+            wh.execute(con, f"DELETE FROM {wh.qualified(req.table)} AS t WHERE EXISTS "
+                            f"(SELECT 1 FROM {STAGE} AS s WHERE {match})")
+        finally:
+            wh.unstage(con, STAGE)
+    insert_rows(wh, con, req.table, table)
+    warnings = [f"{dupes} row(s) shared an upsert key within this load; the last in input order won"] \
+        if dupes else []
+    return LoadReport(table.num_rows, warnings=warnings)
+
+
+def blue_green(wh, con, req, rows):
+    _guard_empty(req, rows)
+    table = with_lineage(rows, req.lineage)
+    new, old = f"{req.table}_new", f"{req.table}_old"
+    schema, base = split_name(req.table)
+    if schema:
+        wh.execute(con, f"CREATE SCHEMA IF NOT EXISTS {wh.ident(schema)}")
+    wh.execute(con, f"DROP TABLE IF EXISTS {wh.qualified(new)}")
+    wh.execute(con, wh.create_table_sql(new, table.schema))
+    insert_rows(wh, con, new, table)
+    if wh.schema_in(con, req.table) is not None:
+        wh.execute(con, f"DROP TABLE IF EXISTS {wh.qualified(old)}")
+        wh.execute(con, f"ALTER TABLE {wh.qualified(req.table)} RENAME TO {wh.ident(base + '_old')}")
+        wh.execute(con, f"DROP TABLE {wh.qualified(old)}")
+    wh.execute(con, f"ALTER TABLE {wh.qualified(new)} RENAME TO {wh.ident(base)}")
+    return LoadReport(table.num_rows)
+
+
+def _above(rows: pa.Table, col: str, hwm: str) -> pa.Table:
+    """Rows whose ``col`` is above the persisted high-water mark (kept as text, parsed as the column type)."""
+    import pyarrow.compute as pc
+
+    from ir_compiler.ops.cast import cast_array
+    from ir_compiler.types import from_arrow
+
+    bound, failed = cast_array(pa.array([hwm]), from_arrow(rows.schema.field(col).type), None)
+    if failed is not None and failed[0].as_py():
+        raise LoadError(f"the stored high-water mark {hwm!r} does not fit column '{col}'")
+    mask = pc.greater(rows.column(col), bound[0].cast(rows.schema.field(col).type))
+    return rows.filter(pc.fill_null(mask, False))
+
+
+def incremental_watermark(wh, con, req, rows):
+    col = req.watermark
+    if col not in rows.column_names:
+        raise LoadError(f"watermark column '{col}' is not in the rows loaded into {req.table}")
+    wh.execute(con, f"CREATE TABLE IF NOT EXISTS {wh.ident(WATERMARKS)} (pipeline_id TEXT, node_id TEXT, "
+                    f"table_name TEXT, column_name TEXT, hwm TEXT, updated_at TIMESTAMP)")
+    key = [req.pipeline_id, req.node_id, req.table]
+    where = f"pipeline_id = {wh.ph} AND node_id = {wh.ph} AND table_name = {wh.ph}"
+    row = wh.execute(con, f"SELECT hwm FROM {wh.ident(WATERMARKS)} WHERE {where}", key).fetchone()
+    table = _above(rows, col, row[0]) if row is not None and row[0] is not None and rows.num_rows else rows
+    out = with_lineage(table, req.lineage)
+    ensure_table(wh, con, req.table, out.schema)
+    insert_rows(wh, con, req.table, out)
+    if out.num_rows:
+        import pyarrow.compute as pc
+        new_hwm = pc.max(table.column(col)).cast(pa.string()).as_py()
+        wh.execute(con, f"DELETE FROM {wh.ident(WATERMARKS)} WHERE {where}", key)
+        wh.execute(con, f"INSERT INTO {wh.ident(WATERMARKS)} VALUES ({', '.join([wh.ph] * 5)}, CURRENT_TIMESTAMP)",
+                   key + [col, new_hwm])
+    return LoadReport(out.num_rows, rows_skipped=rows.num_rows - table.num_rows)
+
+
+MODES = {"append": append, "truncate": truncate, "upsert": upsert, "blue_green": blue_green,
+         "incremental_watermark": incremental_watermark}

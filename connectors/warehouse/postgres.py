@@ -1,0 +1,131 @@
+"""The PostgreSQL warehouse (psycopg 3): rows are staged with COPY into a temporary table, then the load mode
+runs as SQL inside one transaction."""
+from __future__ import annotations
+
+import io
+import json
+from contextlib import contextmanager
+
+import pyarrow as pa
+
+from connectors.warehouse.base import LINEAGE, Warehouse, split_name
+from ir_compiler.errors import ConnectorError, MissingDependencyError
+from ir_compiler.types import BOOL, DATE, FLOAT, INT, JSON, STRING, TIMESTAMP, Field, Schema, array_of, decimal
+
+try:
+    import psycopg
+except ImportError:  # pragma: no cover - reported when the warehouse is opened
+    psycopg = None
+
+_PG_TYPES = {"text": STRING, "character varying": STRING, "character": STRING, "bigint": INT, "integer": INT,
+             "smallint": INT, "double precision": FLOAT, "real": FLOAT, "boolean": BOOL, "date": DATE,
+             "timestamp without time zone": TIMESTAMP, "timestamp with time zone": TIMESTAMP, "json": JSON,
+             "jsonb": JSON}
+
+
+class PostgresWarehouse(Warehouse):
+    dialect = "postgres"
+    ph = "%s"
+
+    def __init__(self, url: str):
+        if psycopg is None:
+            raise MissingDependencyError("the PostgreSQL warehouse needs psycopg: pip install 'flow-beam[postgres]'")
+        super().__init__(url.replace("postgres://", "postgresql://", 1))
+        self.db_errors = (psycopg.Error,)
+
+    def sql_type(self, t):
+        return "JSONB" if t.name == "json" else super().sql_type(t)
+
+    def _col_type(self, f: pa.Field) -> str:
+        return "JSONB" if f.name == LINEAGE else super()._col_type(f)
+
+    @contextmanager
+    def session(self):
+        try:
+            con = psycopg.connect(self.url, connect_timeout=10)
+        except psycopg.Error as exc:
+            from connectors.warehouse import redact_url
+            raise ConnectorError(f"cannot connect to the PostgreSQL warehouse {redact_url(self.url)}: "
+                                 f"{str(exc).strip().splitlines()[0]}") from None
+        try:
+            yield con
+        finally:
+            con.close()
+
+    def begin(self, con):
+        pass  # psycopg opens a transaction with the first statement
+
+    def commit(self, con):
+        con.commit()
+
+    def rollback(self, con):
+        con.rollback()
+
+    def execute(self, con, sql: str, params=None):
+        return con.execute(sql, params)
+
+    def stage(self, con, name: str, table: pa.Table) -> None:
+        """COPY the rows into a temporary table (CSV, every non-null value quoted so '' stays '')."""
+        cols = ", ".join(f"{self.ident(f.name)} {self._col_type(f)}" for f in table.schema)
+        con.execute(f"CREATE TEMP TABLE {self.ident(name)} ({cols}) ON COMMIT DROP")
+        if table.num_rows == 0:
+            return
+        import pyarrow.csv as pacsv
+
+        buf = io.BytesIO()
+        pacsv.write_csv(_csv_ready(table), buf, pacsv.WriteOptions(include_header=False, quoting_style="all_valid"))
+        names = ", ".join(self.ident(c) for c in table.column_names)
+        with con.cursor().copy(f"COPY {self.ident(name)} ({names}) FROM STDIN WITH (FORMAT csv)") as copy:
+            copy.write(buf.getvalue())
+
+    def unstage(self, con, name: str) -> None:
+        con.execute(f"DROP TABLE IF EXISTS {self.ident(name)}")
+
+    def schema_in(self, con, name: str) -> Schema | None:
+        schema, table = split_name(name)
+        rows = con.execute(
+            "SELECT column_name, data_type, numeric_precision, numeric_scale, udt_name, is_nullable "
+            "FROM information_schema.columns WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
+            [schema or "public", table]).fetchall()
+        if not rows:
+            return None
+        return Schema([Field(n, _pg_type(dt_, p, s, udt), nullable == "YES") for n, dt_, p, s, udt, nullable in rows])
+
+    def fetch_arrow(self, con, sql: str) -> pa.Table:
+        cur = con.execute(sql)
+        names = [d.name for d in cur.description]
+        rows = cur.fetchall()
+        cols = list(zip(*rows)) if rows else [[] for _ in names]
+        arrays = [pa.array([json.dumps(v) if isinstance(v, (dict, list)) and not _is_array_col(col) else v
+                            for v in col]) for col in cols]
+        return pa.table(arrays, names=names) if names else pa.table({})
+
+
+def _is_array_col(col) -> bool:
+    return any(isinstance(v, list) for v in col) and not any(isinstance(v, dict) for v in col)
+
+
+def _pg_type(data_type, precision, scale, udt):
+    if data_type == "numeric":
+        return decimal(precision or 38, scale or 0)
+    if data_type == "ARRAY":
+        return array_of(_PG_TYPES.get(udt.lstrip("_"), STRING) if udt else STRING)
+    return _PG_TYPES.get(data_type, STRING)
+
+
+def _pg_array_literal(values) -> str | None:
+    if values is None:
+        return None
+    items = ["NULL" if v is None else '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"' for v in values]
+    return "{" + ",".join(items) + "}"
+
+
+def _csv_ready(table: pa.Table) -> pa.Table:
+    """Arrow → CSV-writable columns: lists become PostgreSQL array literals."""
+    for i, f in enumerate(table.schema):
+        if pa.types.is_list(f.type) or pa.types.is_large_list(f.type):
+            col = pa.array([_pg_array_literal(v) for v in table.column(i).to_pylist()], pa.string())
+            table = table.set_column(i, f.name, col)
+    return table
+
+
