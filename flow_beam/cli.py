@@ -91,6 +91,24 @@ def cmd_test(args) -> int:
     return 1 if failed or not outcomes else 0
 
 
+def cmd_runs(args) -> int:
+    from connectors.warehouse import redact_url, warehouse_url
+    from flow_beam.history import get_run, list_runs
+    from flow_beam.reporting import print_runs
+
+    url = warehouse_url(args.warehouse)
+    if args.action == "show":
+        if not args.run_id:
+            raise FlowError("usage: flow-beam runs show RUN_ID")
+        run = get_run(url, args.run_id)
+        if run is None:
+            raise FlowError(f"no run {args.run_id!r} in {redact_url(url)}")
+        dump_json(run, None)
+        return 0
+    print_runs(list_runs(url, args.pipeline, args.limit))
+    return 0
+
+
 def cmd_schema(args) -> int:
     from ir_compiler.models import Pipeline
 
@@ -126,6 +144,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--flink-master", default=None, help="host:port of a remote Flink cluster")
     p.set_defaults(beam_args=[])
     doc_command("test", "run the document's embedded tests on DirectRunner", cmd_test)
+    p = sub.add_parser("runs", help="list recent runs recorded in the warehouse, or show one (runs show RUN_ID)")
+    p.add_argument("action", nargs="?", choices=("list", "show"), default="list")
+    p.add_argument("run_id", nargs="?")
+    p.add_argument("--warehouse", default=None)
+    p.add_argument("--pipeline", default=None, help="only this pipeline id")
+    p.add_argument("-n", "--limit", type=int, default=20)
+    p.set_defaults(fn=cmd_runs)
     p = sub.add_parser("schema", help="print the JSON Schema of the IR")
     p.add_argument("--output", default=None)
     p.set_defaults(fn=cmd_schema)

@@ -65,3 +65,16 @@ def dump_json(data, path: str | None) -> None:
     else:
         with open(path, "w", encoding="utf-8") as fh:
             fh.write(text + "\n")
+
+
+def print_runs(runs: list[dict]) -> None:
+    if not runs:
+        console.print("no runs recorded yet")
+        return
+    table = Table(title="recent runs", title_justify="left")
+    for col in ("run id", "pipeline", "status", "runner", "started", "duration"):
+        table.add_column(col, no_wrap=True)
+    for r in runs:
+        table.add_row(r["run_id"][:12], r["pipeline_id"], r["status"], r["runner"], r["started_at"],
+                      f"{(r['duration_ms'] or 0) / 1000:.1f}s")
+    console.print(table)

@@ -35,6 +35,7 @@ class RunOptions:
     run_dir: str | None = None
     progress: Callable[[str], None] | None = None
     buckets: int = 8
+    record_history: bool = True
 
 
 @dataclass
@@ -124,6 +125,9 @@ def run_document(source, opts: RunOptions | None = None, checked: CheckedPipelin
             shutil.rmtree(run_dir, ignore_errors=True)
         result.finishedAt = now_iso()
         result.durationMs = int((time.monotonic() - t0) * 1000)
+        if checked is not None and opts.record_history:
+            from flow_beam.history import record_run
+            record_run(result, url)
     return result
 
 
@@ -136,7 +140,8 @@ def _short(exc: Exception) -> str:
 
 def _execute(checked, opts: RunOptions, url: str, run_dir: str, result: RunResult, inputs: _Inputs):
     ctx = RunContext(run_id=result.runId, pipeline_id=checked.pipeline.id, run_dir=run_dir, warehouse_url=url,
-                     test_inputs=opts.test_inputs, capture=opts.capture, files=inputs.paths, buckets=opts.buckets)
+                     test_inputs=opts.test_inputs, capture=opts.capture, files=inputs.paths, buckets=opts.buckets,
+                     retry=checked.pipeline.errorHandling.retry if checked.pipeline.errorHandling else None)
     lookups = _load_lookups(checked, url)
     p = make_pipeline(opts.runner, beam_args(opts.runner, opts.beam_args, opts.flink_master))
     lowered = build_pipeline(p, checked, ctx, lookups)

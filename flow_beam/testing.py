@@ -102,7 +102,8 @@ def _run_case(source, params, pipeline, case) -> TestOutcome:
         capture = tuple(n for n in case.expect if pipeline.node(n).kind != "target") if all(
             n in {x.id for x in pipeline.nodes} for n in case.expect) else ()
         result = run_document(source, RunOptions(warehouse=url, test_inputs=inputs, capture=capture,
-                                                 run_dir=run_dir, params=params or {}), checked=checked)
+                                                 run_dir=run_dir, params=params or {}, record_history=False),
+                              checked=checked)
         return _judge(case, pipeline, result, run_dir, url)
 
 

@@ -115,3 +115,36 @@ def test_identifiers_are_quoted(wh, tmp_path):
     files, schema = stage(tmp_path, [{"id": 1, "select": "x", "we\"ird": 2}])
     wh.load(LoadRequest(table="public.t", mode="append", files=files, schema=schema))
     assert wh.read(None, 'SELECT "select", "we""ird" FROM public.t').to_pylist() == [{"select": "x", 'we"ird': 2}]
+
+
+@pytest.mark.parametrize("mode", ["append", "truncate", "upsert", "blue_green", "incremental_watermark"])
+def test_every_mode_rolls_back_a_failure_in_the_middle(wh, tmp_path, mode):
+    """A statement failing after the rows were written (a killed commit) leaves the table exactly as before;
+    then the same load succeeds, and re-running it is idempotent where the mode promises it."""
+    kw = {"keys": ["id"]} if mode == "upsert" else {"watermark": "id"} if mode == "incremental_watermark" else {}
+    load(wh, tmp_path, [{"id": 1, "v": "a"}], mode=mode, name="s0", **kw)
+    before = rows(wh)
+    with pytest.raises(LoadError, match="rolled back"):
+        load(wh, tmp_path, [{"id": 2, "v": "b"}, {"id": 1, "v": "z"}], mode=mode, name="s1",
+             post_sql="SELECT * FROM no_such_table", **kw)
+    assert rows(wh) == before
+    load(wh, tmp_path, [{"id": 2, "v": "b"}], mode=mode, name="s2", **kw)
+    once = rows(wh)
+    load(wh, tmp_path, [{"id": 2, "v": "b"}], mode=mode, name="s3", **kw)
+    if mode in ("truncate", "upsert", "blue_green", "incremental_watermark"):
+        assert rows(wh) == once  # idempotent re-run
+    else:
+        assert len(rows(wh)) == len(once) + 1  # append appends again, by definition
+
+
+def test_constraint_violation_rolls_back(wh, tmp_path):
+    load(wh, tmp_path, [{"id": 1, "v": "a"}])
+    with wh.session() as con:
+        wh.begin(con)
+        wh.execute(con, 'CREATE TABLE "public"."strict" (id BIGINT NOT NULL, v TEXT)')
+        wh.execute(con, "INSERT INTO \"public\".\"strict\" VALUES (1, 'keep')")
+        wh.commit(con)
+    files, schema = stage(tmp_path, [{"id": 2, "v": "ok"}, {"id": None, "v": "violates not null"}], "c")
+    with pytest.raises(LoadError):
+        wh.load(LoadRequest(table="public.strict", mode="append", files=files, schema=schema))
+    assert wh.read(None, "SELECT id, v FROM public.strict").to_pylist() == [{"id": 1, "v": "keep"}]

@@ -141,6 +141,17 @@ class Warehouse:
                 raise ConnectorError(f"cannot read {name or 'query'} from the warehouse: "
                                      f"{str(exc).strip().splitlines()[0]}") from None
 
+    def run_statement(self, sql: str) -> None:
+        """One statement in its own transaction (post-load SQL hooks)."""
+        with self.session() as con:
+            self.begin(con)
+            try:
+                self.execute(con, sql)
+                self.commit(con)
+            except self.db_errors:
+                self.rollback(con)
+                raise
+
     def table_schema(self, name: str) -> Schema | None:
         with self.session() as con:
             return self.schema_in(con, name)

@@ -55,6 +55,12 @@ class PostgresWarehouse(Warehouse):
     def begin(self, con):
         pass  # psycopg opens a transaction with the first statement
 
+    def run_statement(self, sql: str) -> None:
+        """Post-load hooks run in autocommit (VACUUM and friends refuse a transaction block)."""
+        with self.session() as con:
+            con.autocommit = True
+            con.execute(sql)
+
     def commit(self, con):
         con.commit()
 

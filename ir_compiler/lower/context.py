@@ -30,6 +30,7 @@ class RunContext:
     test_inputs: dict[str, list[dict]] | None = None
     capture: tuple[str, ...] = ()  # node ids whose main output is captured (embedded tests)
     files: dict[str, list[str]] = field(default_factory=dict)  # source id -> staged file paths to read
+    retry: object = None  # errorHandling.retry of the document (external calls)
 
     def report_dir(self, kind: str) -> str:
         path = os.path.join(self.run_dir, kind)

@@ -65,16 +65,35 @@ class _CommitFn(beam.DoFn):
         req = LoadRequest(table=node.schema_, mode=node.loadMode, files=files, schema=schema,
                           keys=node.upsert_keys, watermark=node.watermarkColumn, pipeline_id=info["pipeline_id"],
                           node_id=node.id, lineage=lineage,
-                          pre_sql=node.preHook.statement if node.preHook and node.preHook.type == "sql" else None,
-                          post_sql=node.postHook.statement if node.postHook and node.postHook.type == "sql"
-                          else None)
+                          pre_sql=node.preHook.statement if node.preHook and node.preHook.type == "sql" else None)
+        self._webhook(node.preHook, "pre", None)  # a failing pre webhook stops the load (raises FlowError)
         wh = open_warehouse(info["warehouse_url"])
-        try:
-            rep = wh.load(req)
-        finally:
-            wh.close()
-        return {"rowsLoaded": rep.rows_loaded, "rowsSkipped": rep.rows_skipped, "warnings": rep.warnings,
+        rep = wh.load(req)
+        warnings = list(rep.warnings)
+        post = node.postHook
+        if post is not None:  # only after the load committed; a failure is a warning, the load stays
+            try:
+                if post.type == "sql":
+                    wh.run_statement(post.statement)
+                else:
+                    self._webhook(post, "post", rep.rows_loaded)
+            except Exception as exc:  # noqa: BLE001 - reported in the run result
+                warnings.append(f"postHook failed after the load committed: {str(exc).splitlines()[0]}")
+        return {"rowsLoaded": rep.rows_loaded, "rowsSkipped": rep.rows_skipped, "warnings": warnings,
                 "table": node.schema_}
+
+    def _webhook(self, hook, when: str, rows):
+        if hook is None or hook.type != "webhook":
+            return
+        from flow_beam.hooks import call_webhook
+        payload = {"event": f"{when}_load", "pipelineId": self.info["pipeline_id"], "runId": self.info["run_id"],
+                   "nodeId": self.node.id, "table": self.node.schema_, "rowsLoaded": rows}
+        try:
+            call_webhook(hook.url, payload, self.info.get("retry"))
+        except RuntimeError as exc:
+            if when == "pre":
+                raise FlowError(f"preHook: {exc}; nothing was loaded") from None
+            raise
 
     def _sink(self, files):
         from connectors.formats import write_table
@@ -100,7 +119,7 @@ def lower_target(pcoll, node, ctx, label, gate, lineage_source: str, schema_fiel
                                 node_id=node.id)
     folder = os.path.join(ctx.run_dir, "staging", node.id)
     info = {"run_dir": ctx.run_dir, "run_id": ctx.run_id, "pipeline_id": ctx.pipeline_id,
-            "warehouse_url": ctx.warehouse_url, "schema": schema_fields}
+            "warehouse_url": ctx.warehouse_url, "schema": schema_fields, "retry": ctx.retry}
     staged = (pcoll | f"{label}/StageParquet" >> beam.ParDo(_StageFn(node.id, folder))
               | f"{label}/CollectStaged" >> beam.combiners.ToList())
     side = [beam.pvalue.AsSingleton(gate)] if gate is not None else []
