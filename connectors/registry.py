@@ -80,3 +80,24 @@ def infer_lookup_schema(op, warehouse=None) -> Schema | None:
         return Schema.from_arrow(read_lookup(op, url).schema)
     except ConnectorError:
         return None
+
+
+def read_enrich_lookup(provider: dict, warehouse_url: str | None) -> pa.Table:
+    """The lookup table of an enrich ``lookup`` provider, one row per key (the first wins)."""
+    if provider.get("rows") is not None:
+        table = pa.Table.from_pylist(provider["rows"])
+    elif provider.get("table"):
+        from connectors.warehouse import open_warehouse
+        table = open_warehouse(warehouse_url).read(provider["table"])
+    else:
+        from connectors.formats import read_file
+        chunks = [pa.Table.from_batches([c.batch]) for c in read_file(provider["path"], provider.get("format", "csv"))]
+        table = pa.concat_tables(chunks)
+    on = provider["on"]
+    keys = list(on.values()) if isinstance(on, dict) else [on] if isinstance(on, str) else list(on)
+    missing = [k for k in keys if k not in table.column_names]
+    if missing:
+        raise ConnectorError(f"the lookup has no key column(s) {missing}; it has {table.column_names}")
+    idx = table.append_column("__fb_i", pa.array(range(table.num_rows), pa.int64())).group_by(
+        keys, use_threads=False).aggregate([("__fb_i", "min")]).column("__fb_i_min")
+    return table.take(idx)

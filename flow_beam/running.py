@@ -79,11 +79,13 @@ def _stage_inputs(checked: CheckedPipeline, opts: RunOptions) -> _Inputs:
 
 
 def _load_lookups(checked: CheckedPipeline, url: str) -> dict:
-    from connectors.registry import read_lookup
+    from connectors.registry import read_enrich_lookup, read_lookup
     from ir_compiler.ops.lookup import prepare_lookup
 
-    out: dict[str, dict[int, pa.Table]] = {}
+    out: dict = {}
     for node in checked.pipeline.nodes:
+        if node.kind == "enrich" and node.provider.kind == "lookup":
+            out[("enrich", node.id)] = read_enrich_lookup(node.provider.model_dump(), url)
         if node.kind != "transform":
             continue
         for i, op in enumerate(node.ops):
@@ -170,6 +172,7 @@ def _collect(checked, beam_result, run_dir: str, result: RunResult, inputs: _Inp
         r.warnings += inputs.warnings.get(node.id, [])
         r.warnings += [f"rule {k[5:]}: {v} row(s) failed (onFail warn)" for k, v in c.items()
                        if k.startswith("warn:") and v]
+        r.warnings += [f"{k[5:]}: {v}" for k, v in c.items() if k.startswith("note:") and v and "cache" not in k]
         if node.kind == "branch":
             r.routes = {k[6:]: v for k, v in c.items() if k.startswith("route:")}
         if node.kind == "transform" and any(op.op in ("aggregate", "summarize") for op in node.ops):

@@ -182,9 +182,20 @@ def _join(node, inputs, path, prop, ctx):
 
 
 def _enrich(node, inputs, path, prop, ctx):
+    from connectors.enrich.providers import template_fields
+
     schema = inputs[0]
     if schema is None:
         return {MAIN: None}
+    provider = node.provider.model_dump()
+    refs = template_fields(provider) if provider["kind"] != "lookup" else set()
+    if provider["kind"] == "lookup":
+        on = provider.get("on")
+        refs = set(on) if isinstance(on, dict) else {on} if isinstance(on, str) else set(on or [])
+    for name in sorted(refs):
+        if name not in schema:
+            raise _Problem(f"{path}.provider", f"the provider uses column '{name}', which does not exist; "
+                                               f"available: {', '.join(schema.names)}")
     outs = [node.output] if isinstance(node.output, str) else list(node.output)
     for name in outs:
         schema = schema.with_field(Field(name, STRING))

@@ -117,5 +117,13 @@ def _source(node, graph):
     yield
 
 
-_CHECKS = {"target": _target, "transform": _transform, "join": _join, "validate": _validate, "branch": _branch,
+def _enrich(node, graph):
+    from connectors.enrich.providers import provider_problems
+    for problem in provider_problems(node.provider.model_dump()):
+        yield "provider", problem
+    if node.provider.kind == "lookup" and isinstance(node.output, str) and not node.provider.model_dump().get("field"):
+        yield "provider", "a lookup provider with a single output column needs 'field' (the lookup column to copy)"
+
+
+_CHECKS = {"enrich": _enrich, "target": _target, "transform": _transform, "join": _join, "validate": _validate, "branch": _branch,
            "source": _source}

@@ -13,7 +13,6 @@ import apache_beam as beam
 import pyarrow as pa
 
 from ir_compiler.check import CheckedPipeline
-from ir_compiler.errors import NotAvailableError
 from ir_compiler.graph import MAIN
 from ir_compiler.joins import keys_for
 from ir_compiler.lower.branch_join import lower_branch, lower_join
@@ -199,7 +198,12 @@ class Builder:
         return out
 
     def _enrich(self, node):
-        raise NotAvailableError("enrich nodes validate but have no runtime in this build yet", node_id=node.id)
+        from ir_compiler.lower.enrich import lower_enrich
+
+        pcoll = count(self._input(node), node.id, "rows_in", f"{node.id}/CountIn")
+        main, errors = lower_enrich(pcoll, node, self.ctx, node.id, self.lookups.get(("enrich", node.id)))
+        main = count(main, node.id, "rows_out", f"{node.id}/CountOut")
+        self._set_ports(node, {"main": main}, [errors])
 
     def _target(self, node):
         pcoll = count(self._input(node), node.id, "rows_in", f"{node.id}/CountIn")
