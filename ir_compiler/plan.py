@@ -55,7 +55,7 @@ def primitives(node) -> list[str]:
     if k == "enrich":
         return ["batched ParDo (not available in this build)"]
     if k == "target":
-        return ["ParDo(stage Parquet files)", "ToList", "ParDo(one commit transaction; gate as side input)"]
+        return ["ParDo(stage Arrow files)", "ToList", "ParDo(one commit transaction; gate as side input)"]
     return ["file moves after the target's commit"]
 
 

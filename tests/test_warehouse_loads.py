@@ -148,3 +148,8 @@ def test_constraint_violation_rolls_back(wh, tmp_path):
     with pytest.raises(LoadError):
         wh.load(LoadRequest(table="public.strict", mode="append", files=files, schema=schema))
     assert wh.read(None, "SELECT id, v FROM public.strict").to_pylist() == [{"id": 1, "v": "keep"}]
+
+
+def test_empty_string_and_null_survive_the_load(wh, tmp_path):
+    load(wh, tmp_path, [{"id": 1, "v": ""}, {"id": 2, "v": None}, {"id": 3, "v": 'a,"b"\nc'}])
+    assert rows(wh) == [{"id": 1, "v": ""}, {"id": 2, "v": None}, {"id": 3, "v": 'a,"b"\nc'}]

@@ -13,9 +13,17 @@ from ir_compiler.errors import LoadError
 ORD = "__fb_ord"
 
 
+def read_staged(path: str) -> pa.Table:
+    """A staged file: Arrow IPC (``.arrow``, what the engine writes) or Parquet."""
+    if path.endswith(".arrow"):
+        with pa.memory_map(path) as source:
+            return pa.ipc.open_file(source).read_all()
+    return pq.read_table(path)
+
+
 def staged_rows(req: LoadRequest) -> pa.Table:
     """All rows of the load in input order (by the hidden ordinal), internal columns kept."""
-    tables = [pq.read_table(f) for f in req.files]
+    tables = [read_staged(f) for f in req.files]
     tables = [t for t in tables if t.num_rows]
     if not tables:
         return req.schema.empty_table()

@@ -33,7 +33,10 @@ def ensure_table(wh, con, name: str, schema: pa.Schema) -> bool:
 
 
 def insert_rows(wh, con, name: str, table: pa.Table) -> None:
-    """Stage ``table`` and insert it into ``name`` by column name."""
+    """Insert ``table`` into ``name`` by column name (PostgreSQL: COPY straight into the table)."""
+    if hasattr(wh, "copy_into"):
+        wh.copy_into(con, name, table)
+        return
     wh.stage(con, STAGE, table)
     try:
         cols = ", ".join(wh.ident(c) for c in table.column_names)

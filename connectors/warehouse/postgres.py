@@ -71,18 +71,27 @@ class PostgresWarehouse(Warehouse):
         return con.execute(sql, params)
 
     def stage(self, con, name: str, table: pa.Table) -> None:
-        """COPY the rows into a temporary table (CSV, every non-null value quoted so '' stays '')."""
+        """COPY the rows into a temporary table."""
         cols = ", ".join(f"{self.ident(f.name)} {self._col_type(f)}" for f in table.schema)
         con.execute(f"CREATE TEMP TABLE {self.ident(name)} ({cols}) ON COMMIT DROP")
+        self._copy(con, self.ident(name), table)
+
+    def copy_into(self, con, name: str, table: pa.Table) -> None:
+        """COPY the rows straight into a table, by column name (inside the load transaction)."""
+        self._copy(con, self.qualified(name), table)
+
+    def _copy(self, con, target: str, table: pa.Table) -> None:
+        """CSV COPY; pyarrow writes '' as "" and NULL as nothing, which is exactly how COPY reads them."""
         if table.num_rows == 0:
             return
         import pyarrow.csv as pacsv
 
-        buf = io.BytesIO()
-        pacsv.write_csv(_csv_ready(table), buf, pacsv.WriteOptions(include_header=False, quoting_style="all_valid"))
         names = ", ".join(self.ident(c) for c in table.column_names)
-        with con.cursor().copy(f"COPY {self.ident(name)} ({names}) FROM STDIN WITH (FORMAT csv)") as copy:
-            copy.write(buf.getvalue())
+        with con.cursor().copy(f"COPY {target} ({names}) FROM STDIN WITH (FORMAT csv)") as copy:
+            for batch in _csv_ready(table).to_batches(max_chunksize=200_000):
+                buf = io.BytesIO()
+                pacsv.write_csv(batch, buf, pacsv.WriteOptions(include_header=False))
+                copy.write(buf.getvalue())
 
     def unstage(self, con, name: str) -> None:
         con.execute(f"DROP TABLE IF EXISTS {self.ident(name)}")

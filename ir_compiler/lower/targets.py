@@ -1,4 +1,4 @@
-"""Targets → Beam: a two-phase sink. Workers stage Arrow tables as Parquet files in the run folder; one
+"""Targets → Beam: a two-phase sink. Workers stage Arrow tables as Arrow IPC files in the run folder; one
 commit step per target (after the gate side input says every upstream check passed) loads all staged files
 in a single warehouse transaction, or publishes the files of a file sink."""
 from __future__ import annotations
@@ -8,7 +8,6 @@ import uuid
 
 import apache_beam as beam
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from ir_compiler.errors import FlowError
 from ir_compiler.lower.context import counter, dlq_rows, quarantine_rows, write_report
@@ -16,7 +15,7 @@ from ir_compiler.ops.common import strip_internal
 
 
 class _StageFn(beam.DoFn):
-    """Phase 1: write each table to its own staged Parquet file (a retried bundle writes new names, and only
+    """Phase 1: write each table to its own staged Arrow file (a retried bundle writes new names, and only
     the files of successful bundles reach the commit)."""
 
     def __init__(self, node_id, folder):
@@ -28,8 +27,9 @@ class _StageFn(beam.DoFn):
     def process(self, table):
         if table.num_rows == 0:
             return
-        path = os.path.join(self.folder, f"{uuid.uuid4().hex}.parquet")
-        pq.write_table(table, path)
+        path = os.path.join(self.folder, f"{uuid.uuid4().hex}.arrow")  # Arrow IPC: no encoding cost
+        with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
         yield path, table.schema
 
 
@@ -98,7 +98,8 @@ class _CommitFn(beam.DoFn):
     def _sink(self, files):
         from connectors.formats import write_table
 
-        tables = [pq.read_table(f) for f in files]
+        from connectors.warehouse.loading import read_staged
+        tables = [read_staged(f) for f in files]
         total = sum(t.num_rows for t in tables)
         if not tables:
             return {"rowsLoaded": 0, "files": [], "warnings": []}
@@ -120,7 +121,7 @@ def lower_target(pcoll, node, ctx, label, gate, lineage_source: str, schema_fiel
     folder = os.path.join(ctx.run_dir, "staging", node.id)
     info = {"run_dir": ctx.run_dir, "run_id": ctx.run_id, "pipeline_id": ctx.pipeline_id,
             "warehouse_url": ctx.warehouse_url, "schema": schema_fields, "retry": ctx.retry}
-    staged = (pcoll | f"{label}/StageParquet" >> beam.ParDo(_StageFn(node.id, folder))
+    staged = (pcoll | f"{label}/StageArrow" >> beam.ParDo(_StageFn(node.id, folder))
               | f"{label}/CollectStaged" >> beam.combiners.ToList())
     side = [beam.pvalue.AsSingleton(gate)] if gate is not None else []
     return staged | f"{label}/Commit" >> beam.ParDo(
