@@ -80,3 +80,17 @@ def test_embedded_tests_pass_and_fail(tmp_path):
 def test_usage_errors(args):
     code, _ = cli(*args)
     assert code == 2
+
+
+def test_runs_lists_and_shows_history(tmp_path):
+    shutil.copytree(os.path.join(ROOT, "examples", "orders", "data"), tmp_path / "data")
+    wh = f"duckdb://{tmp_path / 'w.duckdb'}"
+    cli("run", EXAMPLE, "--param", f"input_dir={tmp_path / 'data'}/", "--warehouse", wh,
+        "--result-file", str(tmp_path / "r.json"), cwd=tmp_path)
+    run_id = json.load(open(tmp_path / "r.json"))["runId"]
+    code, out = cli("runs", "--warehouse", wh)
+    assert code == 0 and run_id[:12] in out and "daily-orders" in out
+    code, out = cli("runs", "show", run_id, "--warehouse", wh)
+    assert code == 0 and json.loads(out)["runId"] == run_id
+    code, out = cli("runs", "show", "nope00000", "--warehouse", wh)
+    assert code == 1 and "no run" in out
