@@ -22,7 +22,8 @@ def check_rules(graph: NodeGraph) -> list[Issue]:
     for i, node in enumerate(graph.pipeline.nodes):
         check = _CHECKS.get(node.kind)
         if check:
-            issues += [Issue(f"nodes[{i}].{where}" if where else f"nodes[{i}]", msg, node.id, "rules")
+            issues += [Issue(f"nodes[{i}].{where}" if where else f"nodes[{i}]", msg.removeprefix("note: "), node.id,
+                             "rules", "info" if msg.startswith("note: ") else "error")
                        for where, msg in check(node, graph)]
     eh = graph.pipeline.errorHandling
     if eh and eh.dlq and eh.dlq.table and not TABLE_NAME.match(eh.dlq.table):
@@ -68,6 +69,9 @@ def _target(node, graph):
 def _transform(node, graph):
     unbounded = is_unbounded(graph, node.id)
     for j, op in enumerate(node.ops):
+        if getattr(op, "window", None) is not None and not unbounded:
+            yield f"ops[{j}].window", "note: windows apply to streaming runs; on a bounded input this " \
+                                      f"{op.op} covers the whole input"
         if op.op in ("aggregate", "deduplicate") and unbounded and op.window is None:
             yield f"ops[{j}].window", f"{op.op} on an unbounded (streaming) input needs a 'window' " \
                                       f"(fixed, sliding, session or global with a trigger)"
