@@ -1,0 +1,85 @@
+"""The same IR document with a bounded file source gives identical target tables on every local runner:
+DirectRunner (FnApiRunner), Prism (Beam's Go runner, built by scripts/prism.sh) and Flink (Beam's job server,
+scripts/flink.sh). Runners whose component is missing skip with the reason and the script to run."""
+import os
+
+import duckdb
+import pytest
+
+from conftest import write_csv
+from flow_beam.runners import RunnerError, beam_args
+from flow_beam.running import RunOptions, run_document
+
+DOC = {"kind": "pipeline", "version": "1.0", "id": "runners", "nodes": [
+    {"id": "src", "kind": "source", "connector": "local_fs", "config": {"path": "IN", "format": "csv"},
+     "schema": [{"name": "id", "type": "int"}, {"name": "country", "type": "string"},
+                {"name": "amount", "type": "float"}]},
+    {"id": "t", "kind": "transform", "input": "src", "ops": [
+        {"op": "filter", "condition": "amount > 0"},
+        {"op": "expression", "field": "amount2", "expr": "amount * 2"}]},
+    {"id": "v", "kind": "validate", "input": "t",
+     "rowLevel": [{"id": "c", "field": "country", "rule": "not_null", "onFail": "quarantine"}]},
+    {"id": "agg", "kind": "transform", "input": "v", "ops": [
+        {"op": "aggregate", "groupBy": ["country"],
+         "aggregations": [{"fn": "count", "as": "n"}, {"field": "amount2", "fn": "sum", "as": "total"}]}]},
+    {"id": "rows", "kind": "target", "input": "v", "schema": "public.rows", "loadMode": "upsert", "upsertKey": "id",
+     "lineage": False},
+    {"id": "totals", "kind": "target", "input": "agg", "schema": "public.totals", "loadMode": "truncate",
+     "lineage": False}]}
+
+
+def tables(tmp_path, runner):
+    folder = tmp_path / "in"
+    folder.mkdir(exist_ok=True)
+    write_csv(folder / "a.csv", ["id", "country", "amount"],
+              [[i, None if i % 7 == 0 else ["FR", "DE", "US"][i % 3], (i % 5) - 1] for i in range(200)])
+    import json
+    doc = json.loads(json.dumps(DOC).replace('"IN"', json.dumps(str(folder))))
+    db = tmp_path / f"{runner}.duckdb"
+    result = run_document(doc, RunOptions(runner=runner, warehouse=f"duckdb://{db}"))
+    assert result.status == "completed_with_errors", result.error  # the null countries are quarantined
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        return (sorted(con.execute("select id, country, amount, amount2 from public.rows").fetchall()),
+                sorted(con.execute("select country, n, total from public.totals").fetchall()),
+                {k: (r.rowsIn, r.rowsOut, r.rowsQuarantined, r.rowsFiltered, r.rowsLoaded)
+                 for k, r in result.nodes.items()})
+    finally:
+        con.close()
+
+
+def _available(runner):
+    try:
+        beam_args(runner)
+    except RunnerError as exc:
+        pytest.skip(str(exc))
+
+
+def test_direct_reference(tmp_path):
+    rows, totals, counts = tables(tmp_path, "direct")
+    kept = [i for i in range(200) if (i % 5) - 1 > 0]  # the filter keeps amount > 0
+    valid = [i for i in kept if i % 7 != 0]  # validate quarantines the null countries
+    assert [r[0] for r in rows] == valid
+    assert counts["t"][:4] == (200, len(kept), 0, 200 - len(kept))
+    assert counts["v"][:3] == (len(kept), len(valid), len(kept) - len(valid))
+    assert sum(n for _, n, _ in totals) == len(valid)
+
+
+@pytest.mark.infra
+@pytest.mark.parametrize("runner", ["prism", "flink"])
+def test_same_tables_on_other_runners(tmp_path, runner):
+    _available(runner)
+    (tmp_path / "direct").mkdir()
+    (tmp_path / runner).mkdir()
+    assert tables(tmp_path / runner, runner) == tables(tmp_path / "direct", "direct")
+
+
+def test_missing_component_names_the_script(monkeypatch, tmp_path):
+    monkeypatch.setenv("FLOW_BEAM_PRISM", str(tmp_path / "no-prism"))
+    with pytest.raises(RunnerError, match="scripts/prism.sh"):
+        beam_args("prism")
+    monkeypatch.delenv("FLOW_BEAM_FLINK_JOB_ENDPOINT", raising=False)
+    monkeypatch.setenv("FLOW_BEAM_FLINK_JAR", str(tmp_path / "no.jar"))
+    with pytest.raises(RunnerError, match="scripts/flink.sh"):
+        beam_args("flink")
+    assert os.environ["FLOW_BEAM_PRISM"].endswith("no-prism")
