@@ -68,6 +68,18 @@ def cmd_run(args) -> int:
         return 1
     opts = RunOptions(runner=args.runner, warehouse=args.warehouse, params=_params(args.param),
                       beam_args=args.beam_args, flink_master=args.flink_master)
+    if args.runner == "dataflow":
+        from flow_beam.runners import DataflowProfile
+        renames = dict(pair.split("=", 1) for pair in args.rename_node if "=" in pair)
+        opts.dataflow = DataflowProfile(
+            project=args.project, region=args.region, temp_location=args.temp_location,
+            staging_location=args.staging_location, service_account=args.service_account, network=args.network,
+            subnetwork=args.subnetwork, machine_type=args.machine_type, max_workers=args.max_workers,
+            job_name=args.job_name, streaming=args.streaming, update=args.update, renames=renames,
+            dry_run=args.dry_run)
+        opts.job_file = args.job_file
+    elif args.dry_run:
+        raise FlowError("--dry-run is for --runner dataflow (it writes the job graph without submitting)")
     with console.status(f"running {checked.pipeline.id} on {args.runner}…", spinner="dots"):
         result = run_document(args.file, opts, checked=checked)
     print_result(result)
@@ -194,6 +206,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--runner", choices=("direct", "prism", "flink", "dataflow"), default="direct")
     p.add_argument("--result-file", default=None, help="write the run result JSON here")
     p.add_argument("--flink-master", default=None, help="host:port of a remote Flink cluster")
+    g = p.add_argument_group("dataflow")
+    g.add_argument("--project")
+    g.add_argument("--region")
+    g.add_argument("--temp-location")
+    g.add_argument("--staging-location")
+    g.add_argument("--service-account")
+    g.add_argument("--network")
+    g.add_argument("--subnetwork")
+    g.add_argument("--machine-type")
+    g.add_argument("--max-workers", type=int)
+    g.add_argument("--job-name")
+    g.add_argument("--streaming", action="store_true")
+    g.add_argument("--update", action="store_true", help="replace a running job (same job name)")
+    g.add_argument("--rename-node", action="append", default=[], metavar="OLD=NEW",
+                   help="with --update: a node renamed since the running job (maps its Beam steps)")
+    g.add_argument("--dry-run", action="store_true", help="build the Dataflow job graph offline, do not submit")
+    g.add_argument("--job-file", default=None, help="where --dry-run writes the job graph JSON")
     p.set_defaults(beam_args=[])
     doc_command("test", "run the document's embedded tests on DirectRunner", cmd_test)
     p = sub.add_parser("runs", help="list recent runs recorded in the warehouse, or show one (runs show RUN_ID)")

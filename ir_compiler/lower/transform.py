@@ -70,8 +70,7 @@ def lower_transform(pcoll, node, ctx: RunContext, label: str, lookups: dict[int,
         if kind == "row":
             idx = [i for i, _ in payload]
             ops = [op for _, op in payload]
-            names = "+".join(op.op for op in ops)
-            out = pcoll | f"{step}-{names}" >> beam.ParDo(
+            out = pcoll | f"{step}-row-ops" >> beam.ParDo(
                 _RowOpsFn(node.id, ops, {k: lookups[i] for k, i in enumerate(idx) if i in lookups})
             ).with_outputs(ERRORS, main="main")
             pcoll = out.main
