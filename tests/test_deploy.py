@@ -159,7 +159,7 @@ def test_dataflow_dry_run_writes_the_job_graph(tmp_path):
     from flow_beam.runners import DataflowProfile
     from flow_beam.running import RunOptions, run_document
     opts = RunOptions(runner="dataflow", params={"input_dir": str(tmp_path) + "/"}, job_file=str(tmp_path / "j.json"),
-                      dataflow=DataflowProfile(project="p", region="europe-west1", dry_run=True))
+                      dataflow=DataflowProfile(project="my-project-123", region="europe-west1", dry_run=True))
     result = run_document(EXAMPLE, opts)
     assert result.status == "completed", result.error
     graph = json.load(open(tmp_path / "j.json"))
