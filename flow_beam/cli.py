@@ -140,6 +140,21 @@ def cmd_template(args) -> int:
     return templates.submit(cmd) if args.submit else 0
 
 
+def cmd_init(args) -> int:
+    from flow_beam import templates
+
+    if args.list or not args.template:
+        for name, description in templates.catalog().items():
+            console.print(f"{name:24s} {description}")
+        return 0
+    if not args.folder:
+        raise FlowError("usage: flow-beam init TEMPLATE DIR")
+    path = templates.init(args.template, args.folder)
+    console.print(f"created {path}; try: cd {args.folder} && flow-beam test pipeline.json && flow-beam run "
+                  f"pipeline.json")
+    return 0
+
+
 def cmd_schedule(args) -> int:
     from flow_beam import scheduling
 
@@ -245,6 +260,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--project", default=None)
     p.add_argument("--submit", action="store_true", help="run the gcloud command instead of only printing it")
     p.set_defaults(fn=cmd_template, beam_args=[])
+    p = sub.add_parser("init", help="copy a catalog pipeline template with its sample data (init --list)")
+    p.add_argument("template", nargs="?")
+    p.add_argument("folder", nargs="?")
+    p.add_argument("--list", action="store_true")
+    p.set_defaults(fn=cmd_init)
     p = sub.add_parser("schedule", help="next fire times, serve a folder of scheduled pipelines, or export")
     p.add_argument("action", choices=("next", "serve", "export"))
     p.add_argument("target", help="next/export: a pipeline document; serve: a folder of documents")

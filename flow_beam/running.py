@@ -38,6 +38,7 @@ class RunOptions:
     record_history: bool = True
     dataflow: object = None  # flow_beam.runners.DataflowProfile for --runner dataflow
     job_file: str | None = None  # dry runs write the Dataflow job graph here
+    sink_root: str | None = None  # embedded tests: file sinks write under this folder
 
 
 @dataclass
@@ -159,7 +160,8 @@ def _short(exc: Exception) -> str:
 def _execute(checked, opts: RunOptions, url: str, run_dir: str, result: RunResult, inputs: _Inputs):
     ctx = RunContext(run_id=result.runId, pipeline_id=checked.pipeline.id, run_dir=run_dir, warehouse_url=url,
                      test_inputs=opts.test_inputs, capture=opts.capture, files=inputs.paths, buckets=opts.buckets,
-                     retry=checked.pipeline.errorHandling.retry if checked.pipeline.errorHandling else None)
+                     retry=checked.pipeline.errorHandling.retry if checked.pipeline.errorHandling else None,
+                     sink_root=opts.sink_root)
     lookups = _load_lookups(checked, url)
     if opts.runner == "dataflow":
         from flow_beam.runners import DataflowProfile, dataflow_args

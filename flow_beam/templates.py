@@ -90,3 +90,31 @@ def submit(cmd: list[str]) -> int:
 
 def shell_line(cmd: list[str]) -> str:
     return " ".join(shlex.quote(c) for c in cmd)
+
+
+CATALOG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "templates", "pipelines")
+
+
+def catalog() -> dict[str, str]:
+    """Template name → its description."""
+    out = {}
+    for name in sorted(os.listdir(CATALOG)):
+        path = os.path.join(CATALOG, name, "pipeline.json")
+        if os.path.isfile(path):
+            with open(path, encoding="utf-8") as fh:
+                meta = json.load(fh).get("metadata") or {}
+            out[name] = meta.get("description") or meta.get("name") or name
+    return out
+
+
+def init(name: str, folder: str) -> str:
+    """Copy a catalog template (pipeline.json + sample data) into ``folder``; never overwrites."""
+    import shutil
+
+    src = os.path.join(CATALOG, name)
+    if not os.path.isfile(os.path.join(src, "pipeline.json")):
+        raise FlowError(f"no template {name!r}; available: {', '.join(catalog())}")
+    if os.path.exists(folder) and os.listdir(folder):
+        raise FlowError(f"{folder} exists and is not empty; pick a new folder")
+    shutil.copytree(src, folder, dirs_exist_ok=True)
+    return os.path.join(folder, "pipeline.json")

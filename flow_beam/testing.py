@@ -69,6 +69,17 @@ def _captured(run_dir: str, node_id: str) -> list[dict]:
     return rows
 
 
+def _sink_rows(node, files: list[str]) -> list[dict]:
+    """The rows a file sink wrote (read back with their types)."""
+    from connectors.formats import read_file
+
+    rows = []
+    for path in files:
+        for chunk in read_file(path, node.config.get("format", "jsonl")):
+            rows += chunk.batch.to_pylist()
+    return rows
+
+
 def run_embedded_tests(source, params: dict | None = None) -> list[TestOutcome]:
     pipeline, _ = load_document(source, params)
     if not pipeline.tests:
@@ -102,7 +113,8 @@ def _run_case(source, params, pipeline, case) -> TestOutcome:
         capture = tuple(n for n in case.expect if pipeline.node(n).kind != "target") if all(
             n in {x.id for x in pipeline.nodes} for n in case.expect) else ()
         result = run_document(source, RunOptions(warehouse=url, test_inputs=inputs, capture=capture,
-                                                 run_dir=run_dir, params=params or {}, record_history=False),
+                                                 run_dir=run_dir, params=params or {}, record_history=False,
+                                                 sink_root=os.path.join(tmp, "sinks")),
                               checked=checked)
         return _judge(case, pipeline, result, run_dir, url)
 
@@ -123,6 +135,8 @@ def _judge(case, pipeline, result, run_dir, url) -> TestOutcome:
                 actual = table.drop_columns([c for c in table.column_names if c == "_flow_lineage"]).to_pylist()
             except FlowError:
                 actual = []
+        elif node.kind == "target":
+            actual = _sink_rows(node, result.nodes[node_id].files or [])
         else:
             actual = _captured(run_dir, node_id)
         details += [f"{node_id}: {p}" for p in compare_rows(expected, actual)]

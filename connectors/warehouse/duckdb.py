@@ -29,6 +29,16 @@ class DuckDBWarehouse(Warehouse):
             raise ConnectorError(f"warehouse folder {folder} does not exist; create it or pick another "
                                  f"--warehouse path")
 
+    def table_schema(self, name: str):
+        if not os.path.exists(self.path):  # reading never creates the warehouse file
+            return None
+        return super().table_schema(name)
+
+    def read(self, name=None, query=None):
+        if not os.path.exists(self.path):
+            raise ConnectorError(f"the DuckDB warehouse {self.path} does not exist yet (nothing was loaded into it)")
+        return super().read(name, query)
+
     def sql_type(self, t):
         return "VARCHAR" if t.name == "string" else "DOUBLE" if t.name == "float" else super().sql_type(t)
 

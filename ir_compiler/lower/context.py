@@ -31,6 +31,7 @@ class RunContext:
     capture: tuple[str, ...] = ()  # node ids whose main output is captured (embedded tests)
     files: dict[str, list[str]] = field(default_factory=dict)  # source id -> staged file paths to read
     retry: object = None  # errorHandling.retry of the document (external calls)
+    sink_root: str | None = None  # embedded tests: file sinks write under this folder instead of their path
 
     def report_dir(self, kind: str) -> str:
         path = os.path.join(self.run_dir, kind)

@@ -124,8 +124,10 @@ def lower_target(pcoll, node, ctx, label, gate, lineage_source: str, schema_fiel
     staged = (pcoll | f"{label}/StageArrow" >> beam.ParDo(_StageFn(node.id, folder))
               | f"{label}/CollectStaged" >> beam.combiners.ToList())
     side = [beam.pvalue.AsSingleton(gate)] if gate is not None else []
-    return staged | f"{label}/Commit" >> beam.ParDo(
-        _CommitFn(node, info, lineage_source, node.config if node.connector else None), *side)
+    sink = dict(node.config) if node.connector else None
+    if sink is not None and ctx.sink_root:
+        sink["path"] = os.path.join(ctx.sink_root, node.id)
+    return staged | f"{label}/Commit" >> beam.ParDo(_CommitFn(node, info, lineage_source, sink), *side)
 
 
 class _AppendFn(beam.DoFn):
