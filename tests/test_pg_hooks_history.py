@@ -70,3 +70,11 @@ def test_data_modifying_hooks_are_rejected_at_validation(spec_doc, statement):
     with pytest.raises(ValidationFailed) as info:
         check_document(spec_doc, ctx=SchemaContext())
     assert info.value.issues[0].path == "nodes[2].preHook.statement"
+
+
+def test_unreachable_warehouse_is_retried_then_reported(tmp_path, spec_doc):
+    spec_doc["errorHandling"] = {"retry": {"maxAttempts": 2, "backoff": "fixed", "initialDelaySeconds": 0}}
+    result = run_document(doc_with_path(spec_doc, orders(tmp_path)),
+                          RunOptions(warehouse="postgresql://postgres@127.0.0.1:9/none", record_history=False))
+    assert result.status == "failed"
+    assert "cannot connect" in result.nodes["tgt"].error and "Traceback" not in result.nodes["tgt"].error

@@ -68,7 +68,7 @@ class _CommitFn(beam.DoFn):
                           pre_sql=node.preHook.statement if node.preHook and node.preHook.type == "sql" else None)
         self._webhook(node.preHook, "pre", None)  # a failing pre webhook stops the load (raises FlowError)
         wh = open_warehouse(info["warehouse_url"])
-        rep = wh.load(req)
+        rep = self._with_retry(lambda: wh.load(req))
         warnings = list(rep.warnings)
         post = node.postHook
         if post is not None:  # only after the load committed; a failure is a warning, the load stays
@@ -81,6 +81,22 @@ class _CommitFn(beam.DoFn):
                 warnings.append(f"postHook failed after the load committed: {str(exc).splitlines()[0]}")
         return {"rowsLoaded": rep.rows_loaded, "rowsSkipped": rep.rows_skipped, "warnings": warnings,
                 "table": node.schema_}
+
+    def _with_retry(self, fn):
+        """errorHandling.retry for the load: an unreachable warehouse is retried (a failed load rolled back, so
+        trying again cannot duplicate rows); a load error (bad rows, constraint) is not."""
+        import time
+
+        from flow_beam.hooks import backoff_delays
+        from ir_compiler.errors import ConnectorError
+
+        for delay in [*backoff_delays(self.info.get("retry")), None]:
+            try:
+                return fn()
+            except ConnectorError:
+                if delay is None:
+                    raise
+                time.sleep(delay)
 
     def _webhook(self, hook, when: str, rows):
         if hook is None or hook.type != "webhook":
