@@ -208,7 +208,8 @@ def _collect(checked, beam_result, run_dir: str, result: RunResult, inputs: _Inp
     signals = read_reports(run_dir, "signals")
     failed_files = read_reports(run_dir, "files")
     side = read_reports(run_dir, "side_tables")
-    failures = [m for s in signals.values() for m in s.get("reasons", [])]
+    from ir_compiler.lower.gates import collect_failures
+    failures = collect_failures(signals)
     for node in checked.pipeline.nodes:
         r, c = result.nodes[node.id], counts.get(node.id, {})
         r.rowsIn, r.rowsOut = c.get("rows_in", 0), c.get("rows_out", 0)

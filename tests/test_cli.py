@@ -62,7 +62,7 @@ def test_run_failure_exit_code_and_beam_options(tmp_path):
                     f"duckdb://{tmp_path / 'w.duckdb'}", "--", "--direct_num_workers=1")
     assert code == 1 and "does not exist" in out and "Traceback" not in out
     code, out = cli("run", EXAMPLE, "--runner", "dataflow")
-    assert code == 1 and "not available yet" in out
+    assert code == 1 and "--project is required" in out and "--temp-location" in out
 
 
 def test_embedded_tests_pass_and_fail(tmp_path):

@@ -2,7 +2,7 @@
 
 Step names are derived from node ids (``orders/ReadFiles``), so Beam job graphs map back to the IR.
 Error routing follows the spec: a node's failed rows go to ``<id>.errors`` when something reads it, else to
-the DLQ when enabled, else they become a gate signal that fails the run and stops downstream loads.
+the DLQ when enabled, else they become a gate input that fails the run and stops downstream loads.
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from ir_compiler.graph import MAIN
 from ir_compiler.joins import keys_for
 from ir_compiler.lower.branch_join import lower_branch, lower_join
 from ir_compiler.lower.context import RunContext, count
+from ir_compiler.lower.gates import ReportGateFn
 from ir_compiler.lower.sources import lower_source
 from ir_compiler.lower.targets import lower_append, lower_target
 from ir_compiler.lower.transform import lower_transform
@@ -30,41 +31,6 @@ class Lowered:
     warnings: list[str] = field(default_factory=list)
 
 
-class _ErrorSummary(beam.CombineFn):
-    """Unrouted error rows → the reasons that fail the run (empty list when there were none)."""
-
-    def __init__(self, node_id):
-        self.node_id = node_id
-
-    def create_accumulator(self):
-        return [0, None, None]
-
-    def add_input(self, acc, table):
-        if table.num_rows:
-            acc[0] += table.num_rows
-            if acc[1] is None:
-                acc[1], acc[2] = table.column("error")[0].as_py(), table.column("row")[0].as_py()
-        return acc
-
-    def merge_accumulators(self, accs):
-        out = [0, None, None]
-        for a in accs:
-            out[0] += a[0]
-            if out[1] is None and a[1] is not None:
-                out[1], out[2] = a[1], a[2]
-        return out
-
-    def extract_output(self, acc):
-        if not acc[0]:
-            return []
-        return [f"node '{self.node_id}': {acc[0]} row(s) failed and nothing received them (no "
-                f"'{self.node_id}.errors' reader and the DLQ is disabled); first: {acc[1]}; row: {acc[2]}"]
-
-
-def _concat_lists(lists):
-    return [m for x in lists for m in x]
-
-
 class _CaptureFn(beam.DoFn):
     def __init__(self, folder):
         self.folder = folder
@@ -75,16 +41,6 @@ class _CaptureFn(beam.DoFn):
         import pyarrow.parquet as pq
         os.makedirs(self.folder, exist_ok=True)
         pq.write_table(table, os.path.join(self.folder, f"{uuid.uuid4().hex}.parquet"))
-
-
-class _ReportSignalFn(beam.DoFn):
-    def __init__(self, run_dir, name):
-        self.run_dir, self.name = run_dir, name
-
-    def process(self, reasons):
-        from ir_compiler.lower.context import write_report
-        if reasons:
-            write_report(self.run_dir, "signals", self.name, {"reasons": list(reasons)})
 
 
 class Builder:
@@ -125,21 +81,17 @@ class Builder:
         elif self.checked.pipeline.dlq_enabled:
             self.dlq.append(merged)
         else:
-            self._add_signal(node.id, merged | f"{node.id}/UnroutedErrors" >> beam.CombineGlobally(
-                _ErrorSummary(node.id)))
+            self._add_signal(node.id, merged)
 
     def _add_signal(self, node_id: str, signal):
-        """A one-element PCollection of failure reasons: gates downstream loads and is reported."""
+        """A gate input (abort reasons or unrouted error rows): gates downstream loads and is reported."""
         k = len(self.signals.setdefault(node_id, []))
         self.signals[node_id].append(signal)
-        signal | f"{node_id}/ReportSignal{k}" >> beam.ParDo(_ReportSignalFn(self.ctx.run_dir, f"{node_id}-{k}"))
+        signal | f"{node_id}/ReportGate{k}" >> beam.ParDo(ReportGateFn(self.ctx.run_dir, node_id))
 
     def _gate(self, node):
-        sigs = [s for up in sorted(self.graph.upstream(node.id)) for s in self.signals.get(up, [])]
-        if not sigs:
-            return None
-        return (sigs | f"{node.id}/GateSignals" >> beam.Flatten()
-                | f"{node.id}/Gate" >> beam.CombineGlobally(_concat_lists))
+        """Every upstream gate input, as side inputs of the target's commit."""
+        return [s for up in sorted(self.graph.upstream(node.id)) for s in self.signals.get(up, [])]
 
     def _schema(self, ref: str):
         return self.checked.types.of(ref)

@@ -113,8 +113,10 @@ def lower_source(p, node, ctx: RunContext, label: str):
     cfg = connector_config(node)
     if node.connector == "local_fs":
         files = list(enumerate(ctx.files.get(node.id, [])))
-        read = (p | f"{label}/MatchedFiles" >> beam.Create(files) | f"{label}/Reshuffle" >> beam.Reshuffle()
-                | f"{label}/ReadFiles" >> beam.ParDo(_ReadFilesFn(
+        matched = p | f"{label}/MatchedFiles" >> beam.Create(files)
+        if len(files) > 1:  # spread the files over workers
+            matched = matched | f"{label}/Reshuffle" >> beam.Reshuffle()
+        read = (matched | f"{label}/ReadFiles" >> beam.ParDo(_ReadFilesFn(
                     node.id, cfg.format, file_options(cfg), declared_schema(node), ctx.batch_rows, ctx.run_dir))
                 .with_outputs(ERRORS, main="main"))
         return {"main": read.main, ERRORS: read[ERRORS]}

@@ -39,10 +39,13 @@ class _CommitFn(beam.DoFn):
     def __init__(self, node, ctx_info: dict, lineage_source: str, sink: dict | None):
         self.node, self.info, self.lineage_source, self.sink = node, ctx_info, lineage_source, sink
 
-    def process(self, staged, gate=None):
+    def process(self, staged, *gates):
+        from ir_compiler.lower.gates import reasons_of
+
         node, info = self.node, self.info
-        if gate:
-            write_report(info["run_dir"], "targets", node.id, {"status": "aborted", "error": "; ".join(gate)})
+        reasons = reasons_of(gates)
+        if reasons:
+            write_report(info["run_dir"], "targets", node.id, {"status": "aborted", "error": "; ".join(reasons)})
             return
         files = [p for p, _ in staged]
         try:
@@ -139,7 +142,7 @@ def lower_target(pcoll, node, ctx, label, gate, lineage_source: str, schema_fiel
             "warehouse_url": ctx.warehouse_url, "schema": schema_fields, "retry": ctx.retry}
     staged = (pcoll | f"{label}/StageArrow" >> beam.ParDo(_StageFn(node.id, folder))
               | f"{label}/CollectStaged" >> beam.combiners.ToList())
-    side = [beam.pvalue.AsSingleton(gate)] if gate is not None else []
+    side = [beam.pvalue.AsList(g) for g in gate or []]
     sink = dict(node.config) if node.connector else None
     if sink is not None and ctx.sink_root:
         sink["path"] = os.path.join(ctx.sink_root, node.id)

@@ -231,9 +231,10 @@ def lower_validate(pcoll, node, ctx, label, expected_columns):
     ports = {"main": out.main, QUARANTINE: out[QUARANTINE]}
     signals = []
     if abort_rule_ids(node):
-        signals.append(out[ABORT] | f"{label}/AbortRules" >> beam.combiners.ToList())
+        signals.append(out[ABORT])
     if node.datasetLevel is not None:
-        signals.append(lower_dataset_checks(out.main, node, ctx, f"{label}/Dataset", expected_columns))
+        signals.append(lower_dataset_checks(out.main, node, ctx, f"{label}/Dataset", expected_columns)
+                       | f"{label}/AbortReasons" >> beam.FlatMap(lambda reasons: reasons))
     return ports, signals
 
 
