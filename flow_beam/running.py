@@ -11,8 +11,6 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-import pyarrow as pa
-
 from connectors.warehouse import open_warehouse, redact_url, warehouse_url
 from flow_beam.results import NodeResult, RunResult, balance_problem, metric_counts, now_iso
 from flow_beam.runners import beam_args, make_pipeline

@@ -5,7 +5,7 @@ where it applies, the node id. Validation collects issues and raises once with a
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,6 @@ import json
 import os
 
 import duckdb
-import pytest
 
 from conftest import doc_with_path, write_csv
 from flow_beam.running import RunOptions, run_document

@@ -3,7 +3,6 @@ fails intermittently (retries recover, counts balance), one that answers garbage
 reason), an OpenAI-compatible chat endpoint (a local stand-in: no real LLM service is reachable here), a
 geocoder, and the lookup provider."""
 import json
-import time
 
 import duckdb
 
@@ -108,13 +107,12 @@ def test_garbage_answers_are_quarantined_with_the_reason(tmp_path):
 def test_slow_server_times_out_then_null(tmp_path):
     customers(tmp_path, n=2)
     with http_server(lambda p, b, n: (200, {"data": {"score": 1}}, 3)) as (base, _):
-        t0 = time.monotonic()
+
         result = run(tmp_path, doc(tmp_path, {"kind": "http", "url": f"{base}/score?id={{id}}"},
                                    output={"score": "data.score"}, on_error="null", timeoutSeconds=0.3))
     assert result.status == "completed_with_errors"
     assert table(tmp_path, "select score from public.enriched") == [(None,), (None,)]
     assert any("null after a failed call: 2" in w for w in result.nodes["e"].warnings)
-    assert time.monotonic() - t0 < 20
 
 
 def test_on_error_fail_fails_the_run(tmp_path):

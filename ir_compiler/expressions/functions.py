@@ -12,7 +12,7 @@ from sqlglot import exp
 from ir_compiler.expressions.nodes import Node, arrow_of, broadcast, cast_arrow, coerce, const, null_of, row_of, \
     strict
 from ir_compiler.types import (BOOL, DATE, FLOAT, INT, NULL, STRING, TIMESTAMP, ColumnType, common_type, decimal as
-                               decimal_type, to_arrow)
+                               decimal_type)
 
 _DT_NAMES = {
     exp.DataType.Type.INT: INT, exp.DataType.Type.BIGINT: INT, exp.DataType.Type.SMALLINT: INT,

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ir_compiler.ops import cast, columns, exprs, lookup, sets
+from ir_compiler.ops import cast, columns, exprs, sets
 from ir_compiler.ops.common import OpTypeError  # noqa: F401
 from ir_compiler.types import FLOAT, JSON, STRING, Field, array_of
 
