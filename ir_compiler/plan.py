@@ -15,6 +15,8 @@ def _segments(ops):
         if run:
             out.append(f"ParDo(fused Arrow ops: {' → '.join(run)})")
             run = []
+        if op.op == "aggregate" and op.window is not None and op.window.type != "global":
+            out.append(f"ParDo(assign {op.window.type} event-time windows)")
         if op.op == "aggregate":
             out.append("ParDo(pre-aggregate batch) → GroupByKey(key bucket) → ParDo(final aggregate)"
                        if op.groupBy else "CombineGlobally(aggregate)")

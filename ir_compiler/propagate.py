@@ -35,6 +35,7 @@ class Propagation:
     ports: dict[str, Schema | None] = field(default_factory=dict)  # "node" / "node.port" -> schema
     op_schemas: dict[str, list[Schema | None]] = field(default_factory=dict)  # transform id -> after each op
     issues: list[Issue] = field(default_factory=list)
+    graph: object = None
 
     def of(self, ref: str) -> Schema | None:
         return self.ports.get(str(Ref.parse(ref)))
@@ -48,7 +49,7 @@ def declared_schema(node) -> Schema | None:
 
 def propagate_schemas(graph: NodeGraph, ctx: SchemaContext | None = None) -> Propagation:
     ctx = ctx or SchemaContext()
-    prop = Propagation()
+    prop = Propagation(graph=graph)
     for node_id in graph.order:
         node = graph.nodes[node_id]
         i = graph.pipeline.index_of(node_id)
@@ -102,6 +103,8 @@ def _transform(node, inputs, path, prop, ctx):
             if op.op == "lookup_join":
                 lk = ctx.infer_lookup(node, op) if ctx.infer_lookup else None
                 schema = lookup_schema(op, schema, lk)
+            elif op.op == "aggregate" and op.window is not None and op.window.type != "global":
+                schema = _windowed_aggregate(op, schema, node, prop, op_path)
             else:
                 schema = OPS[op.op].schema(op, schema)
         except OpTypeError as exc:
@@ -109,6 +112,31 @@ def _transform(node, inputs, path, prop, ctx):
         after.append(schema)
     prop.op_schemas[node.id] = after
     return {MAIN: schema}
+
+
+def _windowed_aggregate(op, schema, node, prop, op_path):
+    from ir_compiler.types import TIMESTAMP
+    from ir_compiler.windows import WINDOW_COLUMNS, event_time_of
+
+    from ir_compiler.rules import is_unbounded
+
+    out = OPS["aggregate"].schema(op, schema)
+    columns = [Field(c, TIMESTAMP, False) for c in WINDOW_COLUMNS]
+    if is_unbounded(prop.graph, node.id):  # streaming windows come from the runner
+        return Schema(columns + list(out.fields)) if out is not None else None
+    if op.window.type == "session":
+        raise _Problem(f"{op_path}.window", "session windows on a bounded input are not available in this build "
+                                            "yet; use fixed or sliding windows")
+    et = event_time_of(prop.graph, node.id)
+    if et is None:
+        raise _Problem(f"{op_path}.window", "a window needs event times: set eventTime {field, format} on the "
+                                            "source")
+    if schema is not None and et.field not in schema:
+        raise _Problem(f"{op_path}.window", f"the event time column '{et.field}' (the source's eventTime) is no "
+                                            f"longer a column here; keep it until the aggregation")
+    if out is None:
+        return None
+    return Schema(columns + list(out.fields))
 
 
 def _validate(node, inputs, path, prop, ctx):

@@ -69,7 +69,7 @@ def _target(node, graph):
 def _transform(node, graph):
     unbounded = is_unbounded(graph, node.id)
     for j, op in enumerate(node.ops):
-        if getattr(op, "window", None) is not None and not unbounded:
+        if getattr(op, "window", None) is not None and not unbounded and op.op != "aggregate":
             yield f"ops[{j}].window", "note: windows apply to streaming runs; on a bounded input this " \
                                       f"{op.op} covers the whole input"
         if op.op in ("aggregate", "deduplicate") and unbounded and op.window is None:

@@ -104,7 +104,9 @@ class Builder:
 
     def _transform(self, node):
         pcoll = count(self._input(node), node.id, "rows_in", f"{node.id}/CountIn")
-        main, errors = lower_transform(pcoll, node, self.ctx, node.id, self.lookups.get(node.id, {}))
+        from ir_compiler.windows import event_time_of
+        main, errors = lower_transform(pcoll, node, self.ctx, node.id, self.lookups.get(node.id, {}),
+                                       event_time_of(self.graph, node.id))
         main = count(main, node.id, "rows_out", f"{node.id}/CountOut")
         self._set_ports(node, {"main": main}, errors)
 

@@ -63,7 +63,7 @@ def _segments(ops):
     return out
 
 
-def lower_transform(pcoll, node, ctx: RunContext, label: str, lookups: dict[int, pa.Table]):
+def lower_transform(pcoll, node, ctx: RunContext, label: str, lookups: dict[int, pa.Table], event_time=None):
     errors = []
     for seg_no, (kind, payload) in enumerate(_segments(node.ops)):
         step = f"{label}/{seg_no}"
@@ -80,8 +80,16 @@ def lower_transform(pcoll, node, ctx: RunContext, label: str, lookups: dict[int,
             if OPS[op.op].kind == "model":
                 raise NotAvailableError(f"model op '{op.op}' (ops[{i}]) is not available yet in this build",
                                         node_id=node.id)
+            if op.op == "aggregate" and op.window is not None and op.window.type != "global":
+                pcoll = pcoll | f"{step}-windows" >> beam.Map(_assign_windows, op.window, event_time)
+                op = op.model_copy(update={"groupBy": ["window_start", "window_end", *op.groupBy], "window": None})
             pcoll = _SET_LOWERING[op.op](pcoll, node.id, op, ctx, f"{step}-{op.op}")
     return pcoll, errors
+
+
+def _assign_windows(table, window, event_time):
+    from ir_compiler.windows import assign_windows
+    return assign_windows(table, window, event_time.field, event_time.format)
 
 
 # ---- aggregate -------------------------------------------------------------------------------------
