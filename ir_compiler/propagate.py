@@ -232,7 +232,7 @@ def _enrich(node, inputs, path, prop, ctx):
 
 def _target(node, inputs, path, prop, ctx):
     schema = inputs[0]
-    if schema is None:
+    if schema is None or node.loadMode == "cdc_mirror":  # mirror columns come from the events' row images
         return {}
     for k in node.upsert_keys:
         if k not in schema:

@@ -135,5 +135,32 @@ def incremental_watermark(wh, con, req, rows):
     return LoadReport(out.num_rows, rows_skipped=rows.num_rows - table.num_rows)
 
 
-MODES = {"append": append, "truncate": truncate, "upsert": upsert, "blue_green": blue_green,
+def cdc_mirror(wh, con, req, rows):
+    """Apply Debezium change events: touched keys are deleted, the surviving after-images inserted."""
+    from connectors.warehouse.cdc import final_images
+
+    touched, alive = final_images(rows.select([c for c in rows.column_names if not c.startswith("__fb_")]),
+                                  req.keys)
+    table = with_lineage(pa.Table.from_pylist(alive), req.lineage) if alive else None
+    if table is None:
+        existing = wh.schema_in(con, req.table)
+        if existing is None:
+            return LoadReport(0, warnings=["every change was a delete and the mirror table does not exist yet"])
+    else:
+        ensure_table(wh, con, req.table, table.schema)
+    keys = pa.table({k: [t[i] for t in touched] for i, k in enumerate(req.keys)})
+    if touched:
+        wh.stage(con, STAGE, keys)
+        try:
+            match = " AND ".join(f"t.{wh.ident(k)} = s.{wh.ident(k)}" for k in req.keys)
+            wh.execute(con, f"DELETE FROM {wh.qualified(req.table)} AS t WHERE EXISTS "
+                            f"(SELECT 1 FROM {STAGE} AS s WHERE {match})")
+        finally:
+            wh.unstage(con, STAGE)
+    if table is not None:
+        insert_rows(wh, con, req.table, table)
+    return LoadReport(len(alive), rows_skipped=rows.num_rows - len(alive))
+
+
+MODES = {"cdc_mirror": cdc_mirror, "append": append, "truncate": truncate, "upsert": upsert, "blue_green": blue_green,
          "incremental_watermark": incremental_watermark}

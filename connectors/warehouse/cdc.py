@@ -1,0 +1,58 @@
+"""cdc_mirror: apply Debezium change events (``op`` c/r/u/d, ``before``/``after`` row images, ``source.lsn`` or
+``ts_ms``) to a mirror table. Events are ordered by LSN (else ``ts_ms``, else input order) and the last event of
+each key decides: a delete removes the row, anything else leaves its ``after`` image. Applying the same events
+again gives the same table (idempotent), and one transaction applies them all."""
+from __future__ import annotations
+
+import json
+
+import pyarrow as pa
+
+from ir_compiler.errors import LoadError
+
+_OPS = {"c", "r", "u", "d"}
+
+
+def _obj(value):
+    if value is None or isinstance(value, dict):
+        return value
+    try:
+        out = json.loads(value)
+    except (TypeError, ValueError):
+        return None
+    return out if isinstance(out, dict) else None
+
+
+def _order(event: dict, index: int) -> tuple:
+    src = _obj(event.get("source")) or {}
+    lsn = src.get("lsn", event.get("lsn"))
+    ts = event.get("ts_ms", src.get("ts_ms"))
+    return (lsn if lsn is not None else -1, ts if ts is not None else -1, index)
+
+
+def _payload(event: dict) -> dict:
+    """The envelope, also when it is wrapped as ``{"payload": {...}}`` (Debezium with schemas enabled)."""
+    inner = _obj(event.get("payload"))
+    return inner if inner and "op" in inner else event
+
+
+def final_images(events: pa.Table, keys: list[str]) -> tuple[list[tuple], list[dict]]:
+    """(every key touched, the rows that exist after the events) — deletes are touched keys with no row."""
+    rows = [_payload(e) for e in events.to_pylist()]
+    latest: dict[tuple, tuple] = {}
+    for i, event in enumerate(rows):
+        op = event.get("op")
+        if op not in _OPS:
+            raise LoadError(f"change event {i + 1} has op {op!r}; a Debezium envelope has op c, r, u or d")
+        image = _obj(event.get("before")) if op == "d" else _obj(event.get("after"))
+        if image is None:
+            raise LoadError(f"change event {i + 1} (op {op}) has no {'before' if op == 'd' else 'after'} image")
+        missing = [k for k in keys if k not in image]
+        if missing:
+            raise LoadError(f"change event {i + 1} has no key column(s) {missing} in its row image")
+        key = tuple(image[k] for k in keys)
+        rank = _order(event, i)
+        if key not in latest or rank >= latest[key][0]:
+            latest[key] = (rank, op, image)
+    alive = [image for _, op, image in latest.values() if op != "d"]
+    return list(latest), alive
