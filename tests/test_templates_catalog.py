@@ -16,7 +16,8 @@ NAMES = sorted(templates.catalog())
 
 
 def test_catalog_lists_the_templates():
-    assert {"files-to-warehouse", "warehouse-to-files", "daily-orders"} <= set(NAMES)
+    assert {"files-to-warehouse", "warehouse-to-files", "daily-orders", "kafka-to-warehouse", "pubsub-to-files",
+            "cdc-to-mirror"} <= set(NAMES)
 
 
 @pytest.mark.parametrize("name", NAMES)
