@@ -108,7 +108,7 @@ def run_document(source, opts: RunOptions | None = None, checked: CheckedPipelin
     started, t0 = now_iso(), time.monotonic()
     result = RunResult(runId=uuid.uuid4().hex, pipelineId="?", status="failed", runner=opts.runner,
                        startedAt=started, warehouse=redact_url(url))
-    run_dir = opts.run_dir or tempfile.mkdtemp(prefix=f"flow-beam-{result.runId[:8]}-")
+    run_dir = opts.run_dir or _run_dir(opts, result.runId)
     inputs = _Inputs()
     try:
         if opts.runner == "dataflow":  # every missing Dataflow option at once, before anything is touched
@@ -138,7 +138,7 @@ def run_document(source, opts: RunOptions | None = None, checked: CheckedPipelin
             node.status, node.error = "failed", result.error
     finally:
         _finish_files(checked, result, inputs, run_dir)
-        if not opts.keep_run_dir and opts.run_dir is None:
+        if not opts.keep_run_dir and opts.run_dir is None and "://" not in run_dir:
             shutil.rmtree(run_dir, ignore_errors=True)
         result.finishedAt = now_iso()
         result.durationMs = int((time.monotonic() - t0) * 1000)
@@ -146,6 +146,14 @@ def run_document(source, opts: RunOptions | None = None, checked: CheckedPipelin
             from flow_beam.history import record_run
             record_run(result, url)
     return result
+
+
+def _run_dir(opts: RunOptions, run_id: str) -> str:
+    """Where workers stage rows and write reports: a temp folder, or under the temp location on Dataflow."""
+    temp = getattr(opts.dataflow, "temp_location", None) if opts.runner == "dataflow" else None
+    if temp:
+        return f"{temp.rstrip('/')}/flow-beam/{run_id}"
+    return tempfile.mkdtemp(prefix=f"flow-beam-{run_id[:8]}-")
 
 
 def _short(exc: Exception) -> str:

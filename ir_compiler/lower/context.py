@@ -40,24 +40,16 @@ class RunContext:
 
 
 def write_report(run_dir: str, kind: str, name: str, data: dict) -> None:
-    """Atomically write one JSON report (read by the driver after the run)."""
-    folder = os.path.join(run_dir, kind)
-    os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(data, fh, default=str)
-    os.replace(tmp, os.path.join(folder, f"{name}.json"))
+    """Write one JSON report (read by the driver after the run) into the run folder (local or gs://)."""
+    from ir_compiler.lower import runfs
+    runfs.write_bytes(runfs.join(run_dir, kind, f"{name}.json"), json.dumps(data, default=str).encode())
 
 
 def read_reports(run_dir: str, kind: str) -> dict[str, dict]:
-    folder = os.path.join(run_dir, kind)
-    out = {}
-    if os.path.isdir(folder):
-        for name in sorted(os.listdir(folder)):
-            if name.endswith(".json") and not name.startswith("."):
-                with open(os.path.join(folder, name), encoding="utf-8") as fh:
-                    out[name[:-5]] = json.load(fh)
-    return out
+    from ir_compiler.lower import runfs
+    folder = runfs.join(run_dir, kind)
+    return {name[:-5]: json.loads(runfs.read_bytes(runfs.join(folder, name)))
+            for name in runfs.list_names(folder) if name.endswith(".json") and not name.startswith(".")}
 
 
 def counter(node_id: str, name: str):

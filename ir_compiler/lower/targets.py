@@ -21,15 +21,21 @@ class _StageFn(beam.DoFn):
     def __init__(self, node_id, folder):
         self.node_id, self.folder = node_id, folder
 
-    def setup(self):
-        os.makedirs(self.folder, exist_ok=True)
-
     def process(self, table):
+        from ir_compiler.lower import runfs
+
         if table.num_rows == 0:
             return
-        path = os.path.join(self.folder, f"{uuid.uuid4().hex}.arrow")  # Arrow IPC: no encoding cost
-        with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-            writer.write_table(table)
+        path = runfs.join(self.folder, f"{uuid.uuid4().hex}.arrow")  # Arrow IPC: no encoding cost
+        if runfs.is_local(path):
+            os.makedirs(self.folder, exist_ok=True)
+            with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+                writer.write_table(table)
+        else:
+            buf = pa.BufferOutputStream()
+            with pa.ipc.new_file(buf, table.schema) as writer:
+                writer.write_table(table)
+            runfs.write_bytes(path, buf.getvalue().to_pybytes())
         yield path, table.schema
 
 
@@ -137,7 +143,8 @@ def lower_target(pcoll, node, ctx, label, gate, lineage_source: str, schema_fiel
         from ir_compiler.errors import NotAvailableError
         raise NotAvailableError(f"sink connector '{node.connector}' is not available yet in this build",
                                 node_id=node.id)
-    folder = os.path.join(ctx.run_dir, "staging", node.id)
+    from ir_compiler.lower import runfs
+    folder = runfs.join(ctx.run_dir, "staging", node.id)
     info = {"run_dir": ctx.run_dir, "run_id": ctx.run_id, "pipeline_id": ctx.pipeline_id,
             "warehouse_url": ctx.warehouse_url, "schema": schema_fields, "retry": ctx.retry}
     staged = (pcoll | f"{label}/StageArrow" >> beam.ParDo(_StageFn(node.id, folder))
