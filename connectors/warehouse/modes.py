@@ -45,6 +45,17 @@ def insert_rows(wh, con, name: str, table: pa.Table) -> None:
         wh.unstage(con, STAGE)
 
 
+def delete_keys(wh, con, name: str, keys: pa.Table) -> None:
+    """Delete the rows of ``name`` whose key columns match a row of ``keys``."""
+    wh.stage(con, STAGE, keys)
+    try:
+        match = " AND ".join(f"t.{wh.ident(k)} = s.{wh.ident(k)}" for k in keys.column_names)
+        wh.execute(con, f"DELETE FROM {wh.qualified(name)} AS t WHERE EXISTS "
+                        f"(SELECT 1 FROM {STAGE} AS s WHERE {match})")
+    finally:
+        wh.unstage(con, STAGE)
+
+
 def append(wh, con, req, rows):
     table = with_lineage(rows, req.lineage)
     ensure_table(wh, con, req.table, table.schema)
@@ -68,13 +79,7 @@ def upsert(wh, con, req, rows):
     if set(req.keys) >= {c for c in table.column_names if c != LINEAGE}:
         raise LoadError(f"every column of {req.table} is an upsert key; upsert would never update, use append")
     if ensure_table(wh, con, req.table, table.schema):
-        wh.stage(con, STAGE, table.select(req.keys))
-        try:
-            match = " AND ".join(f"t.{wh.ident(k)} = s.{wh.ident(k)}" for k in req.keys)
-            wh.execute(con, f"DELETE FROM {wh.qualified(req.table)} AS t WHERE EXISTS "
-                            f"(SELECT 1 FROM {STAGE} AS s WHERE {match})")
-        finally:
-            wh.unstage(con, STAGE)
+        delete_keys(wh, con, req.table, table.select(req.keys))
     insert_rows(wh, con, req.table, table)
     warnings = [f"{dupes} row(s) shared an upsert key within this load; the last in input order won"] \
         if dupes else []
@@ -148,15 +153,8 @@ def cdc_mirror(wh, con, req, rows):
             return LoadReport(0, warnings=["every change was a delete and the mirror table does not exist yet"])
     else:
         ensure_table(wh, con, req.table, table.schema)
-    keys = pa.table({k: [t[i] for t in touched] for i, k in enumerate(req.keys)})
     if touched:
-        wh.stage(con, STAGE, keys)
-        try:
-            match = " AND ".join(f"t.{wh.ident(k)} = s.{wh.ident(k)}" for k in req.keys)
-            wh.execute(con, f"DELETE FROM {wh.qualified(req.table)} AS t WHERE EXISTS "
-                            f"(SELECT 1 FROM {STAGE} AS s WHERE {match})")
-        finally:
-            wh.unstage(con, STAGE)
+        delete_keys(wh, con, req.table, pa.table({k: [t[i] for t in touched] for i, k in enumerate(req.keys)}))
     if table is not None:
         insert_rows(wh, con, req.table, table)
     return LoadReport(len(alive), rows_skipped=rows.num_rows - len(alive))

@@ -161,11 +161,15 @@ def _py_div(a, b, integer):
     return a / b
 
 
-def _arrow_div(a, b, t):
+def _zero_safe(b):
+    """(divisor is zero, divisor with zeros replaced by 1): division by zero gives NULL, not an error."""
     zero = pc.equal(b, pa.scalar(0, b.type))
-    safe = pc.if_else(zero, pa.scalar(1, b.type), b)
-    q = pc.divide(a, safe)
-    return pc.if_else(zero, null_of(t), _cast_to(q, t))
+    return zero, pc.if_else(zero, pa.scalar(1, b.type), b)
+
+
+def _arrow_div(a, b, t):
+    zero, safe = _zero_safe(b)
+    return pc.if_else(zero, null_of(t), _cast_to(pc.divide(a, safe), t))
 
 
 def _div(c, node) -> Node:
@@ -186,8 +190,7 @@ def _py_mod(a, b, integer):
 
 
 def _arrow_mod(a, b, t):
-    zero = pc.equal(b, pa.scalar(0, b.type))
-    safe = pc.if_else(zero, pa.scalar(1, b.type), b)
+    zero, safe = _zero_safe(b)
     q = pc.divide(a, safe)
     if t.name != "int":
         q = pc.trunc(q)
