@@ -13,8 +13,9 @@ SOURCES = {
     "local_fs": "runs", "table": "runs",
     **{c: "validates; runtime planned (mount the files and use local_fs meanwhile)"
        for c in ("s3", "gcs", "azure_blob", "sftp", "ftp", "http_pull")},
+    "kafka_consumer": "runs in drain mode (reads what is in the topics, commits offsets after the loads)",
     **{c: "validates; streaming runtime planned" for c in
-       ("kafka_consumer", "pubsub_subscription", "kinesis_consumer", "pulsar_consumer")},
+       ("pubsub_subscription", "kinesis_consumer", "pulsar_consumer")},
 }
 SINKS = {"local_fs": "runs", **{c: "validates; runtime planned" for c in
                                 ("s3", "gcs", "azure_blob", "kafka_producer", "pubsub_topic")}}

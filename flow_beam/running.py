@@ -41,6 +41,7 @@ class RunOptions:
 
 @dataclass
 class _Inputs:
+    kafka: dict = field(default_factory=dict)  # kafka source id -> (config, offset ranges read by this run)
     staged: dict = field(default_factory=dict)  # source id -> StagedFiles | None
     paths: dict[str, list[str]] = field(default_factory=dict)
     warnings: dict[str, list[str]] = field(default_factory=dict)
@@ -52,6 +53,16 @@ def _stage_inputs(checked: CheckedPipeline, opts: RunOptions) -> _Inputs:
 
     out = _Inputs()
     for node in checked.pipeline.nodes:
+        if node.kind == "source" and node.connector == "kafka_consumer" and opts.runner != "dataflow" and not (
+                opts.test_inputs is not None and node.id in opts.test_inputs):
+            from connectors.kafka import plan_ranges
+            cfg = connector_config(node)
+            try:
+                out.kafka[node.id] = (cfg, plan_ranges(cfg))
+            except FlowError as exc:
+                exc.node_id = exc.node_id or node.id
+                raise
+            continue
         if node.kind != "source" or node.connector != "local_fs":
             continue
         if opts.test_inputs is not None and node.id in opts.test_inputs:
@@ -167,7 +178,7 @@ def _execute(checked, opts: RunOptions, url: str, run_dir: str, result: RunResul
     ctx = RunContext(run_id=result.runId, pipeline_id=checked.pipeline.id, run_dir=run_dir, warehouse_url=url,
                      test_inputs=opts.test_inputs, capture=opts.capture, files=inputs.paths, buckets=opts.buckets,
                      retry=checked.pipeline.errorHandling.retry if checked.pipeline.errorHandling else None,
-                     sink_root=opts.sink_root)
+                     sink_root=opts.sink_root, kafka_ranges={k: v[1] for k, v in inputs.kafka.items()})
     lookups = _load_lookups(checked, url)
     if opts.runner == "dataflow":
         from flow_beam.runners import DataflowProfile, dataflow_args
@@ -294,5 +305,20 @@ def _finish_files(checked, result: RunResult, inputs: _Inputs, run_dir: str) -> 
     if result.status != "failed":
         from flow_beam.archive import run_archives
         run_archives(checked, result, inputs)
+        _commit_offsets(result, inputs)
+
+
+def _commit_offsets(result: RunResult, inputs: _Inputs) -> None:
+    """Kafka offsets are committed only now, after the loads committed (at-least-once end to end)."""
+    from connectors.kafka import commit_ranges
+
+    for node_id, (cfg, ranges) in inputs.kafka.items():
+        if not cfg.commitOffsets:
+            continue
+        try:
+            commit_ranges(cfg, ranges)
+        except Exception as exc:  # noqa: BLE001 - the rows are loaded; the next run reads them again
+            result.warnings.append(f"node '{node_id}': could not commit Kafka offsets ({exc}); the next run "
+                                   f"re-reads those messages")
 
 

@@ -32,6 +32,7 @@ class RunContext:
     files: dict[str, list[str]] = field(default_factory=dict)  # source id -> staged file paths to read
     retry: object = None  # errorHandling.retry of the document (external calls)
     sink_root: str | None = None  # embedded tests: file sinks write under this folder instead of their path
+    kafka_ranges: dict = field(default_factory=dict)  # kafka source id -> offset ranges to read in this run
 
     def report_dir(self, kind: str) -> str:
         path = os.path.join(self.run_dir, kind)

@@ -1,0 +1,159 @@
+"""kafka_consumer, drain mode: a run reads every message that is in the topics when it starts (from the
+group's committed offsets, or ``startingOffsets``), as bounded offset ranges per partition, and commits the
+end offsets to the consumer group only after the run's loads committed (at-least-once end to end).
+Continuous streaming (an unbounded reader) is not in this build."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from ir_compiler.errors import ConnectorError
+
+
+@dataclass(frozen=True)
+class OffsetRange:
+    topic: str
+    partition: int
+    start: int
+    end: int  # exclusive
+
+
+def _servers(cfg) -> list[str]:
+    return [cfg.bootstrapServers] if isinstance(cfg.bootstrapServers, str) else list(cfg.bootstrapServers)
+
+
+def _topics(cfg) -> list[str]:
+    return [cfg.topics] if isinstance(cfg.topics, str) else list(cfg.topics)
+
+
+def _check_reachable(cfg) -> None:
+    """Fail fast (instead of the client's long retries) when no bootstrap server accepts a connection."""
+    import socket
+
+    for server in _servers(cfg):
+        host, _, port = server.rpartition(":")
+        try:
+            socket.create_connection((host or server, int(port or 9092)), timeout=5).close()
+            return
+        except (OSError, ValueError):
+            continue
+    raise ConnectorError(f"cannot reach Kafka at {', '.join(_servers(cfg))}: no bootstrap server accepts "
+                         f"connections; is the broker running (bash scripts/kafka.sh start)?")
+
+
+def _consumer(cfg, **kw):
+    from kafka import KafkaConsumer
+    from kafka.errors import KafkaError
+
+    try:
+        return KafkaConsumer(bootstrap_servers=_servers(cfg), group_id=cfg.groupId, enable_auto_commit=False,
+                             request_timeout_ms=15000, **kw)
+    except KafkaError as exc:
+        raise ConnectorError(f"cannot reach Kafka at {', '.join(_servers(cfg))}: {exc}; is the broker running "
+                             f"(bash scripts/kafka.sh start)?") from None
+
+
+def plan_ranges(cfg) -> list[OffsetRange]:
+    """The offset ranges to read now: from the committed offset (or earliest/latest) to the end offset."""
+    from kafka import TopicPartition
+
+    _check_reachable(cfg)
+    consumer = _consumer(cfg)
+    try:
+        parts = []
+        for topic in _topics(cfg):
+            ids = consumer.partitions_for_topic(topic)
+            if not ids:
+                raise ConnectorError(f"Kafka topic {topic!r} does not exist on {', '.join(_servers(cfg))}")
+            parts += [TopicPartition(topic, p) for p in sorted(ids)]
+        begin, end = consumer.beginning_offsets(parts), consumer.end_offsets(parts)
+        out = []
+        for tp in parts:
+            committed = consumer.committed(tp) if cfg.startingOffsets == "committed" else None
+            if committed is not None:
+                start = max(committed, begin[tp])
+            elif cfg.startingOffsets == "latest":
+                start = end[tp]
+            else:  # earliest, or committed with nothing committed yet
+                start = begin[tp]
+            if start < end[tp]:
+                out.append(OffsetRange(tp.topic, tp.partition, start, end[tp]))
+        return out
+    finally:
+        consumer.close()
+
+
+def read_range(cfg, rng: OffsetRange, poll_ms: int = 1000):
+    """Yield the messages of one offset range (in offset order)."""
+    from kafka import TopicPartition
+
+    consumer = _consumer(cfg)
+    tp = TopicPartition(rng.topic, rng.partition)
+    try:
+        consumer.assign([tp])
+        consumer.seek(tp, rng.start)
+        position, idle = rng.start, 0
+        while position < rng.end:
+            batch = consumer.poll(timeout_ms=poll_ms, max_records=5000).get(tp, [])
+            if not batch:
+                idle += 1
+                if idle > 30:
+                    raise ConnectorError(f"Kafka stopped answering while reading {rng.topic}[{rng.partition}] "
+                                         f"at offset {position}")
+                continue
+            for msg in batch:
+                if msg.offset >= rng.end:
+                    return
+                position = msg.offset + 1
+                yield msg
+    finally:
+        consumer.close()
+
+
+def commit_ranges(cfg, ranges: list[OffsetRange]) -> None:
+    """Commit the end offsets of what was read (call only after the loads committed)."""
+    from kafka import TopicPartition
+    from kafka.structs import OffsetAndMetadata
+
+    if not ranges:
+        return
+    consumer = _consumer(cfg)
+    try:
+        offsets = {TopicPartition(r.topic, r.partition): OffsetAndMetadata(r.end, "", -1) for r in ranges}
+        consumer.commit(offsets)
+    finally:
+        consumer.close()
+
+
+def decode(cfg, msg) -> dict:
+    """One message as a row; raises ValueError with the reason for a malformed one."""
+    value = msg.value
+    if cfg.format == "raw":
+        return {"key": msg.key.decode("utf-8", "replace") if msg.key else None,
+                "value": value.decode("utf-8", "replace") if value is not None else None,
+                "topic": msg.topic, "partition": msg.partition, "offset": msg.offset, "timestamp": msg.timestamp}
+    if value is None:
+        raise ValueError("empty message (tombstone)")
+    if cfg.format == "json":
+        row = json.loads(value)
+        if not isinstance(row, dict):
+            raise ValueError("a JSON message must be an object")
+        return row
+    if cfg.format == "avro":
+        return _avro(cfg, value)
+    import csv
+    import io
+    fields = next(csv.reader(io.StringIO(value.decode("utf-8"))))
+    return {f"c{i}": v for i, v in enumerate(fields)}
+
+
+def _avro(cfg, value: bytes) -> dict:
+    import io
+
+    import fastavro
+
+    if cfg.avroSchema is None:
+        raise ValueError("format avro needs avroSchema (a schema registry is not supported in this build)")
+    schema = cfg.avroSchema if isinstance(cfg.avroSchema, dict) else json.loads(cfg.avroSchema)
+    data = value[5:] if value[:1] == b"\x00" and len(value) > 5 else value  # Confluent wire format header
+    return fastavro.schemaless_reader(io.BytesIO(data), fastavro.parse_schema(schema))
