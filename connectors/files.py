@@ -1,38 +1,60 @@
 """local_fs source: listing (glob / regex / date_template), ordering, wait policy, and atomic staging.
 
+Matching: the pattern is matched against the file NAME of files directly in ``path``. A pattern whose value
+contains ``/`` is matched against the path relative to ``path`` (``/`` separators) over all sub-folders
+(a glob ``*`` does not cross ``/``; ``**/`` matches any depth). Hidden files and folders (``.name``) and the
+folders given in ``exclude`` (the staging/success/failure folders) are never listed. No pattern = every file.
+``date_template`` expands the date tokens at ``now`` in ``pattern.timezone`` (UTC by default), then globs.
+
 Orderings (all return absolute paths):
-- ``latest_by_mtime``: only the newest file (by modification time);
-- ``fifo_by_name``: every file, oldest name first (file name ascending);
+- ``latest_by_mtime``: only the single newest file (modification time; ties → greatest path);
+- ``fifo_by_name``: every file, by file name ascending (oldest-named first; ties by full path);
 - ``lexicographic``: every file, by full path ascending;
-- ``process_all``: every file, oldest modification time first.
-Files inside the staging/success/failure folders and hidden folders are never listed.
+- ``process_all``: every file, oldest modification time first (ties by path).
+
+Atomicity (:class:`StagedFiles`): files are MOVED into the staging folder before any byte is read, then to the
+success folder (date tokens expanded at commit time) or, on a failed run, to the failure folder. Relative
+folders are relative to ``path``. A move never overwrites: an existing ``a.csv`` at the destination makes the
+file ``a.1.csv`` (``a.2.csv``…). The move out of the input folder is an atomic rename to a unique name, so
+when two runs race for one file exactly one gets it. Moves across file systems fall back to copy + delete.
 """
 from __future__ import annotations
 
 import datetime as dt
 import fnmatch
 import json
+import logging
 import os
 import re
 import shutil
 import time
+import uuid
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ir_compiler.errors import ConnectorError
 
+log = logging.getLogger(__name__)
+
+ORDERINGS = ("latest_by_mtime", "fifo_by_name", "lexicographic", "process_all")
+MISS_ACTIONS = ("alert", "skip", "fail")
+DEFAULT_ATOMICITY = {"stagingFolder": ".processing/", "successFolder": ".archive/{YYYY-MM-DD}/",
+                     "failureFolder": ".failed/"}
 _TOKENS = {"{YYYY-MM-DD}": "%Y-%m-%d", "{YYYYMMDD}": "%Y%m%d", "{YYYY}": "%Y", "{MM}": "%m", "{DD}": "%d",
            "{HH}": "%H", "{mm}": "%M", "{ss}": "%S"}
 
 
 def expand_date_tokens(template: str, now: dt.datetime | None = None, timezone: str | None = None) -> str:
-    """Replace ``{YYYY}``-style tokens with ``now`` expressed in ``timezone`` (UTC by default)."""
+    """Replace ``{YYYY}``-style tokens with ``now`` (default: the current time; naive = UTC) in ``timezone``.
+
+    Tokens: ``{YYYY} {MM} {DD} {HH} {mm} {ss} {YYYY-MM-DD} {YYYYMMDD}`` (``MM`` month, ``mm`` minute).
+    """
     now = now or dt.datetime.now(dt.timezone.utc)
     if now.tzinfo is None:
         now = now.replace(tzinfo=dt.timezone.utc)
     try:
         local = now.astimezone(ZoneInfo(timezone)) if timezone else now.astimezone(dt.timezone.utc)
-    except ZoneInfoNotFoundError:
+    except (ZoneInfoNotFoundError, ValueError):
         raise ConnectorError(f"unknown timezone {timezone!r}; use an IANA name such as America/Los_Angeles") \
             from None
     for token, fmt in _TOKENS.items():
@@ -40,34 +62,64 @@ def expand_date_tokens(template: str, now: dt.datetime | None = None, timezone: 
     return template
 
 
+def _glob_regex(glob: str) -> re.Pattern:
+    """A glob as a regex over relative paths: ``*``/``?``/``[..]`` stay inside one folder, ``**/`` any depth."""
+    parts = re.split(r"(\*\*/|\*|\?)", glob)
+    tr = {"**/": "(?:.*/)?", "*": "[^/]*", "?": "[^/]"}
+    body = "".join(tr.get(p) or fnmatch.translate(p)[4:-3] for p in parts if p)
+    return re.compile(body)
+
+
 def _matcher(pattern: dict | None, now):
+    """(function of the relative path, whether sub-folders are searched)."""
     if not pattern:
-        return lambda name: True
-    kind, value = pattern.get("type", "glob"), pattern["value"]
-    if kind == "regex":
-        rx = re.compile(value)
-        return lambda name: rx.fullmatch(name) is not None
+        return (lambda rel: True), False
+    kind, value = pattern.get("type", "glob"), pattern.get("value") or "*"
+    if kind not in ("glob", "regex", "date_template"):
+        raise ConnectorError(f"unknown pattern type {kind!r}; use glob, regex or date_template")
     if kind == "date_template":
         value = expand_date_tokens(value, now, pattern.get("timezone"))
-    return lambda name: fnmatch.fnmatchcase(name, value)
+    try:
+        rx = re.compile(value) if kind == "regex" else _glob_regex(value)
+    except re.error as exc:
+        raise ConnectorError(f"pattern {value!r} is not a valid regular expression: {exc}") from None
+    return (lambda rel: rx.fullmatch(rel) is not None), "/" in value
 
 
-def list_files(path: str, pattern: dict | None = None, ordering: str = "process_all", *,
-               now: dt.datetime | None = None) -> list[str]:
-    """Matching files directly in ``path`` (not in sub-folders), in the order the ordering defines."""
-    if not os.path.isdir(path):
-        raise ConnectorError(f"input folder {path} does not exist; create it, fix config.path, or mount the "
-                             f"storage that holds it")
-    match = _matcher(pattern, now)
-    files = [os.path.abspath(os.path.join(path, n)) for n in os.listdir(path)
-             if not n.startswith(".") and os.path.isfile(os.path.join(path, n)) and match(n)]
+def _walk(path: str, recursive: bool, exclude: set[str]):
+    """(relative path with / separators, absolute path) of the visible files under ``path``."""
+    for root, dirs, names in os.walk(path):
+        dirs[:] = sorted(d for d in dirs if not d.startswith(".")
+                         and os.path.abspath(os.path.join(root, d)) not in exclude) if recursive else []
+        for name in names:
+            full = os.path.abspath(os.path.join(root, name))
+            if not name.startswith(".") and os.path.isfile(full):
+                yield os.path.relpath(full, os.path.abspath(path)).replace(os.sep, "/"), full
+
+
+def _order(files: list[str], ordering: str) -> list[str]:
+    mtime = {f: os.path.getmtime(f) for f in files} if ordering in ("latest_by_mtime", "process_all") else {}
     if ordering == "latest_by_mtime":
-        return sorted(files, key=lambda f: (os.path.getmtime(f), f))[-1:]
+        return sorted(files, key=lambda f: (mtime[f], f))[-1:]
     if ordering == "fifo_by_name":
         return sorted(files, key=lambda f: (os.path.basename(f), f))
     if ordering == "lexicographic":
         return sorted(files)
-    return sorted(files, key=lambda f: (os.path.getmtime(f), f))
+    return sorted(files, key=lambda f: (mtime[f], f))
+
+
+def list_files(path: str, pattern: dict | None = None, ordering: str = "process_all", *,
+               now: dt.datetime | None = None, exclude: list[str] | tuple = ()) -> list[str]:
+    """Absolute paths of the matching files in ``path``, in ``ordering`` (see the module docstring)."""
+    if ordering not in ORDERINGS:
+        raise ConnectorError(f"unknown ordering {ordering!r}; use one of {', '.join(ORDERINGS)}")
+    if not os.path.isdir(path):
+        raise ConnectorError(f"input folder {path} does not exist (or is not a folder); create it, fix "
+                             f"config.path, or mount the storage that holds it")
+    match, recursive = _matcher(pattern, now)
+    skip = {os.path.abspath(e if os.path.isabs(e) else os.path.join(path, e)) for e in exclude}
+    files = [full for rel, full in _walk(path, recursive, skip) if match(rel)]
+    return _order(files, ordering)
 
 
 @dataclass(frozen=True)
@@ -77,75 +129,120 @@ class FileListing:
     waited_seconds: float = 0.0
 
 
-def wait_for_files(path, pattern, ordering, wait_policy: dict | None, *, sleep=time.sleep, now=None) -> FileListing:
-    """List files; when none match, retry per the wait policy, then alert (warn), skip or fail."""
+def wait_for_files(path, pattern, ordering, wait_policy: dict | None, *, sleep=time.sleep, now=None,
+                   exclude=()) -> FileListing:
+    """List files; when none match, list again up to ``maxRetries`` times, sleeping ``intervalMinutes``
+    between attempts; then ``onMissAction``: alert (default; a warning, 0 rows), skip (0 rows, logged at
+    info) or fail (ConnectorError naming the folder and pattern). A missing folder fails at once.
+    """
     policy = wait_policy or {}
-    retries, interval = int(policy.get("maxRetries", 0)), float(policy.get("intervalMinutes", 1)) * 60
+    retries, interval = int(policy.get("maxRetries") or 0), float(policy.get("intervalMinutes") or 0) * 60
+    action = policy.get("onMissAction") or "alert"
+    if action not in MISS_ACTIONS:
+        raise ConnectorError(f"unknown onMissAction {action!r}; use alert, skip or fail")
     waited = 0.0
     for attempt in range(retries + 1):
-        files = list_files(path, pattern, ordering, now=now)
+        files = list_files(path, pattern, ordering, now=now, exclude=exclude)
         if files:
             return FileListing(files, [], waited)
         if attempt < retries:
             sleep(interval)
             waited += interval
-    what = f"no file in {path} matches {pattern['value'] if pattern else '*'}"
-    action = policy.get("onMissAction", "alert")
+    what = (f"no file in {path} matches {(pattern or {}).get('type', 'glob')} pattern "
+            f"{(pattern or {}).get('value', '*')!r} after {retries} retr{'y' if retries == 1 else 'ies'}")
     if action == "fail":
-        raise ConnectorError(f"{what} after {retries} retr{'y' if retries == 1 else 'ies'}; the wait policy "
-                             f"says fail (use onMissAction alert or skip to finish with 0 rows)")
-    return FileListing([], [f"{what}; 0 rows read"] if action == "alert" else [], waited)
+        raise ConnectorError(f"{what}; the wait policy says fail (use onMissAction alert or skip to finish "
+                             f"with 0 rows)")
+    if action == "alert":
+        log.warning("%s; 0 rows read", what)
+        return FileListing([], [f"{what}; 0 rows read"], waited)
+    log.info("%s; skipped (0 rows)", what)
+    return FileListing([], [], waited)
 
 
 def _unique_dest(folder: str, name: str) -> str:
-    dest, n = os.path.join(folder, name), 1
     stem, ext = os.path.splitext(name)
-    while os.path.exists(dest):
-        dest = os.path.join(folder, f"{stem}.{n}{ext}")
-        n += 1
+    if ext == ".gz":  # a.csv.gz → a.1.csv.gz
+        stem, inner = os.path.splitext(stem)
+        ext = inner + ext
+    dest, n = os.path.join(folder, name), 1
+    while os.path.lexists(dest):
+        dest, n = os.path.join(folder, f"{stem}.{n}{ext}"), n + 1
     return dest
 
 
-def _move(src: str, folder: str) -> str:
+def _place(src: str, folder: str, name: str) -> str:
+    """Give ``src`` (already in ``folder``) the first free name ``name``, ``stem.1.ext``…; never overwrites."""
+    while True:
+        dest = _unique_dest(folder, name)
+        try:
+            os.link(src, dest)  # fails if dest appeared meanwhile: try the next free name
+        except FileExistsError:
+            continue
+        except OSError:  # no hard links here: checked rename
+            os.replace(src, dest)
+            return dest
+        os.unlink(src)
+        return dest
+
+
+def _move(src: str, folder: str, name: str | None = None) -> str | None:
+    """Move ``src`` into ``folder`` (as ``name``, default its own name) without overwriting; None if ``src``
+    vanished (another run took it)."""
     os.makedirs(folder, exist_ok=True)
-    dest = _unique_dest(folder, os.path.basename(src))
-    os.replace(src, dest) if os.stat(src).st_dev == os.stat(folder).st_dev else shutil.move(src, dest)
-    return dest
+    tmp = os.path.join(folder, f".{uuid.uuid4().hex}.moving")
+    try:
+        os.rename(src, tmp)  # atomic: exactly one of several racing runs gets the file
+    except FileNotFoundError:
+        return None
+    except OSError:  # another file system: copy, then delete the original
+        shutil.copy2(src, tmp)
+        os.unlink(src)
+    return _place(tmp, folder, name or os.path.basename(src))
 
 
-def _folder(base: str, sub: str, now=None) -> str:
-    sub = expand_date_tokens(sub, now)
-    return sub if os.path.isabs(sub) else os.path.join(base, sub)
+def _folder(base: str, sub: str, now=None, timezone=None) -> str:
+    sub = expand_date_tokens(sub, now, timezone)
+    return os.path.abspath(sub if os.path.isabs(sub) else os.path.join(base, sub))
 
 
 class StagedFiles:
-    """Files moved into the staging folder before any byte is read; then to success or failure.
+    """Input files moved into staging; :meth:`commit` → success folder, :meth:`fail` → failure folder.
 
-    A manifest in the staging folder lists them, so a crashed run's files are found again (and, since that
-    run never committed, read by the next run).
+    ``paths`` are the staged files (read these), ``origins`` where each came from. Persist :meth:`to_json`
+    to recover a crashed run's files with :meth:`from_json` (or find them with :func:`recover_staged`).
     """
 
-    def __init__(self, base: str, atomicity: dict, paths: list[str], origins: list[str]):
-        self.base, self.atomicity, self.paths, self.origins = base, atomicity, paths, origins
+    def __init__(self, base: str, atomicity: dict | None, paths: list[str], origins: list[str]):
+        self.base, self.atomicity = base, {**DEFAULT_ATOMICITY, **(atomicity or {})}
+        self.paths, self.origins = paths, origins
+        self._origin = dict(zip(paths, origins))  # fixed now: callers may prepend recovered paths to .paths
 
     @classmethod
-    def stage(cls, files: list[str], base: str, atomicity: dict) -> "StagedFiles":
-        staging = _folder(base, atomicity.get("stagingFolder", ".processing/"))
-        paths = [_move(f, staging) for f in files]
-        return cls(base, atomicity, paths, list(files))
+    def stage(cls, files: list[str], base: str, atomicity: dict | None) -> "StagedFiles":
+        """Move ``files`` into the staging folder; files that vanished meanwhile are left out."""
+        atom = {**DEFAULT_ATOMICITY, **(atomicity or {})}
+        staging = _folder(base, atom["stagingFolder"])
+        moved = [(_move(f, staging), f) for f in files]
+        return cls(base, atom, [m for m, _ in moved if m], [f for m, f in moved if m])
 
-    def _finish(self, key: str, default: str, paths: list[str], now=None) -> list[str]:
-        folder = _folder(self.base, self.atomicity.get(key, default), now)
-        return [_move(p, folder) for p in paths if os.path.exists(p)]
+    def _finish(self, key: str, paths: list[str], now=None, timezone=None) -> list[str]:
+        folder = _folder(self.base, self.atomicity[key], now, timezone)
+        names = [os.path.basename(self._origin.get(p, p)) for p in paths]  # the name before staging
+        moved = [_move(p, folder, n) for p, n in zip(paths, names) if os.path.exists(p)]
+        return [m for m in moved if m]
 
-    def commit(self, now: dt.datetime | None = None, failed: set[str] | frozenset = frozenset()) -> list[str]:
-        """Staged → success folder (unreadable files, given in ``failed``, → failure folder)."""
-        self._finish("failureFolder", ".failed/", [p for p in self.paths if p in failed])
-        return self._finish("successFolder", ".archive/{YYYY-MM-DD}/", [p for p in self.paths if p not in failed],
-                            now)
+    def commit(self, now: dt.datetime | None = None, failed=frozenset(), timezone: str | None = None) -> list[str]:
+        """Staged → success folder (date tokens at ``now`` in ``timezone``, UTC by default); returns the new
+        paths. Staged files listed in ``failed`` (unreadable ones) go to the failure folder instead.
+        """
+        failed = set(failed)
+        self._finish("failureFolder", [p for p in self.paths if p in failed], now, timezone)
+        return self._finish("successFolder", [p for p in self.paths if p not in failed], now, timezone)
 
-    def fail(self) -> list[str]:
-        return self._finish("failureFolder", ".failed/", self.paths)
+    def fail(self, now: dt.datetime | None = None) -> list[str]:
+        """Staged → failure folder (a failed run); returns the new paths."""
+        return self._finish("failureFolder", self.paths, now)
 
     def to_json(self) -> str:
         return json.dumps({"base": self.base, "atomicity": self.atomicity, "paths": self.paths,
@@ -157,9 +254,15 @@ class StagedFiles:
         return cls(d["base"], d["atomicity"], d["paths"], d["origins"])
 
 
-def recover_staged(base: str, atomicity: dict) -> list[str]:
-    """Files a crashed run left in staging: they were never committed, so the next run reads them."""
-    staging = _folder(base, atomicity.get("stagingFolder", ".processing/"))
+def recover_staged(base: str, atomicity: dict | None) -> list[str]:
+    """Files a crashed run left in the staging folder, by name.
+
+    That run never committed, so its output is not trusted as done: the next run reads these files again
+    (at-least-once for a crash between writing output and committing) and then commits or fails them.
+    """
+    atom = {**DEFAULT_ATOMICITY, **(atomicity or {})}
+    staging = _folder(base, atom["stagingFolder"])
     if not os.path.isdir(staging):
         return []
-    return sorted(os.path.join(staging, n) for n in os.listdir(staging) if os.path.isfile(os.path.join(staging, n)))
+    return sorted(os.path.join(staging, n) for n in os.listdir(staging)
+                  if not n.startswith(".") and os.path.isfile(os.path.join(staging, n)))
