@@ -1,7 +1,8 @@
 """kafka_consumer, drain mode: a run reads every message that is in the topics when it starts (from the
 group's committed offsets, or ``startingOffsets``), as bounded offset ranges per partition, and commits the
 end offsets to the consumer group only after the run's loads committed (at-least-once end to end).
-Continuous streaming (an unbounded reader) is not in this build."""
+Streaming mode (an unbounded reader per partition) lives in ir_compiler.lower.streaming and uses
+``start_positions`` and ``commit_offsets`` from here."""
 from __future__ import annotations
 
 import json
@@ -53,8 +54,9 @@ def _consumer(cfg, **kw):
                              f"(bash scripts/kafka.sh start)?") from None
 
 
-def plan_ranges(cfg) -> list[OffsetRange]:
-    """The offset ranges to read now: from the committed offset (or earliest/latest) to the end offset."""
+def _positions(cfg) -> list[tuple[str, int, int, int]]:
+    """(topic, partition, start, end) of every partition: start from the committed offset (or
+    earliest/latest), end = the current end offset."""
     from kafka import TopicPartition
 
     _check_reachable(cfg)
@@ -76,11 +78,25 @@ def plan_ranges(cfg) -> list[OffsetRange]:
                 start = end[tp]
             else:  # earliest, or committed with nothing committed yet
                 start = begin[tp]
-            if start < end[tp]:
-                out.append(OffsetRange(tp.topic, tp.partition, start, end[tp]))
+            out.append((tp.topic, tp.partition, start, end[tp]))
         return out
     finally:
         consumer.close()
+
+
+def plan_ranges(cfg) -> list[OffsetRange]:
+    """The offset ranges to read now (drain mode): from the start position to the end offset."""
+    return [OffsetRange(t, p, s, e) for t, p, s, e in _positions(cfg) if s < e]
+
+
+def start_positions(cfg) -> list[tuple[str, int, int]]:
+    """(topic, partition, start offset) of every partition (streaming mode reads from there on)."""
+    return [(t, p, s) for t, p, s, _ in _positions(cfg)]
+
+
+def commit_offsets(cfg, offsets: dict[tuple[str, int], int]) -> None:
+    """Commit ``{(topic, partition): next offset}`` to the consumer group."""
+    commit_ranges(cfg, [OffsetRange(t, p, o, o) for (t, p), o in offsets.items()])
 
 
 def read_range(cfg, rng: OffsetRange, poll_ms: int = 1000):
@@ -157,3 +173,52 @@ def _avro(cfg, value: bytes) -> dict:
     schema = cfg.avroSchema if isinstance(cfg.avroSchema, dict) else json.loads(cfg.avroSchema)
     data = value[5:] if value[:1] == b"\x00" and len(value) > 5 else value  # Confluent wire format header
     return fastavro.schemaless_reader(io.BytesIO(data), fastavro.parse_schema(schema))
+
+
+def encode(cfg, row: dict) -> bytes:
+    """One row as a message value in the producer's format."""
+    if cfg.format == "json":
+        from connectors.formats import _json_default
+        return json.dumps(row, default=_json_default, separators=(",", ":")).encode("utf-8")
+    if cfg.format == "avro":
+        import io
+
+        import fastavro
+        if cfg.avroSchema is None:
+            raise ConnectorError("kafka_producer with format avro needs avroSchema")
+        schema = cfg.avroSchema if isinstance(cfg.avroSchema, dict) else json.loads(cfg.avroSchema)
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, fastavro.parse_schema(schema), row)
+        return buf.getvalue()
+    if cfg.format == "csv":
+        import csv
+        import io
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="").writerow(["" if v is None else v for v in row.values()])
+        return buf.getvalue().encode("utf-8")
+    value = row.get("value") if "value" in row else next(iter(row.values()), None)
+    return b"" if value is None else str(value).encode("utf-8")
+
+
+def produce(cfg, rows: list[dict]) -> int:
+    """Send rows to ``cfg.topic`` (key = the ``key`` column(s) joined by '|'), wait until every message is
+    acknowledged (acks=all); raises ConnectorError if any send failed."""
+    from kafka import KafkaProducer
+    from kafka.errors import KafkaError
+
+    _check_reachable(cfg)
+    keys = [cfg.key] if isinstance(cfg.key, str) else list(cfg.key or [])
+    producer = KafkaProducer(bootstrap_servers=_servers(cfg), acks="all", linger_ms=5, retries=5)
+    try:
+        futures = []
+        for row in rows:
+            key = "|".join("" if row.get(k) is None else str(row.get(k)) for k in keys).encode() if keys else None
+            futures.append(producer.send(cfg.topic, key=key, value=encode(cfg, row)))
+        producer.flush()
+        for f in futures:
+            f.get(timeout=30)
+        return len(futures)
+    except KafkaError as exc:
+        raise ConnectorError(f"could not write to Kafka topic {cfg.topic!r}: {exc}") from None
+    finally:
+        producer.close()

@@ -58,6 +58,14 @@ def cmd_plan(args) -> int:
     return 0
 
 
+def _seconds(text: str) -> float:
+    from ir_compiler.models import duration_seconds
+    try:
+        return float(duration_seconds(text))
+    except (ValueError, TypeError):
+        raise FlowError(f"--stop-after-idle {text!r}: use a duration like 30s, 5m or 1h") from None
+
+
 def cmd_run(args) -> int:
     from flow_beam.running import RunOptions, run_document
 
@@ -67,7 +75,9 @@ def cmd_run(args) -> int:
         print_issues(exc.issues, header=f"{args.file}: invalid, nothing ran")
         return 1
     opts = RunOptions(runner=args.runner, warehouse=args.warehouse, params=_params(args.param),
-                      beam_args=args.beam_args, flink_master=args.flink_master)
+                      beam_args=args.beam_args, flink_master=args.flink_master,
+                      streaming=True if args.streaming else (False if args.drain else None),
+                      stop_after_idle_s=_seconds(args.stop_after_idle) if args.stop_after_idle else None)
     if args.runner == "dataflow":
         from flow_beam.runners import DataflowProfile
         renames = dict(pair.split("=", 1) for pair in args.rename_node if "=" in pair)
@@ -232,7 +242,12 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--machine-type")
     g.add_argument("--max-workers", type=int)
     g.add_argument("--job-name")
-    g.add_argument("--streaming", action="store_true")
+    p.add_argument("--streaming", action="store_true",
+                   help="run unbounded (the default for stream sources on prism, flink and dataflow)")
+    p.add_argument("--drain", action="store_true",
+                   help="stream sources: read what the topics hold now as a bounded run (the direct runner's mode)")
+    p.add_argument("--stop-after-idle", default=None, metavar="DURATION",
+                   help="streaming: end the run once no partition got a message for DURATION (e.g. 30s)")
     g.add_argument("--update", action="store_true", help="replace a running job (same job name)")
     g.add_argument("--rename-node", action="append", default=[], metavar="OLD=NEW",
                    help="with --update: a node renamed since the running job (maps its Beam steps)")

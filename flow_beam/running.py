@@ -37,22 +37,52 @@ class RunOptions:
     dataflow: object = None  # flow_beam.runners.DataflowProfile for --runner dataflow
     job_file: str | None = None  # dry runs write the Dataflow job graph here
     sink_root: str | None = None  # embedded tests: file sinks write under this folder
+    streaming: bool | None = None  # None: streaming when a stream source runs on prism, flink or dataflow
+    stop_after_idle_s: float | None = None  # streaming: end the run once no partition got a message this long
+
+
+def streaming_mode(checked: CheckedPipeline, opts: RunOptions) -> bool:
+    """A pipeline with a (non-test) stream source runs unbounded on prism/flink/dataflow, or when asked;
+    on the direct runner it drains what the topics hold now (a bounded run)."""
+    from ir_compiler.models import STREAM_CONNECTORS
+
+    streams = [n for n in checked.pipeline.nodes if n.kind == "source" and n.connector in STREAM_CONNECTORS
+               and not (opts.test_inputs is not None and n.id in opts.test_inputs)]
+    if not streams:
+        return False
+    if opts.streaming is None:
+        return opts.runner in ("prism", "flink", "dataflow")
+    if opts.streaming and opts.runner == "direct":
+        from flow_beam.runners import RunnerError
+        raise RunnerError("streaming runs need --runner prism, flink or dataflow (the direct runner drains the "
+                          "topics as a bounded run; drop --streaming or pick another runner)")
+    return opts.streaming
 
 
 @dataclass
 class _Inputs:
     kafka: dict = field(default_factory=dict)  # kafka source id -> (config, offset ranges read by this run)
+    kafka_starts: dict = field(default_factory=dict)  # streaming: kafka source id -> [(topic, partition, start)]
     staged: dict = field(default_factory=dict)  # source id -> StagedFiles | None
     paths: dict[str, list[str]] = field(default_factory=dict)
     warnings: dict[str, list[str]] = field(default_factory=dict)
 
 
-def _stage_inputs(checked: CheckedPipeline, opts: RunOptions) -> _Inputs:
+def _stage_inputs(checked: CheckedPipeline, opts: RunOptions, streaming: bool = False) -> _Inputs:
     from connectors.files import StagedFiles, recover_staged, wait_for_files
     from ir_compiler.loader import connector_config
 
     out = _Inputs()
     for node in checked.pipeline.nodes:
+        if streaming and node.kind == "source" and node.connector == "kafka_consumer" and not (
+                opts.test_inputs is not None and node.id in opts.test_inputs):
+            from connectors.kafka import start_positions
+            try:
+                out.kafka_starts[node.id] = start_positions(connector_config(node))
+            except FlowError as exc:
+                exc.node_id = exc.node_id or node.id
+                raise
+            continue
         if node.kind == "source" and node.connector == "kafka_consumer" and opts.runner != "dataflow" and not (
                 opts.test_inputs is not None and node.id in opts.test_inputs):
             from connectors.kafka import plan_ranges
@@ -131,8 +161,9 @@ def run_document(source, opts: RunOptions | None = None, checked: CheckedPipelin
             checked = check_document(source, opts.params, default_context(open_warehouse(url)))
         result.pipelineId = checked.pipeline.id
         result.nodes = {n.id: NodeResult(kind=n.kind) for n in checked.pipeline.nodes}
-        inputs = _stage_inputs(checked, opts)
-        beam_result = _execute(checked, opts, url, run_dir, result, inputs)
+        streaming = streaming_mode(checked, opts)
+        inputs = _stage_inputs(checked, opts, streaming)
+        beam_result = _execute(checked, opts, url, run_dir, result, inputs, streaming)
         if opts.runner == "dataflow":  # submitted (or dry run): the job runs on Dataflow, not here
             result.status = "completed"
         else:
@@ -174,22 +205,31 @@ def _short(exc: Exception) -> str:
     return (flow[-1] if flow else lines[-1] if lines else text)[:2000]
 
 
-def _execute(checked, opts: RunOptions, url: str, run_dir: str, result: RunResult, inputs: _Inputs):
+def _execute(checked, opts: RunOptions, url: str, run_dir: str, result: RunResult, inputs: _Inputs,
+             streaming: bool = False):
     ctx = RunContext(run_id=result.runId, pipeline_id=checked.pipeline.id, run_dir=run_dir, warehouse_url=url,
                      test_inputs=opts.test_inputs, capture=opts.capture, files=inputs.paths, buckets=opts.buckets,
                      retry=checked.pipeline.errorHandling.retry if checked.pipeline.errorHandling else None,
-                     sink_root=opts.sink_root, kafka_ranges={k: v[1] for k, v in inputs.kafka.items()})
+                     sink_root=opts.sink_root, kafka_ranges={k: v[1] for k, v in inputs.kafka.items()},
+                     streaming=streaming, kafka_starts=inputs.kafka_starts, idle_stop_s=opts.stop_after_idle_s)
     lookups = _load_lookups(checked, url)
     if opts.runner == "dataflow":
         from flow_beam.runners import DataflowProfile, dataflow_args
-        args = dataflow_args(opts.dataflow or DataflowProfile(), checked.pipeline.id, opts.beam_args)
+        profile = opts.dataflow or DataflowProfile()
+        profile.streaming = profile.streaming or streaming
+        args = dataflow_args(profile, checked.pipeline.id, opts.beam_args)
     else:
         args = beam_args(opts.runner, opts.beam_args, opts.flink_master)
+        if streaming:
+            args.append("--streaming")
+            if opts.runner == "flink":
+                args.append("--checkpointing_interval=10000")  # Flink checkpoints hold SDF restrictions
     p = make_pipeline(opts.runner, args)
     lowered = build_pipeline(p, checked, ctx, lookups)
     result.warnings += lowered.warnings
     if opts.progress:
-        opts.progress(f"running {checked.pipeline.id} on {opts.runner}")
+        opts.progress(f"running {checked.pipeline.id} on {opts.runner}" + (
+            " (streaming: Ctrl-C stops it)" if streaming else ""))
     beam_result = p.run()
     if opts.runner == "dataflow" and getattr(opts.dataflow, "dry_run", False):
         _write_job_graph(beam_result, opts.job_file or f"{checked.pipeline.id}-dataflow-job.json", result)
@@ -198,7 +238,17 @@ def _execute(checked, opts: RunOptions, url: str, run_dir: str, result: RunResul
         result.warnings.append(f"submitted to Dataflow as job {getattr(beam_result, 'job_id', lambda: '?')()}; "
                                f"follow it in the Dataflow console")
         return beam_result
-    beam_result.wait_until_finish()
+    try:
+        beam_result.wait_until_finish()
+    except KeyboardInterrupt:
+        if not streaming:
+            raise
+        try:
+            beam_result.cancel()
+        except Exception:  # noqa: BLE001 - the job is going away either way
+            pass
+        result.warnings.append("streaming run stopped by the user (Ctrl-C); committed panes stay, the next run "
+                               "resumes from the committed offsets")
     return beam_result
 
 

@@ -75,6 +75,10 @@ def _transform(node, graph):
         if op.op in ("aggregate", "deduplicate") and unbounded and op.window is None:
             yield f"ops[{j}].window", f"{op.op} on an unbounded (streaming) input needs a 'window' " \
                                       f"(fixed, sliding, session or global with a trigger)"
+        if unbounded and getattr(op, "window", None) is not None and op.window.type == "global" \
+                and op.window.trigger is None:
+            yield f"ops[{j}].window.trigger", "a global window on an unbounded input never closes: add a trigger " \
+                                              "(after_count, after_processing_time or after_watermark)"
         if op.op == "summarize" and unbounded:
             yield f"ops[{j}]", "summarize needs a bounded input"
 
@@ -88,6 +92,9 @@ def _join(node, graph):
 
 
 def _validate(node, graph):
+    if node.datasetLevel is not None and is_unbounded(graph, node.id):
+        yield "datasetLevel", "dataset-level checks need a bounded input (a stream never ends); use rowLevel " \
+                              "rules on streams"
     for j, rule in enumerate(node.rowLevel):
         try:
             spec = parse_rule(rule.rule)

@@ -34,7 +34,7 @@ def to_timestamps(col, fmt: str | None) -> pa.Array:
     if pa.types.is_date(t):
         return col.cast(pa.timestamp("us"))
     if pa.types.is_integer(t) or pa.types.is_floating(t):
-        factor = 1000 if fmt == "epoch_ms" else 1_000_000  # → microseconds
+        factor = {"epoch_ms": 1000, "epoch_us": 1}.get(fmt, 1_000_000)  # → microseconds
         micros = pc.cast(pc.multiply(pc.cast(col, pa.float64()), float(factor)), pa.int64())
         return micros.cast(pa.timestamp("us"))
     text = col.cast(pa.string())

@@ -22,6 +22,7 @@ from ir_compiler.lower.sources import lower_source
 from ir_compiler.lower.targets import lower_append, lower_target
 from ir_compiler.lower.transform import lower_transform
 from ir_compiler.lower.validate import lower_validate
+from ir_compiler.propagate import declared_schema
 from ir_compiler.types import common_type, to_arrow
 
 
@@ -98,9 +99,31 @@ class Builder:
 
     # ---- kinds -------------------------------------------------------------------------------------
     def _source(self, node):
-        ports = lower_source(self.p, node, self.ctx, node.id)
+        if self.ctx.streaming and node.connector == "kafka_consumer" and not (
+                self.ctx.test_inputs is not None and node.id in self.ctx.test_inputs):
+            ports = self._stream_source(node)
+        else:
+            ports = lower_source(self.p, node, self.ctx, node.id)
         main = count(ports["main"], node.id, "rows_out", f"{node.id}/CountOut")
         self._set_ports(node, {"main": main}, [ports["errors"]])
+
+    def _stream_source(self, node):
+        from ir_compiler.lower.streaming import ERRORS, StreamKafkaFn, retention_us
+        from ir_compiler.loader import connector_config
+        from ir_compiler.windows import event_time_of  # noqa: F401 - the source's own eventTime is used
+
+        down = [n for n in self.graph.order if node.id in self.graph.upstream(n)]
+        targets = [n for n in down if self.graph.nodes[n].kind == "target"]
+        windows = [op.window for n in down if self.graph.nodes[n].kind == "transform"
+                   for op in self.graph.nodes[n].ops if getattr(op, "window", None) is not None]
+        windows += [self.graph.nodes[n].window for n in down if self.graph.nodes[n].kind == "join"
+                    and self.graph.nodes[n].window is not None]
+        retention = max([retention_us(w) for w in windows] or [1])
+        fn = StreamKafkaFn(node.id, connector_config(node), declared_schema(node), node.eventTime, self.ctx.batch_rows,
+                           self.ctx.pipeline_id, self.ctx.warehouse_url, targets, retention, self.ctx.idle_stop_s)
+        read = (self.p | f"{node.id}/Partitions" >> beam.Create(self.ctx.kafka_starts.get(node.id, []))
+                | f"{node.id}/ReadKafkaStream" >> beam.ParDo(fn).with_outputs(ERRORS, main="main"))
+        return {"main": read.main, "errors": read[ERRORS]}
 
     def _transform(self, node):
         pcoll = count(self._input(node), node.id, "rows_in", f"{node.id}/CountIn")
@@ -119,7 +142,7 @@ class Builder:
             self._add_signal(node.id, signal)
         qtable = node.quarantine.table if node.quarantine else None
         if qtable:
-            lower_append(ports["quarantine"], qtable, "quarantine", node.id, self.ctx, f"{node.id}/QuarantineTable")
+            _append(ports["quarantine"], qtable, "quarantine", node.id, self.ctx, f"{node.id}/QuarantineTable")
         elif "quarantine" not in self.graph.consumed_ports(node.id) and self.checked.pipeline.dlq_enabled:
             self.dlq.append(ports["quarantine"] | f"{node.id}/QuarantineToDlq" >> beam.Map(_quarantine_as_errors,
                                                                                           node.id))
@@ -130,6 +153,11 @@ class Builder:
         self._set_ports(node, lower_branch(pcoll, node, node.id), [])
 
     def _join(self, node):
+        if self.ctx.streaming:
+            from ir_compiler.errors import NotAvailableError
+            raise NotAvailableError("windowed joins of streams are not in this build (they validate and plan); "
+                                    "run the pipeline with --drain, or join a stream with a table through a "
+                                    "lookup_join op", node_id=node.id)
         inputs = [count(self._input(node, i), node.id, "rows_in", f"{node.id}/CountIn{i}")
                   for i in range(len(node.inputs))]
         schemas = [self._schema(ref) for ref in node.inputs]
@@ -164,8 +192,20 @@ class Builder:
         sources = sorted(u for u in self.graph.upstream(node.id) if self.graph.nodes[u].kind == "source")
         schema = self._schema(node.input)
         fields = [(f.name, to_arrow(f.type)) for f in schema] if schema is not None else None
+        if self.ctx.streaming:
+            from ir_compiler.lower.streaming import lower_stream_target
+            done = lower_stream_target(pcoll, node, self.ctx, node.id, ",".join(sources), self._lateness_us(node))
+            self._set_ports(node, {"main": done}, [])
+            return
         done = lower_target(pcoll, node, self.ctx, node.id, self._gate(node), ",".join(sources), fields)
         self._set_ports(node, {"main": done}, [])
+
+    def _lateness_us(self, node) -> int:
+        """The largest allowedLateness of the windows upstream of a target (a pane is final that long after)."""
+        from ir_compiler.lower.streaming import US, lateness_s
+        windows = [op.window for n in self.graph.upstream(node.id) if self.graph.nodes[n].kind == "transform"
+                   for op in self.graph.nodes[n].ops if getattr(op, "window", None) is not None]
+        return int(max([lateness_s(w) for w in windows] or [0]) * US)
 
     def _archive(self, node):
         """Archives run in the driver after the run, once the target's commit is known (flow_beam.archive)."""
@@ -177,7 +217,17 @@ class Builder:
         table = (pipeline.errorHandling.dlq.table if pipeline.errorHandling.dlq.table
                  else f"dlq.{pipeline.id.replace('-', '_')}")
         merged = self.dlq | "DLQ/Flatten" >> beam.Flatten()
-        lower_append(merged, table, "dlq", "dlq", self.ctx, "DLQ")
+        _append(merged, table, "dlq", "dlq", self.ctx, "DLQ")
+
+
+def _append(pcoll, table_name, kind, node_id, ctx, label):
+    """Quarantine/DLQ rows: one append per run (batch) or per arriving table (streaming)."""
+    if not ctx.streaming:
+        return lower_append(pcoll, table_name, kind, node_id, ctx, label)
+    from ir_compiler.lower.streaming import AppendEachFn
+    info = {"run_dir": ctx.run_dir, "run_id": ctx.run_id, "pipeline_id": ctx.pipeline_id,
+            "warehouse_url": ctx.warehouse_url}
+    return pcoll | f"{label}/AppendEach" >> beam.ParDo(AppendEachFn(table_name, kind, node_id, info))
 
 
 def _quarantine_as_errors(table: pa.Table, node_id: str) -> pa.Table:

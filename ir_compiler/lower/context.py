@@ -33,6 +33,9 @@ class RunContext:
     retry: object = None  # errorHandling.retry of the document (external calls)
     sink_root: str | None = None  # embedded tests: file sinks write under this folder instead of their path
     kafka_ranges: dict = field(default_factory=dict)  # kafka source id -> offset ranges to read in this run
+    streaming: bool = False  # unbounded run: stream sources read forever (or until idle_stop_s), panes commit
+    kafka_starts: dict = field(default_factory=dict)  # kafka source id -> [(topic, partition, start offset)]
+    idle_stop_s: float | None = None  # streaming: a partition with no new message for this long ends its read
 
     def report_dir(self, kind: str) -> str:
         path = os.path.join(self.run_dir, kind)

@@ -132,6 +132,10 @@ class _CommitFn(beam.DoFn):
         if "__fb_ord" in table.column_names:
             table = table.sort_by([("__fb_ord", "ascending")])
         cfg = self.sink
+        if self.node.connector == "kafka_producer":
+            from ir_compiler.loader import connector_config
+            sent = produce_rows(connector_config(self.node), table)
+            return {"rowsLoaded": sent, "files": [], "warnings": []}
         prefix = cfg.get("prefix") or f"{self.info['pipeline_id']}-{self.node.id}-{self.info['run_id'][:8]}"
         path = write_table(strip_internal(table), cfg["path"], cfg["format"], prefix=prefix,
                            compression=cfg.get("compression"))
@@ -139,7 +143,7 @@ class _CommitFn(beam.DoFn):
 
 
 def lower_target(pcoll, node, ctx, label, gate, lineage_source: str, schema_fields):
-    if node.connector not in (None, "local_fs"):
+    if node.connector not in (None, "local_fs", "kafka_producer"):
         from ir_compiler.errors import NotAvailableError
         raise NotAvailableError(f"sink connector '{node.connector}' is not available yet in this build",
                                 node_id=node.id)
@@ -151,9 +155,15 @@ def lower_target(pcoll, node, ctx, label, gate, lineage_source: str, schema_fiel
               | f"{label}/CollectStaged" >> beam.combiners.ToList())
     side = [beam.pvalue.AsList(g) for g in gate or []]
     sink = dict(node.config) if node.connector else None
-    if sink is not None and ctx.sink_root:
+    if sink is not None and ctx.sink_root and node.connector == "local_fs":
         sink["path"] = os.path.join(ctx.sink_root, node.id)
     return staged | f"{label}/Commit" >> beam.ParDo(_CommitFn(node, info, lineage_source, sink), *side)
+
+
+def produce_rows(cfg, table: pa.Table) -> int:
+    """Rows (in input order, internal columns dropped) → Kafka messages; acknowledged before returning."""
+    from connectors.kafka import produce
+    return produce(cfg, strip_internal(table).to_pylist())
 
 
 class _AppendFn(beam.DoFn):

@@ -80,6 +80,14 @@ def lower_transform(pcoll, node, ctx: RunContext, label: str, lookups: dict[int,
             if OPS[op.op].kind == "model":
                 raise NotAvailableError(f"model op '{op.op}' (ops[{i}]) is not available yet in this build",
                                         node_id=node.id)
+            if ctx.streaming and op.op in ("aggregate", "deduplicate") and op.window is not None:
+                from ir_compiler.lower.streaming import lower_windowed
+                partial, final = ((sets.aggregate_partial, sets.aggregate_final) if op.op == "aggregate"
+                                  else (sets.dedupe_table, sets.dedupe_table))
+                pcoll, errs = lower_windowed(pcoll, node.id, op, op.window, event_time, f"{step}-{op.op}",
+                                             partial, final, window_columns=op.op == "aggregate")
+                errors += errs
+                continue
             if op.op == "aggregate" and op.window is not None and op.window.type != "global":
                 pcoll = pcoll | f"{step}-windows" >> beam.Map(_assign_windows, op.window, event_time)
                 op = op.model_copy(update={"groupBy": ["window_start", "window_end", *op.groupBy], "window": None})

@@ -1,0 +1,111 @@
+"""Streaming loads: one transaction per window pane, made idempotent by a commit key, plus the frontier.
+
+- ``_flow_commits``: one row per (pipeline, node, window, shard) with the highest pane index written. A pane whose
+  index is not above the recorded one is a replay and is skipped; the commit row is written in the pane's own
+  transaction, so a crash either keeps both or neither.
+- ``_flow_frontier``: per (pipeline, node) the event time F up to which every window is final (its end plus the
+  allowed lateness is at or before F, and its last pane is written). A replayed pane of a window that is already
+  final is skipped, and the Kafka reader commits the offsets of messages whose windows are final.
+"""
+from __future__ import annotations
+
+import datetime as dt
+
+import pyarrow as pa
+
+from connectors.warehouse.base import LoadReport, LoadRequest
+from ir_compiler.errors import LoadError
+
+COMMITS = "_flow_commits"
+FRONTIER = "_flow_frontier"
+EPOCH = dt.datetime(1970, 1, 1)
+
+
+def _micros(value: dt.datetime | None) -> int | None:
+    return None if value is None else int((value - EPOCH) / dt.timedelta(microseconds=1))
+
+
+def _ensure(wh, con) -> None:
+    wh.execute(con, f"CREATE TABLE IF NOT EXISTS {wh.ident(COMMITS)} (pipeline_id TEXT, node_id TEXT, "
+                    f"window_key TEXT, shard TEXT, pane_index BIGINT, rows_written BIGINT, updated_at TIMESTAMP)")
+    wh.execute(con, f"CREATE TABLE IF NOT EXISTS {wh.ident(FRONTIER)} (pipeline_id TEXT, node_id TEXT, "
+                    f"frontier_us BIGINT, updated_at TIMESTAMP)")
+
+
+def load_pane(wh, req: LoadRequest, rows: pa.Table, window_key: str, shard: str, pane_index: int,
+              window_final_us: int | None) -> LoadReport:
+    """Apply ``req.mode`` to ``rows`` once per (window, shard, pane), in one transaction with its commit key.
+
+    ``window_final_us``: the event time at which this pane's window becomes final (end + allowed lateness);
+    None for unwindowed rows. Returns rows_loaded 0 and rows_skipped n for a replayed pane."""
+    from connectors.warehouse.modes import MODES
+
+    with wh.session() as con:
+        wh.begin(con)
+        try:
+            _ensure(wh, con)
+            if window_key is None:
+                report = MODES[req.mode](wh, con, req, rows)
+                wh.commit(con)
+                return report
+            key = [req.pipeline_id, req.node_id, window_key, shard]
+            where = f"pipeline_id = {wh.ph} AND node_id = {wh.ph} AND window_key = {wh.ph} AND shard = {wh.ph}"
+            seen = wh.execute(con, f"SELECT pane_index FROM {wh.ident(COMMITS)} WHERE {where}", key).fetchone()
+            frontier = _frontier(wh, con, req.pipeline_id, req.node_id)
+            replay = seen is not None and seen[0] >= pane_index
+            final = window_final_us is not None and frontier is not None and window_final_us <= frontier
+            if replay or final:
+                wh.rollback(con)
+                return LoadReport(0, rows_skipped=rows.num_rows)
+            report = MODES[req.mode](wh, con, req, rows)
+            wh.execute(con, f"DELETE FROM {wh.ident(COMMITS)} WHERE {where}", key)
+            wh.execute(con, f"INSERT INTO {wh.ident(COMMITS)} VALUES ({', '.join([wh.ph] * 6)}, CURRENT_TIMESTAMP)",
+                       key + [pane_index, report.rows_loaded])
+            wh.commit(con)
+            return report
+        except LoadError:
+            wh.rollback(con)
+            raise
+        except wh.db_errors as exc:
+            wh.rollback(con)
+            raise LoadError(f"pane load into {req.table} failed and was rolled back (the table is unchanged): "
+                            f"{str(exc).strip().splitlines()[0]}") from None
+
+
+def _frontier(wh, con, pipeline_id: str, node_id: str) -> int | None:
+    row = wh.execute(con, f"SELECT frontier_us FROM {wh.ident(FRONTIER)} WHERE pipeline_id = {wh.ph} AND "
+                          f"node_id = {wh.ph}", [pipeline_id, node_id]).fetchone()
+    return None if row is None else row[0]
+
+
+def advance_frontier(wh, pipeline_id: str, node_id: str, frontier_us: int) -> None:
+    """Record that every window final at or before ``frontier_us`` is written (never moves backwards)."""
+    with wh.session() as con:
+        wh.begin(con)
+        try:
+            _ensure(wh, con)
+            old = _frontier(wh, con, pipeline_id, node_id)
+            if old is not None and old >= frontier_us:
+                wh.rollback(con)
+                return
+            wh.execute(con, f"DELETE FROM {wh.ident(FRONTIER)} WHERE pipeline_id = {wh.ph} AND node_id = {wh.ph}",
+                       [pipeline_id, node_id])
+            wh.execute(con, f"INSERT INTO {wh.ident(FRONTIER)} VALUES ({wh.ph}, {wh.ph}, {wh.ph}, CURRENT_TIMESTAMP)",
+                       [pipeline_id, node_id, frontier_us])
+            wh.commit(con)
+        except wh.db_errors as exc:
+            wh.rollback(con)
+            raise LoadError(f"cannot record the streaming frontier: {exc}") from None
+
+
+def read_frontier(wh, pipeline_id: str, node_ids: list[str]) -> int | None:
+    """The smallest frontier over ``node_ids`` (None until every one of them has one)."""
+    out = None
+    with wh.session() as con:
+        _ensure(wh, con)
+        for node_id in node_ids:
+            f = _frontier(wh, con, pipeline_id, node_id)
+            if f is None:
+                return None
+            out = f if out is None else min(out, f)
+    return out

@@ -1,0 +1,554 @@
+"""Streaming lowering: the unbounded Kafka reader, Beam windowing/triggers for windowed set ops, per-pane commits
+into the warehouse and the frontier that lets the reader commit offsets only for rows that are durably written.
+
+Time model
+- The reader stamps each Arrow table at the largest event time in it (``eventTime.field``, else the Kafka
+  message timestamp) and holds a manual watermark at the largest event time read from its partition (an idle
+  partition that has caught up follows the other partitions this worker reads).
+- A windowed aggregate/deduplicate splits each table by window (``window_start``/``window_end`` columns, as in
+  batch), stamps every part at its window start and lets Beam window it: fixed → FixedWindows, sliding →
+  ``_StartWindows`` (the window is [stamp, stamp + size)), global → GlobalWindows (a trigger is required),
+  session → per-row elements keyed by the group key in Sessions(gap). Panes are aggregated per window in one
+  step (partials are combined per input table first).
+- Without a ``trigger``: one pane when the watermark passes the window end, one more per late row within
+  ``allowedLateness``, ACCUMULATING, so every pane carries the whole window so far and upserts converge.
+
+Exactly-once into tables
+- Each pane is loaded in one transaction with its commit key (pipeline, node, window, shard, pane index) in
+  ``_flow_commits``; a replayed pane (index not above the recorded one) is skipped.
+- After a target, ``_FrontierFn`` (event-time timers in the global window) records in ``_flow_frontier`` the
+  event time F such that every window with end + allowedLateness <= F has had its last pane written.
+- The reader commits to the consumer group, per partition, the offset up to which every message's windows are
+  final (event time + window size + allowed lateness <= F). A restarted pipeline re-reads from there: windows
+  that were not final are recomputed from all their rows (upsert replaces them), panes of windows that were
+  final are skipped.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import threading
+import time
+
+import apache_beam as beam
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
+from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
+from apache_beam.transforms import trigger as tr
+from apache_beam.transforms import window as bw
+from apache_beam.transforms.core import RestrictionProvider
+from apache_beam.utils.timestamp import Duration, Timestamp
+
+from ir_compiler.lower.context import counter
+from ir_compiler.models import duration_seconds
+from ir_compiler.ops.common import ORD
+
+ERRORS = "errors"
+SHARD = "__fb_shard"
+EVENT_US = "__fb_event_us"  # the event time the reader used (eventTime.field, else the message timestamp)
+US = 1_000_000
+
+
+# ---- Kafka: unbounded splittable DoFn ------------------------------------------------------------------
+class _PartitionRestrictions(RestrictionProvider):
+    """Element (topic, partition, start offset) → offsets [start, ∞)."""
+
+    def initial_restriction(self, element):
+        return OffsetRange(element[2], sys.maxsize)
+
+    def create_tracker(self, restriction):
+        return OffsetRestrictionTracker(restriction)
+
+    def restriction_size(self, element, restriction):
+        return 1
+
+    def split(self, element, restriction):
+        yield restriction
+
+
+_SOURCE_WATERMARKS: dict[str, int] = {}  # node id -> largest partition watermark of this worker (micros)
+_LAST_DATA: dict[tuple, float] = {}  # (node id, topic, partition) -> when this worker last read a message
+_LOCK = threading.Lock()
+
+
+class StreamKafkaFn(beam.DoFn):
+    """Reads one partition forever (or until ``idle_stop_s`` without messages): bounded polls, then
+    defer_remainder. Emits Arrow tables (main) and undecodable rows (errors); commits offsets (see module doc)."""
+
+    def __init__(self, node_id, cfg, schema, event_time, batch_rows, pipeline_id, warehouse_url, frontier_nodes,
+                 retention_us, idle_stop_s=None, commit_every_s=5.0):
+        self.node_id, self.cfg, self.schema, self.event_time = node_id, cfg, schema, event_time
+        self.batch_rows, self.pipeline_id, self.warehouse_url = batch_rows, pipeline_id, warehouse_url
+        self.frontier_nodes, self.retention_us = list(frontier_nodes), retention_us
+        self.idle_stop_s, self.commit_every_s = idle_stop_s, commit_every_s
+
+    def setup(self):
+        self.consumers = {}
+        self.pending: dict[tuple, list] = {}  # (topic, partition) -> [(first offset, next offset, max ts us)]
+        self.last_commit = 0.0
+        self.rows_in = counter(self.node_id, "rows_in")
+        self.bad = counter(self.node_id, "rows_errored")
+
+    def teardown(self):
+        for c in getattr(self, "consumers", {}).values():
+            try:
+                c.close()
+            except Exception:  # noqa: BLE001 - closing a consumer of a finished partition
+                pass
+
+    def _consumer(self, tp):
+        from connectors.kafka import _consumer
+        c = self.consumers.get(tp)
+        if c is None:
+            from kafka import TopicPartition
+            c = self.consumers[tp] = _consumer(self.cfg)
+            c.assign([TopicPartition(*tp)])
+        return c
+
+    @beam.DoFn.unbounded_per_element()
+    def process(self, element, tracker=beam.DoFn.RestrictionParam(_PartitionRestrictions()),
+                wm=beam.DoFn.WatermarkEstimatorParam(ManualWatermarkEstimator.default_provider())):
+        from kafka import TopicPartition
+
+        topic, partition, _ = element
+        tp, ktp = (topic, partition), TopicPartition(topic, partition)
+        consumer = self._consumer(tp)
+        position = tracker.current_restriction().start
+        consumer.seek(ktp, position)
+        idle_key = (self.node_id, *tp)
+        _LAST_DATA.setdefault(idle_key, time.monotonic())
+        messages, deadline = [], time.monotonic() + 1.0
+        while time.monotonic() < deadline and len(messages) < self.batch_rows:
+            got = consumer.poll(timeout_ms=200, max_records=self.batch_rows).get(ktp, [])
+            if not got:
+                break
+            for msg in got:
+                if not tracker.try_claim(msg.offset):
+                    break
+                messages.append(msg)
+        if messages:
+            _LAST_DATA[idle_key] = time.monotonic()
+            yield from self._emit(tp, messages, wm)
+        elif self._idle_follow(wm):
+            pass
+        self._maybe_commit(force=False)
+        if self.idle_stop_s is not None and time.monotonic() - _LAST_DATA[idle_key] >= self.idle_stop_s:
+            self._maybe_commit(force=True)
+            tracker.try_claim(sys.maxsize)  # the restriction is done: this partition's stream ends here
+            return
+        tracker.defer_remainder(Duration.of(0 if messages else 0.2))
+
+    def _idle_follow(self, wm) -> bool:
+        """A caught-up partition with nothing to read follows the watermark of this source's other partitions."""
+        with _LOCK:
+            best = _SOURCE_WATERMARKS.get(self.node_id)
+        current = wm.current_watermark()
+        if best is not None and (current is None or current.micros < best):
+            wm.set_watermark(Timestamp(micros=best))
+            return True
+        return False
+
+    def _emit(self, tp, messages, wm):
+        from connectors.kafka import decode
+        from connectors.formats import _conform
+        from ir_compiler.windows import to_timestamps
+
+        rows, offsets, stamps, bad = [], [], [], []
+        for msg in messages:
+            try:
+                rows.append(decode(self.cfg, msg))
+                offsets.append(msg.offset)
+                stamps.append(msg.timestamp * 1000 if msg.timestamp is not None and msg.timestamp >= 0 else None)
+            except (ValueError, UnicodeDecodeError) as exc:
+                raw = msg.value.decode("utf-8", "replace")[:2000] if msg.value else None
+                bad.append((f"{msg.topic}[{msg.partition}]@{msg.offset}: {exc}",
+                            json.dumps({"topic": msg.topic, "partition": msg.partition, "offset": msg.offset,
+                                        "raw": raw})))
+        self.rows_in.inc(len(messages))
+        table = pa.Table.from_pylist(rows) if rows else None
+        if table is not None:
+            table, bad_rows = _conform(table, self.schema, f"{tp[0]}[{tp[1]}]",
+                                       lambda i: offsets[i] if i < len(offsets) else None)
+            rejected = {b.line for b in bad_rows}
+            for b in bad_rows:
+                bad.append((f"{b.file}@{b.line}: {b.reason}", b.raw))
+            keep = [i for i, o in enumerate(offsets) if o not in rejected]
+            offsets = [offsets[i] for i in keep]
+            stamps = [stamps[i] for i in keep]
+        max_us = None
+        if table is not None and table.num_rows:
+            micros = np.array([s if s is not None else -1 for s in stamps], dtype=np.int64)
+            if self.event_time is not None and self.event_time.field in table.column_names:
+                et = to_timestamps(table.column(self.event_time.field), self.event_time.format).cast(pa.int64())
+                micros = np.where(pc.is_valid(et).to_numpy(zero_copy_only=False),
+                                  et.fill_null(-1).to_numpy(zero_copy_only=False), micros)
+            max_us = int(micros.max())
+            table = table.append_column(ORD, pa.array(np.array(offsets, dtype=np.int64) + (tp[1] << 40)))
+            table = table.append_column(EVENT_US, pa.array(np.maximum(micros, 0)))
+            yield bw.TimestampedValue(table, Timestamp(micros=max(max_us, 0)))
+        if bad:
+            self.bad.inc(len(bad))
+            yield beam.pvalue.TaggedOutput(ERRORS, pa.table({
+                "node_id": [self.node_id] * len(bad), "error": [b[0] for b in bad], "row": [b[1] for b in bad]}))
+        first, nxt = messages[0].offset, messages[-1].offset + 1
+        self.pending.setdefault(tp, []).append((first, nxt, max_us if max_us is not None else -1))
+        if max_us is not None:
+            current = wm.current_watermark()
+            if current is None or current.micros < max_us:
+                wm.set_watermark(Timestamp(micros=max_us))
+                with _LOCK:
+                    _SOURCE_WATERMARKS[self.node_id] = max(_SOURCE_WATERMARKS.get(self.node_id, 0), max_us)
+
+    def _maybe_commit(self, force: bool):
+        """Commit, per partition, the offset below which every message's windows are final and written."""
+        if not self.cfg.commitOffsets or not self.frontier_nodes or not self.pending:
+            return
+        now = time.monotonic()
+        if not force and now - self.last_commit < self.commit_every_s:
+            return
+        self.last_commit = now
+        from connectors.warehouse import open_warehouse
+        from connectors.warehouse.streaming import read_frontier
+        try:
+            frontier = read_frontier(open_warehouse(self.warehouse_url), self.pipeline_id, self.frontier_nodes)
+        except Exception:  # noqa: BLE001 - the warehouse is busy or down: commit later (at-least-once holds)
+            return
+        if frontier is None:
+            return
+        offsets = {}
+        for tp, batches in self.pending.items():
+            done = 0
+            while done < len(batches) and batches[done][2] + self.retention_us <= frontier:
+                done += 1
+            if done:
+                offsets[tp] = batches[done - 1][1]
+                del batches[:done]
+        if offsets:
+            from connectors.kafka import commit_offsets
+            try:
+                commit_offsets(self.cfg, offsets)
+            except Exception:  # noqa: BLE001 - a failed commit only means re-reading; never lose rows
+                pass
+
+
+# ---- windows -----------------------------------------------------------------------------------------
+class StartWindows(bw.NonMergingWindowFn):
+    """An element stamped at its window's start belongs to [stamp, stamp + size) (sliding windows, whose rows
+    were already copied once per window they fall in)."""
+
+    def __init__(self, size_s: float):
+        self.size = Duration.of(size_s)
+
+    def assign(self, context):
+        return [bw.IntervalWindow(context.timestamp, context.timestamp + self.size)]
+
+    def get_window_coder(self):
+        from apache_beam.coders.coders import IntervalWindowCoder
+        return IntervalWindowCoder()
+
+
+def window_fn(window):
+    if window.type == "fixed":
+        return bw.FixedWindows(duration_seconds(window.size))
+    if window.type == "sliding":
+        return StartWindows(duration_seconds(window.size))
+    if window.type == "session":
+        return bw.Sessions(duration_seconds(window.gap))
+    return bw.GlobalWindows()
+
+
+def trigger_of(window):
+    """(trigger, accumulation mode) of a window (module doc: the default is accumulating with late panes)."""
+    t = window.trigger
+    acc = tr.AccumulationMode.ACCUMULATING
+    if t is None and window.type == "session":  # Beam's default trigger (a pane per late row); Prism runs
+        return tr.DefaultTrigger(), acc         # no other trigger on merging windows (apache/beam#31438)
+    if t is None:
+        late = tr.AfterCount(1) if window.allowedLateness else None
+        return tr.AfterWatermark(late=late), acc
+    if t.accumulation == "discarding":
+        acc = tr.AccumulationMode.DISCARDING
+    if t.type == "after_watermark":
+        early = tr.AfterProcessingTime(duration_seconds(t.earlyFirings)) if t.earlyFirings else None
+        late = None
+        if t.lateFirings:
+            late = tr.AfterCount(1 if t.lateFirings is True else int(t.lateFirings))
+        elif window.allowedLateness:
+            late = tr.AfterCount(1)
+        return tr.AfterWatermark(early=early, late=late), acc
+    if t.type in ("after_count", "repeatedly_after_count"):
+        return tr.Repeatedly(tr.AfterCount(t.count or 1)), acc
+    return tr.Repeatedly(tr.AfterProcessingTime(duration_seconds(t.delay) if t.delay else 1)), acc
+
+
+def retention_us(window) -> int:
+    """How far past a row's event time its last window can end, plus allowed lateness."""
+    lateness = int(duration_seconds(window.allowedLateness) * US) if window.allowedLateness else 0
+    if window.type in ("fixed", "sliding"):
+        return int(duration_seconds(window.size) * US) + lateness
+    if window.type == "session":
+        return int(duration_seconds(window.gap) * US) + lateness
+    return sys.maxsize // 4  # global: never final while streaming
+
+
+def lateness_s(window) -> float:
+    return duration_seconds(window.allowedLateness) if window.allowedLateness else 0.0
+
+
+def _per_row(window) -> bool:
+    return window.type == "session" or (window.trigger is not None and window.trigger.type in (
+        "after_count", "repeatedly_after_count"))
+
+
+def _event_field(table, event_time):
+    """(column, format) holding each row's event time: the reader's column when present."""
+    if EVENT_US in table.column_names:
+        return EVENT_US, "epoch_us"
+    if event_time is None:
+        raise ValueError("a window needs event times: set eventTime {field, format} on the source")
+    return event_time.field, event_time.format
+
+
+class _SplitByWindowFn(beam.DoFn):
+    """Table → one part per window (window_start/window_end columns), stamped at the window start; rows
+    without an event time leave through errors."""
+
+    def __init__(self, node_id, window, event_time):
+        self.node_id, self.window, self.event_time = node_id, window, event_time
+
+    def process(self, table):
+        from ir_compiler.windows import assign_windows
+        if self.window.type == "global":
+            yield table
+            return
+        out = assign_windows(table, self.window, *_event_field(table, self.event_time))
+        missing = pc.is_null(out.column("window_start"))
+        if pc.any(missing).as_py():
+            from ir_compiler.lower.context import to_error_table
+            from ir_compiler.ops.common import ERROR
+            bad = out.filter(missing).drop_columns(["window_start", "window_end"])
+            bad = bad.append_column(ERROR, pa.array(["no event time"] * bad.num_rows, pa.string()))
+            counter(self.node_id, "rows_errored").inc(bad.num_rows)
+            yield beam.pvalue.TaggedOutput(ERRORS, to_error_table(self.node_id, bad))
+            out = out.filter(pc.invert(missing))
+        starts = out.column("window_start").cast(pa.int64())
+        for start in pc.unique(starts).to_pylist():
+            part = out.filter(pc.equal(starts, start))
+            yield bw.TimestampedValue(part, Timestamp(micros=start))
+
+
+class _RowsFn(beam.DoFn):
+    """Table → one element per row, keyed by the group key and stamped at its event time (session windows
+    and count triggers, where Beam must see rows)."""
+
+    def __init__(self, node_id, keys, event_time):
+        self.node_id, self.keys, self.event_time = node_id, keys, event_time
+
+    def process(self, table):
+        from ir_compiler.windows import to_timestamps
+        name, fmt = _event_field(table, self.event_time)
+        micros = to_timestamps(table.column(name), fmt).cast(pa.int64())
+        micros = micros.to_pylist()
+        keys = table.select(self.keys).to_pylist() if self.keys else [{}] * table.num_rows
+        for i, row in enumerate(table.to_pylist()):
+            if micros[i] is None:
+                continue
+            yield bw.TimestampedValue((json.dumps(keys[i], default=str, sort_keys=True), row),
+                                      Timestamp(micros=micros[i]))
+
+
+class _PaneFn(beam.DoFn):
+    """(key, [tables or rows]) of one pane → the finished table with window columns and the shard column."""
+
+    def __init__(self, node_id, op, finish, window_columns):
+        self.node_id, self.op, self.finish, self.window_columns = node_id, op, finish, window_columns
+
+    def process(self, item, w=beam.DoFn.WindowParam):
+        key, parts = item
+        parts = list(parts)
+        if parts and isinstance(parts[0], dict):
+            table = pa.Table.from_pylist(parts)
+        else:
+            parts = [p for p in parts if p.num_rows]
+            if not parts:
+                return
+            table = pa.concat_tables(parts, promote_options="permissive")
+        out = self.finish(self.op, table)
+        if out.num_rows == 0:
+            return
+        if self.window_columns and isinstance(w, bw.IntervalWindow):
+            rest = [c for c in out.column_names if c not in ("window_start", "window_end")]
+            cols = {name: pa.array([v.micros] * out.num_rows, pa.int64()).cast(pa.timestamp("us"))
+                    for name, v in (("window_start", w.start), ("window_end", w.end))}
+            out = pa.table({**cols, **{c: out.column(c) for c in rest}})
+        yield out.append_column(SHARD, pa.array([str(key)] * out.num_rows, pa.string()))
+
+
+def _whole(partial, final):
+    return lambda op, table: final(op, partial(op, table))
+
+
+def lower_windowed(pcoll, node_id, op, window, event_time, label, partial, final, window_columns=True):
+    """A windowed set op on an unbounded input → (panes, errors). ``partial(op, table)`` pre-combines one
+    input table, ``final(op, table)`` finishes a pane from the concatenated partials."""
+    errors = []
+    finish = final
+    trig, acc = trigger_of(window)
+    lateness = lateness_s(window)
+    if _per_row(window):
+        keys = list(getattr(op, "groupBy", None) or getattr(op, "keys", None) or [])
+        elems = pcoll | f"{label}/Rows" >> beam.ParDo(_RowsFn(node_id, keys, event_time))
+        finish = _whole(partial, final)
+    else:
+        split = pcoll | f"{label}/SplitByWindow" >> beam.ParDo(
+            _SplitByWindowFn(node_id, window, event_time)).with_outputs(ERRORS, main="main")
+        errors.append(split[ERRORS])
+        elems = split.main
+        elems = elems | f"{label}/Partial" >> beam.Map(lambda t: partial(op, t))
+        elems = elems | f"{label}/Key" >> beam.Map(lambda t: ("0", t))
+    windowed = elems | f"{label}/Window" >> beam.WindowInto(window_fn(window), trigger=trig, accumulation_mode=acc,
+                                                            allowed_lateness=Duration.of(lateness))
+    panes = (windowed | f"{label}/GroupPane" >> beam.GroupByKey()
+             | f"{label}/FinishPane" >> beam.ParDo(_PaneFn(node_id, op, finish, window_columns)))
+    return panes, errors
+
+
+# ---- targets: per-pane commit and the frontier ---------------------------------------------------------
+class PaneCommitFn(beam.DoFn):
+    """Loads each pane (or each table of an unwindowed stream) in its own transaction; yields
+    ('frontier', finalization time µs) for the frontier."""
+
+    def __init__(self, node, info, lateness_us):
+        self.node, self.info, self.lateness_us = node, info, lateness_us
+
+    def setup(self):
+        self.loaded = counter(self.node.id, "rows_loaded")
+        self.skipped = counter(self.node.id, "rows_replay_skipped")
+
+    def process(self, table, w=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam, ts=beam.DoFn.TimestampParam):
+        from connectors.warehouse import open_warehouse
+        from connectors.warehouse.base import LoadRequest
+        from connectors.warehouse.streaming import load_pane
+        from ir_compiler.lower.context import write_report
+        from ir_compiler.ops.common import strip_internal
+
+        node, info = self.node, self.info
+        shard = "0"
+        if SHARD in table.column_names and table.num_rows:
+            shard = table.column(SHARD)[0].as_py()
+        rows = table.drop_columns([SHARD]) if SHARD in table.column_names else table
+        if ORD in rows.column_names:
+            rows = rows.sort_by([(ORD, "ascending")])
+        windowed = isinstance(w, bw.IntervalWindow) or pane.timing != 3  # 3 = UNKNOWN: no trigger fired it
+        window_key = f"{w.start.micros}:{w.end.micros}" if isinstance(w, bw.IntervalWindow) else "global"
+        final_us = (w.end.micros if isinstance(w, bw.IntervalWindow) else ts.micros + 1) + self.lateness_us
+        lineage = {"runId": info["run_id"], "pipelineId": info["pipeline_id"],
+                   "sourceNodeId": info["lineage_source"]} if node.lineage else None
+        req = LoadRequest(table=node.schema_, mode=node.loadMode, files=[], schema=rows.schema,
+                          keys=node.upsert_keys, pipeline_id=info["pipeline_id"], node_id=node.id, lineage=lineage)
+        wh = open_warehouse(info["warehouse_url"])
+        body = strip_internal(rows) if node.loadMode != "cdc_mirror" else rows
+        if windowed:
+            report = load_pane(wh, req, body, window_key, shard, pane.index,
+                               final_us if isinstance(w, bw.IntervalWindow) else None)
+        else:  # an unwindowed stream: each table once (upsert is idempotent on replay, append at-least-once)
+            report = load_pane(wh, req, body, None, shard, 0, None)
+        self.loaded.inc(report.rows_loaded)
+        if report.rows_skipped:
+            self.skipped.inc(report.rows_skipped)
+        write_report(info["run_dir"], "targets", node.id, {"status": "loaded", "rowsLoaded": 0, "warnings": [],
+                                                           "table": node.schema_, "streaming": True})
+        yield "frontier", final_us
+
+
+class FrontierFn(beam.DoFn):
+    """Keyed ('frontier', finalization µs) in the global window: an event-time timer per pending finalization
+    time; when it fires at T every window final by T is written, so T is recorded as the frontier."""
+
+    from apache_beam.coders import VarIntCoder as _VarInt
+    from apache_beam.transforms.userstate import BagStateSpec, TimerSpec, on_timer
+    PENDING = BagStateSpec("pending", _VarInt())
+    TIMER = TimerSpec("final", beam.TimeDomain.WATERMARK)
+
+    def __init__(self, pipeline_id, node_id, warehouse_url):
+        self.pipeline_id, self.node_id, self.warehouse_url = pipeline_id, node_id, warehouse_url
+
+    def process(self, item, pending=beam.DoFn.StateParam(PENDING), timer=beam.DoFn.TimerParam(TIMER)):
+        _, final_us = item
+        times = set(pending.read())
+        if final_us not in times:
+            pending.add(final_us)
+            times.add(final_us)
+        timer.set(Timestamp(micros=min(times)))
+
+    @on_timer(TIMER)
+    def fire(self, ts=beam.DoFn.TimestampParam, pending=beam.DoFn.StateParam(PENDING),
+             timer=beam.DoFn.TimerParam(TIMER)):
+        from connectors.warehouse import open_warehouse
+        from connectors.warehouse.streaming import advance_frontier
+
+        now = ts.micros
+        left = sorted({t for t in pending.read() if t > now})
+        pending.clear()
+        for t in left:
+            pending.add(t)
+        advance_frontier(open_warehouse(self.warehouse_url), self.pipeline_id, self.node_id, now)
+        if left:
+            timer.set(Timestamp(micros=left[0]))
+
+
+class SinkEachFn(beam.DoFn):
+    """Streaming sinks: each pane/table becomes its own file (local_fs) or its messages (kafka_producer)."""
+
+    def __init__(self, node, info, lateness_us):
+        self.node, self.info, self.lateness_us = node, info, lateness_us
+
+    def process(self, table, ts=beam.DoFn.TimestampParam):
+        import uuid
+
+        from connectors.formats import write_table
+        from ir_compiler.loader import connector_config
+        from ir_compiler.lower.targets import produce_rows
+        from ir_compiler.ops.common import strip_internal
+
+        if ORD in table.column_names:
+            table = table.sort_by([(ORD, "ascending")])
+        if self.node.connector == "kafka_producer":
+            n = produce_rows(connector_config(self.node), table)
+        else:
+            cfg = dict(self.node.config)
+            if self.info.get("sink_root"):
+                import os
+                cfg["path"] = os.path.join(self.info["sink_root"], self.node.id)
+            prefix = f"{cfg.get('prefix') or self.info['pipeline_id'] + '-' + self.node.id}-{uuid.uuid4().hex[:12]}"
+            write_table(strip_internal(table), cfg["path"], cfg.get("format", "jsonl"), prefix=prefix,
+                        compression=cfg.get("compression"))
+            n = table.num_rows
+        counter(self.node.id, "rows_loaded").inc(n)
+        from ir_compiler.lower.context import write_report
+        write_report(self.info["run_dir"], "targets", self.node.id, {"status": "loaded", "rowsLoaded": 0,
+                                                                     "warnings": [], "streaming": True})
+        yield "frontier", ts.micros + 1 + self.lateness_us
+
+
+def lower_stream_target(pcoll, node, ctx, label, lineage_source, lateness_us):
+    info = {"run_dir": ctx.run_dir, "run_id": ctx.run_id, "pipeline_id": ctx.pipeline_id,
+            "warehouse_url": ctx.warehouse_url, "lineage_source": lineage_source, "sink_root": ctx.sink_root}
+    fn = SinkEachFn(node, info, lateness_us) if node.connector else PaneCommitFn(node, info, lateness_us)
+    acks = pcoll | f"{label}/CommitPanes" >> beam.ParDo(fn)
+    return (acks | f"{label}/GlobalWindow" >> beam.WindowInto(bw.GlobalWindows())
+            | f"{label}/Frontier" >> beam.ParDo(FrontierFn(ctx.pipeline_id, node.id, ctx.warehouse_url)))
+
+
+class AppendEachFn(beam.DoFn):
+    """Streaming quarantine/DLQ: each table appended in its own transaction as it arrives."""
+
+    def __init__(self, table_name, kind, node_id, info):
+        self.table_name, self.kind, self.node_id, self.info = table_name, kind, node_id, info
+
+    def process(self, table):
+        from ir_compiler.lower.targets import _AppendFn
+        yield from _AppendFn(self.table_name, self.kind, self.node_id, self.info).process([table])
