@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import threading
 
 import pyarrow as pa
 
@@ -19,6 +20,14 @@ from ir_compiler.errors import LoadError
 COMMITS = "_flow_commits"
 FRONTIER = "_flow_frontier"
 EPOCH = dt.datetime(1970, 1, 1)
+_LOCK = threading.Lock()  # one streaming commit at a time per process (DuckDB allows one writer anyway)
+
+
+def _serialize(wh, con) -> None:
+    """Pane commits of every worker take turns (PostgreSQL: a transaction-scoped advisory lock), so the
+    commit-key check and the write cannot interleave and first-time DDL does not race."""
+    if wh.dialect == "postgres":
+        wh.execute(con, "SELECT pg_advisory_xact_lock(7391827361)")
 
 
 def _micros(value: dt.datetime | None) -> int | None:
@@ -40,9 +49,10 @@ def load_pane(wh, req: LoadRequest, rows: pa.Table, window_key: str, shard: str,
     None for unwindowed rows. Returns rows_loaded 0 and rows_skipped n for a replayed pane."""
     from connectors.warehouse.modes import MODES
 
-    with wh.session() as con:
+    with _LOCK, wh.session() as con:
         wh.begin(con)
         try:
+            _serialize(wh, con)
             _ensure(wh, con)
             if window_key is None:
                 report = MODES[req.mode](wh, con, req, rows)
@@ -80,9 +90,10 @@ def _frontier(wh, con, pipeline_id: str, node_id: str) -> int | None:
 
 def advance_frontier(wh, pipeline_id: str, node_id: str, frontier_us: int) -> None:
     """Record that every window final at or before ``frontier_us`` is written (never moves backwards)."""
-    with wh.session() as con:
+    with _LOCK, wh.session() as con:
         wh.begin(con)
         try:
+            _serialize(wh, con)
             _ensure(wh, con)
             old = _frontier(wh, con, pipeline_id, node_id)
             if old is not None and old >= frontier_us:
@@ -101,8 +112,9 @@ def advance_frontier(wh, pipeline_id: str, node_id: str, frontier_us: int) -> No
 def read_frontier(wh, pipeline_id: str, node_ids: list[str]) -> int | None:
     """The smallest frontier over ``node_ids`` (None until every one of them has one)."""
     out = None
-    with wh.session() as con:
-        _ensure(wh, con)
+    with _LOCK, wh.session() as con:
+        if wh.schema_in(con, FRONTIER) is None:
+            return None
         for node_id in node_ids:
             f = _frontier(wh, con, pipeline_id, node_id)
             if f is None:

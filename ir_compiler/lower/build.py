@@ -120,7 +120,8 @@ class Builder:
                     and self.graph.nodes[n].window is not None]
         retention = max([retention_us(w) for w in windows] or [1])
         fn = StreamKafkaFn(node.id, connector_config(node), declared_schema(node), node.eventTime, self.ctx.batch_rows,
-                           self.ctx.pipeline_id, self.ctx.warehouse_url, targets, retention, self.ctx.idle_stop_s)
+                           self.ctx.pipeline_id, self.ctx.warehouse_url, targets, retention, self.ctx.idle_stop_s,
+                           commit_every_s=float(os.environ.get("FLOW_BEAM_COMMIT_EVERY_S", "5")), run_id=self.ctx.run_id)
         read = (self.p | f"{node.id}/Partitions" >> beam.Create(self.ctx.kafka_starts.get(node.id, []))
                 | f"{node.id}/ReadKafkaStream" >> beam.ParDo(fn).with_outputs(ERRORS, main="main"))
         return {"main": read.main, "errors": read[ERRORS]}

@@ -69,8 +69,9 @@ class _PartitionRestrictions(RestrictionProvider):
         yield restriction
 
 
-_SOURCE_WATERMARKS: dict[str, int] = {}  # node id -> largest partition watermark of this worker (micros)
-_LAST_DATA: dict[tuple, float] = {}  # (node id, topic, partition) -> when this worker last read a message
+_SOURCE_WATERMARKS: dict[tuple, int] = {}  # (run id, node id) -> largest partition watermark of this worker (micros)
+_PENDING: dict[tuple, dict] = {}  # (run id, node id) -> {(topic, partition): [(offsets, event times µs)]}
+_LAST_DATA: dict[tuple, float] = {}  # (run id, node id, topic, partition) -> when this worker last read a message
 _LOCK = threading.Lock()
 
 
@@ -79,15 +80,15 @@ class StreamKafkaFn(beam.DoFn):
     defer_remainder. Emits Arrow tables (main) and undecodable rows (errors); commits offsets (see module doc)."""
 
     def __init__(self, node_id, cfg, schema, event_time, batch_rows, pipeline_id, warehouse_url, frontier_nodes,
-                 retention_us, idle_stop_s=None, commit_every_s=5.0):
+                 retention_us, idle_stop_s=None, commit_every_s=5.0, run_id=""):
         self.node_id, self.cfg, self.schema, self.event_time = node_id, cfg, schema, event_time
         self.batch_rows, self.pipeline_id, self.warehouse_url = batch_rows, pipeline_id, warehouse_url
         self.frontier_nodes, self.retention_us = list(frontier_nodes), retention_us
         self.idle_stop_s, self.commit_every_s = idle_stop_s, commit_every_s
+        self.run_key = (run_id, node_id)  # process-wide state is per run and source
 
     def setup(self):
         self.consumers = {}
-        self.pending: dict[tuple, list] = {}  # (topic, partition) -> [(first offset, next offset, max ts us)]
         self.last_commit = 0.0
         self.rows_in = counter(self.node_id, "rows_in")
         self.bad = counter(self.node_id, "rows_errored")
@@ -118,7 +119,7 @@ class StreamKafkaFn(beam.DoFn):
         consumer = self._consumer(tp)
         position = tracker.current_restriction().start
         consumer.seek(ktp, position)
-        idle_key = (self.node_id, *tp)
+        idle_key = (*self.run_key, *tp)
         _LAST_DATA.setdefault(idle_key, time.monotonic())
         messages, deadline = [], time.monotonic() + 1.0
         while time.monotonic() < deadline and len(messages) < self.batch_rows:
@@ -144,7 +145,7 @@ class StreamKafkaFn(beam.DoFn):
     def _idle_follow(self, wm) -> bool:
         """A caught-up partition with nothing to read follows the watermark of this source's other partitions."""
         with _LOCK:
-            best = _SOURCE_WATERMARKS.get(self.node_id)
+            best = _SOURCE_WATERMARKS.get(self.run_key)
         current = wm.current_watermark()
         if best is not None and (current is None or current.micros < best):
             wm.set_watermark(Timestamp(micros=best))
@@ -193,18 +194,22 @@ class StreamKafkaFn(beam.DoFn):
             self.bad.inc(len(bad))
             yield beam.pvalue.TaggedOutput(ERRORS, pa.table({
                 "node_id": [self.node_id] * len(bad), "error": [b[0] for b in bad], "row": [b[1] for b in bad]}))
-        first, nxt = messages[0].offset, messages[-1].offset + 1
-        self.pending.setdefault(tp, []).append((first, nxt, max_us if max_us is not None else -1))
+        done_at = {o: int(t) for o, t in zip(offsets, micros)} if max_us is not None else {}
+        entry = (np.array([m.offset for m in messages], dtype=np.int64),  # undecodable messages count as done
+                 np.array([done_at.get(m.offset, -1) for m in messages], dtype=np.int64))  # (they went to errors)
+        with _LOCK:
+            _PENDING.setdefault(self.run_key, {}).setdefault(tp, []).append(entry)
         if max_us is not None:
             current = wm.current_watermark()
             if current is None or current.micros < max_us:
                 wm.set_watermark(Timestamp(micros=max_us))
                 with _LOCK:
-                    _SOURCE_WATERMARKS[self.node_id] = max(_SOURCE_WATERMARKS.get(self.node_id, 0), max_us)
+                    _SOURCE_WATERMARKS[self.run_key] = max(_SOURCE_WATERMARKS.get(self.run_key, 0), max_us)
 
     def _maybe_commit(self, force: bool):
         """Commit, per partition, the offset below which every message's windows are final and written."""
-        if not self.cfg.commitOffsets or not self.frontier_nodes or not self.pending:
+        pending = _PENDING.get(self.run_key)  # per process: a partition's bundles may run on any DoFn instance
+        if not self.cfg.commitOffsets or not self.frontier_nodes or not pending:
             return
         now = time.monotonic()
         if not force and now - self.last_commit < self.commit_every_s:
@@ -218,20 +223,29 @@ class StreamKafkaFn(beam.DoFn):
             return
         if frontier is None:
             return
-        offsets = {}
-        for tp, batches in self.pending.items():
-            done = 0
-            while done < len(batches) and batches[done][2] + self.retention_us <= frontier:
-                done += 1
-            if done:
-                offsets[tp] = batches[done - 1][1]
-                del batches[:done]
+        with _LOCK:
+            offsets = self._final_offsets(pending, frontier)
         if offsets:
             from connectors.kafka import commit_offsets
             try:
                 commit_offsets(self.cfg, offsets)
             except Exception:  # noqa: BLE001 - a failed commit only means re-reading; never lose rows
                 pass
+
+    def _final_offsets(self, pending, frontier) -> dict:
+        offsets = {}
+        for tp, batches in list(pending.items()):
+            if not batches:
+                continue
+            offs = np.concatenate([b[0] for b in batches])
+            times = np.concatenate([b[1] for b in batches])
+            open_ = np.nonzero(times + self.retention_us > frontier)[0]
+            k = int(open_[0]) if len(open_) else len(offs)  # every message before k has all windows final
+            if k == 0:
+                continue
+            offsets[tp] = int(offs[k - 1]) + 1
+            pending[tp] = [(offs[k:], times[k:])] if k < len(offs) else []
+        return offsets
 
 
 # ---- windows -----------------------------------------------------------------------------------------
