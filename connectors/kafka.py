@@ -90,8 +90,13 @@ def plan_ranges(cfg) -> list[OffsetRange]:
 
 
 def start_positions(cfg) -> list[tuple[str, int, int]]:
-    """(topic, partition, start offset) of every partition (streaming mode reads from there on)."""
-    return [(t, p, s) for t, p, s, _ in _positions(cfg)]
+    """(topic, partition, start offset) of every partition (streaming mode reads from there on), plus
+    ``cfg.discoverPartitions`` slots per topic for partitions added while the job runs (read from offset 0)."""
+    out = [(t, p, s) for t, p, s, _ in _positions(cfg)]
+    for topic in _topics(cfg):
+        top = max([p for t, p, _ in out if t == topic], default=-1)
+        out += [(topic, top + 1 + k, 0) for k in range(cfg.discoverPartitions)]
+    return out
 
 
 def commit_offsets(cfg, offsets: dict[tuple[str, int], int]) -> None:
@@ -163,16 +168,45 @@ def decode(cfg, msg) -> dict:
     return {f"c{i}": v for i, v in enumerate(fields)}
 
 
+_REGISTRY: dict[tuple[str, int], object] = {}  # (registry URL, schema id) -> parsed schema
+
+
+def _registry_schema(url: str, schema_id: int):
+    """A writer schema from a Confluent-compatible schema registry (GET /schemas/ids/{id}), cached."""
+    import urllib.request
+
+    import fastavro
+
+    key = (url.rstrip("/"), schema_id)
+    if key not in _REGISTRY:
+        try:
+            with urllib.request.urlopen(f"{key[0]}/schemas/ids/{schema_id}", timeout=10) as resp:
+                body = json.loads(resp.read())
+        except (OSError, ValueError) as exc:
+            raise ConnectorError(f"schema registry {key[0]}: cannot fetch schema id {schema_id}: {exc}") from None
+        _REGISTRY[key] = fastavro.parse_schema(json.loads(body["schema"]))
+    return _REGISTRY[key]
+
+
 def _avro(cfg, value: bytes) -> dict:
+    """Avro: Confluent wire format (0x00 + schema id + body) or a bare body; the writer schema comes from the
+    registry (``schemaRegistryUrl``) by the id in the message, else from ``avroSchema``."""
     import io
 
     import fastavro
 
-    if cfg.avroSchema is None:
-        raise ValueError("format avro needs avroSchema (a schema registry is not supported in this build)")
-    schema = cfg.avroSchema if isinstance(cfg.avroSchema, dict) else json.loads(cfg.avroSchema)
-    data = value[5:] if value[:1] == b"\x00" and len(value) > 5 else value  # Confluent wire format header
-    return fastavro.schemaless_reader(io.BytesIO(data), fastavro.parse_schema(schema))
+    framed = value[:1] == b"\x00" and len(value) > 5
+    if cfg.schemaRegistryUrl and framed:
+        schema = _registry_schema(cfg.schemaRegistryUrl, int.from_bytes(value[1:5], "big"))
+    elif cfg.avroSchema is not None:
+        raw = cfg.avroSchema if isinstance(cfg.avroSchema, dict) else json.loads(cfg.avroSchema)
+        schema = fastavro.parse_schema(raw)
+    elif cfg.schemaRegistryUrl:
+        raise ValueError("the message is not in the schema-registry wire format (magic byte 0 + schema id)")
+    else:
+        raise ValueError("format avro needs avroSchema or schemaRegistryUrl")
+    data = value[5:] if framed else value
+    return fastavro.schemaless_reader(io.BytesIO(data), schema)
 
 
 def encode(cfg, row: dict) -> bytes:
@@ -184,8 +218,8 @@ def encode(cfg, row: dict) -> bytes:
         import io
 
         import fastavro
-        if cfg.avroSchema is None:
-            raise ConnectorError("kafka_producer with format avro needs avroSchema")
+        if getattr(cfg, "avroSchema", None) is None:
+            raise ConnectorError("a sink with format avro needs avroSchema")
         schema = cfg.avroSchema if isinstance(cfg.avroSchema, dict) else json.loads(cfg.avroSchema)
         buf = io.BytesIO()
         fastavro.schemaless_writer(buf, fastavro.parse_schema(schema), row)

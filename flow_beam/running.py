@@ -167,7 +167,7 @@ def run_document(source, opts: RunOptions | None = None, checked: CheckedPipelin
         if opts.runner == "dataflow":  # submitted (or dry run): the job runs on Dataflow, not here
             result.status = "completed"
         else:
-            _collect(checked, beam_result, run_dir, result, inputs)
+            _collect(checked, beam_result, run_dir, result, inputs, streaming)
     except FlowError as exc:
         result.status, result.error = "failed", str(exc)
         if exc.node_id and exc.node_id in result.nodes:
@@ -211,7 +211,8 @@ def _execute(checked, opts: RunOptions, url: str, run_dir: str, result: RunResul
                      test_inputs=opts.test_inputs, capture=opts.capture, files=inputs.paths, buckets=opts.buckets,
                      retry=checked.pipeline.errorHandling.retry if checked.pipeline.errorHandling else None,
                      sink_root=opts.sink_root, kafka_ranges={k: v[1] for k, v in inputs.kafka.items()},
-                     streaming=streaming, kafka_starts=inputs.kafka_starts, idle_stop_s=opts.stop_after_idle_s)
+                     streaming=streaming, kafka_starts=inputs.kafka_starts, idle_stop_s=opts.stop_after_idle_s,
+                     on_dataflow=opts.runner == "dataflow")
     lookups = _load_lookups(checked, url)
     if opts.runner == "dataflow":
         from flow_beam.runners import DataflowProfile, dataflow_args
@@ -249,6 +250,9 @@ def _execute(checked, opts: RunOptions, url: str, run_dir: str, result: RunResul
             pass
         result.warnings.append("streaming run stopped by the user (Ctrl-C); committed panes stay, the next run "
                                "resumes from the committed offsets")
+    finally:
+        from connectors.warehouse.duckdb import unpin_all
+        unpin_all()  # streaming pane commits kept the DuckDB file open in this process
     return beam_result
 
 
@@ -268,7 +272,7 @@ def _write_job_graph(beam_result, path: str, result: RunResult) -> None:
     result.warnings.append(f"dry run: the Dataflow job graph was written to {path}; nothing was submitted")
 
 
-def _collect(checked, beam_result, run_dir: str, result: RunResult, inputs: _Inputs) -> None:
+def _collect(checked, beam_result, run_dir: str, result: RunResult, inputs: _Inputs, streaming=False) -> None:
     counts = metric_counts(beam_result)
     targets = read_reports(run_dir, "targets")
     checks = read_reports(run_dir, "checks")
@@ -302,7 +306,7 @@ def _collect(checked, beam_result, run_dir: str, result: RunResult, inputs: _Inp
             if node.kind == "source" and rep["path"] in inputs.paths.get(node.id, []):
                 r.warnings.append(f"unreadable file {os.path.basename(rep['path'])}: {rep['error']}")
         _node_status(node, r, targets.get(node.id), [m for m in failures if m.startswith(f"node '{node.id}'")])
-        problem = balance_problem(node, r)
+        problem = None if streaming else balance_problem(node, r)  # panes re-emit and replays skip rows
         if problem:
             r.warnings.append(f"row balance does not hold: {problem}")
     _run_status(result, failures)
@@ -343,6 +347,9 @@ def _finish_files(checked, result: RunResult, inputs: _Inputs, run_dir: str) -> 
     """Staged input files → success folder, or failure folder on a failed run / for unreadable files."""
     if checked is None:
         return
+    if any(n.kind == "source" and n.connector == "pubsub_subscription" for n in checked.pipeline.nodes):
+        from ir_compiler.lower.pubsub import ack_drained
+        result.warnings += ack_drained(run_dir, result.status != "failed")
     failed_paths = {rep["path"] for rep in read_reports(run_dir, "files").values()}
     for node_id, staged in inputs.staged.items():
         try:

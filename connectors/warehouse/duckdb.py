@@ -15,6 +15,16 @@ from ir_compiler.types import Schema
 _LOCK = threading.Lock()  # one writer at a time inside a process
 
 
+_PINNED: dict = {}  # path -> an open connection (see DuckDBWarehouse.pin)
+
+
+def unpin_all() -> None:
+    with _LOCK:
+        for con in _PINNED.values():
+            con.close()
+        _PINNED.clear()
+
+
 class DuckDBWarehouse(Warehouse):
     dialect = "duckdb"
     ph = "?"
@@ -42,11 +52,22 @@ class DuckDBWarehouse(Warehouse):
     def sql_type(self, t):
         return "VARCHAR" if t.name == "string" else "DOUBLE" if t.name == "float" else super().sql_type(t)
 
+    def pin(self) -> None:
+        """Keep the database open in this process (streaming: one small transaction per pane would otherwise
+        open and close — and checkpoint — the file every time); released by :func:`unpin_all`."""
+        with _LOCK:
+            if self.path not in _PINNED:
+                try:
+                    _PINNED[self.path] = duckdb.connect(self.path)
+                except duckdb.Error as exc:
+                    raise ConnectorError(f"cannot open the DuckDB warehouse {self.path}: {exc}") from None
+
     @contextmanager
     def session(self):
         with _LOCK:
             try:
-                con = duckdb.connect(self.path)
+                pinned = _PINNED.get(self.path)
+                con = pinned.cursor() if pinned is not None else duckdb.connect(self.path)
             except duckdb.Error as exc:
                 raise ConnectorError(f"cannot open the DuckDB warehouse {self.path}: {exc}") from None
             try:

@@ -1,8 +1,8 @@
 """Streaming loads: one transaction per window pane, made idempotent by a commit key, plus the frontier.
 
-- ``_flow_commits``: one row per (pipeline, node, window, shard) with the highest pane index written. A pane whose
-  index is not above the recorded one is a replay and is skipped; the commit row is written in the pane's own
-  transaction, so a crash either keeps both or neither.
+- ``_flow_commits``: one row per (pipeline, node, window, shard, pane index) written, in the pane's own
+  transaction (a crash keeps both or neither). Accumulating panes: a pane whose index is not above the highest
+  written one is stale or a replay and is skipped. Discarding panes (deltas): each index is applied once.
 - ``_flow_frontier``: per (pipeline, node) the event time F up to which every window is final (its end plus the
   allowed lateness is at or before F, and its last pane is written). A replayed pane of a window that is already
   final is skipped, and the Kafka reader commits the offsets of messages whose windows are final.
@@ -19,6 +19,7 @@ from ir_compiler.errors import LoadError
 
 COMMITS = "_flow_commits"
 FRONTIER = "_flow_frontier"
+OFFSETS = "_flow_offsets"
 EPOCH = dt.datetime(1970, 1, 1)
 _LOCK = threading.Lock()  # one streaming commit at a time per process (DuckDB allows one writer anyway)
 
@@ -39,10 +40,12 @@ def _ensure(wh, con) -> None:
                     f"window_key TEXT, shard TEXT, pane_index BIGINT, rows_written BIGINT, updated_at TIMESTAMP)")
     wh.execute(con, f"CREATE TABLE IF NOT EXISTS {wh.ident(FRONTIER)} (pipeline_id TEXT, node_id TEXT, "
                     f"frontier_us BIGINT, updated_at TIMESTAMP)")
+    wh.execute(con, f"CREATE TABLE IF NOT EXISTS {wh.ident(OFFSETS)} (pipeline_id TEXT, node_id TEXT, "
+                    f"topic_index BIGINT, kafka_partition BIGINT, next_offset BIGINT)")
 
 
-def load_pane(wh, req: LoadRequest, rows: pa.Table, window_key: str, shard: str, pane_index: int,
-              window_final_us: int | None) -> LoadReport:
+def load_pane(wh, req: LoadRequest, rows: pa.Table, window_key: str | None, shard: str, pane_index: int,
+              window_final_us: int | None, offsets: dict | None = None, accumulating: bool = True) -> LoadReport:
     """Apply ``req.mode`` to ``rows`` once per (window, shard, pane), in one transaction with its commit key.
 
     ``window_final_us``: the event time at which this pane's window becomes final (end + allowed lateness);
@@ -56,19 +59,25 @@ def load_pane(wh, req: LoadRequest, rows: pa.Table, window_key: str, shard: str,
             _ensure(wh, con)
             if window_key is None:
                 report = MODES[req.mode](wh, con, req, rows)
+                _record_offsets(wh, con, req.pipeline_id, req.node_id, offsets or {})
                 wh.commit(con)
                 return report
             key = [req.pipeline_id, req.node_id, window_key, shard]
             where = f"pipeline_id = {wh.ph} AND node_id = {wh.ph} AND window_key = {wh.ph} AND shard = {wh.ph}"
-            seen = wh.execute(con, f"SELECT pane_index FROM {wh.ident(COMMITS)} WHERE {where}", key).fetchone()
+            if accumulating:  # each pane holds the whole window: an older pane than one written is stale
+                seen = wh.execute(con, f"SELECT max(pane_index) FROM {wh.ident(COMMITS)} WHERE {where}",
+                                  key).fetchone()
+                replay = seen is not None and seen[0] is not None and seen[0] >= pane_index
+            else:  # discarding: every pane is a delta, applied exactly once whatever order they arrive in
+                seen = wh.execute(con, f"SELECT 1 FROM {wh.ident(COMMITS)} WHERE {where} AND pane_index = {wh.ph}",
+                                  key + [pane_index]).fetchone()
+                replay = seen is not None
             frontier = _frontier(wh, con, req.pipeline_id, req.node_id)
-            replay = seen is not None and seen[0] >= pane_index
             final = window_final_us is not None and frontier is not None and window_final_us <= frontier
             if replay or final:
                 wh.rollback(con)
                 return LoadReport(0, rows_skipped=rows.num_rows)
             report = MODES[req.mode](wh, con, req, rows)
-            wh.execute(con, f"DELETE FROM {wh.ident(COMMITS)} WHERE {where}", key)
             wh.execute(con, f"INSERT INTO {wh.ident(COMMITS)} VALUES ({', '.join([wh.ph] * 6)}, CURRENT_TIMESTAMP)",
                        key + [pane_index, report.rows_loaded])
             wh.commit(con)
@@ -80,6 +89,51 @@ def load_pane(wh, req: LoadRequest, rows: pa.Table, window_key: str, shard: str,
             wh.rollback(con)
             raise LoadError(f"pane load into {req.table} failed and was rolled back (the table is unchanged): "
                             f"{str(exc).strip().splitlines()[0]}") from None
+
+
+def _record_offsets(wh, con, pipeline_id, node_id, offsets: dict) -> None:
+    """The next Kafka offset per (topic index, partition) of an unwindowed stream, in the rows' transaction."""
+    for (topic, partition), nxt in offsets.items():
+        key = [pipeline_id, node_id, topic, partition]
+        where = f"pipeline_id = {wh.ph} AND node_id = {wh.ph} AND topic_index = {wh.ph} AND kafka_partition = {wh.ph}"
+        row = wh.execute(con, f"SELECT next_offset FROM {wh.ident(OFFSETS)} WHERE {where}", key).fetchone()
+        if row is not None and row[0] >= nxt:
+            continue
+        wh.execute(con, f"DELETE FROM {wh.ident(OFFSETS)} WHERE {where}", key)
+        wh.execute(con, f"INSERT INTO {wh.ident(OFFSETS)} VALUES ({', '.join([wh.ph] * 5)})", key + [nxt])
+
+
+def record_offsets(wh, pipeline_id: str, node_id: str, offsets: dict) -> None:
+    """After a sink (file, Kafka, Pub/Sub) wrote an unwindowed table: remember its offsets (at-least-once)."""
+    if not offsets:
+        return
+    with _LOCK, wh.session() as con:
+        wh.begin(con)
+        try:
+            _serialize(wh, con)
+            _ensure(wh, con)
+            _record_offsets(wh, con, pipeline_id, node_id, offsets)
+            wh.commit(con)
+        except wh.db_errors as exc:
+            wh.rollback(con)
+            raise LoadError(f"cannot record the offsets written by {node_id}: {exc}") from None
+
+
+def read_written_offsets(wh, pipeline_id: str, node_ids: list[str]) -> dict[tuple[int, int], int]:
+    """{(topic index, partition): next offset} written by every one of ``node_ids`` (the smallest)."""
+    per_node = []
+    with _LOCK, wh.session() as con:
+        if wh.schema_in(con, OFFSETS) is None:
+            return {}
+        for node_id in node_ids:
+            rows = wh.execute(con, f"SELECT topic_index, kafka_partition, next_offset FROM {wh.ident(OFFSETS)} "
+                                   f"WHERE pipeline_id = {wh.ph} AND node_id = {wh.ph}", [pipeline_id, node_id]
+                              ).fetchall()
+            per_node.append({(t, p): o for t, p, o in rows})
+    if not per_node:
+        return {}
+    keys = set.intersection(*(set(d) for d in per_node))
+    return {k: min(d[k] for d in per_node) for k in keys}
 
 
 def _frontier(wh, con, pipeline_id: str, node_id: str) -> int | None:

@@ -99,32 +99,47 @@ class Builder:
 
     # ---- kinds -------------------------------------------------------------------------------------
     def _source(self, node):
-        if self.ctx.streaming and node.connector == "kafka_consumer" and not (
-                self.ctx.test_inputs is not None and node.id in self.ctx.test_inputs):
+        tested = self.ctx.test_inputs is not None and node.id in self.ctx.test_inputs
+        if self.ctx.streaming and node.connector == "kafka_consumer" and not tested:
             ports = self._stream_source(node)
+        elif node.connector == "pubsub_subscription" and not tested:
+            from ir_compiler.lower.pubsub import lower_pubsub_source
+            args = None
+            if self.ctx.streaming:
+                targets, retention = self._frontier_of(node)
+                args = {"frontier_nodes": targets, "retention_us": retention,
+                        "commit_every_s": float(os.environ.get("FLOW_BEAM_COMMIT_EVERY_S", "5"))}
+            ports = lower_pubsub_source(self.p, node, self.ctx, args, self.ctx.on_dataflow)
         else:
             ports = lower_source(self.p, node, self.ctx, node.id)
         main = count(ports["main"], node.id, "rows_out", f"{node.id}/CountOut")
         self._set_ports(node, {"main": main}, [ports["errors"]])
 
     def _stream_source(self, node):
-        from ir_compiler.lower.streaming import ERRORS, StreamKafkaFn, retention_us
+        from ir_compiler.lower.streaming import ERRORS, StreamKafkaFn
         from ir_compiler.loader import connector_config
         from ir_compiler.windows import event_time_of  # noqa: F401 - the source's own eventTime is used
 
-        down = [n for n in self.graph.order if node.id in self.graph.upstream(n)]
-        targets = [n for n in down if self.graph.nodes[n].kind == "target"]
-        windows = [op.window for n in down if self.graph.nodes[n].kind == "transform"
-                   for op in self.graph.nodes[n].ops if getattr(op, "window", None) is not None]
-        windows += [self.graph.nodes[n].window for n in down if self.graph.nodes[n].kind == "join"
-                    and self.graph.nodes[n].window is not None]
-        retention = max([retention_us(w) for w in windows] or [1])
+        targets, retention = self._frontier_of(node)
         fn = StreamKafkaFn(node.id, connector_config(node), declared_schema(node), node.eventTime, self.ctx.batch_rows,
                            self.ctx.pipeline_id, self.ctx.warehouse_url, targets, retention, self.ctx.idle_stop_s,
                            commit_every_s=float(os.environ.get("FLOW_BEAM_COMMIT_EVERY_S", "5")), run_id=self.ctx.run_id)
         read = (self.p | f"{node.id}/Partitions" >> beam.Create(self.ctx.kafka_starts.get(node.id, []))
                 | f"{node.id}/ReadKafkaStream" >> beam.ParDo(fn).with_outputs(ERRORS, main="main"))
         return {"main": read.main, "errors": read[ERRORS]}
+
+    def _frontier_of(self, node):
+        """The targets fed by a stream source (whose frontiers gate its offset commits / acks) and how long after
+        a row's event time its last window can become final."""
+        from ir_compiler.lower.streaming import retention_us
+        down = [n for n in self.graph.order if node.id in self.graph.upstream(n)]
+        targets = [n for n in down if self.graph.nodes[n].kind == "target"]
+        windows = [op.window for n in down if self.graph.nodes[n].kind == "transform"
+                   for op in self.graph.nodes[n].ops if getattr(op, "window", None) is not None]
+        windows += [self.graph.nodes[n].window for n in down if self.graph.nodes[n].kind == "join"
+                    and self.graph.nodes[n].window is not None]
+        from ir_compiler.lower.streaming import UNWINDOWED
+        return targets, max([retention_us(w) for w in windows] or [UNWINDOWED])
 
     def _transform(self, node):
         pcoll = count(self._input(node), node.id, "rows_in", f"{node.id}/CountIn")
@@ -195,7 +210,8 @@ class Builder:
         fields = [(f.name, to_arrow(f.type)) for f in schema] if schema is not None else None
         if self.ctx.streaming:
             from ir_compiler.lower.streaming import lower_stream_target
-            done = lower_stream_target(pcoll, node, self.ctx, node.id, ",".join(sources), self._lateness_us(node))
+            done = lower_stream_target(pcoll, node, self.ctx, node.id, ",".join(sources), self._lateness_us(node),
+                                       self._accumulating(node))
             self._set_ports(node, {"main": done}, [])
             return
         done = lower_target(pcoll, node, self.ctx, node.id, self._gate(node), ",".join(sources), fields)
@@ -207,6 +223,12 @@ class Builder:
         windows = [op.window for n in self.graph.upstream(node.id) if self.graph.nodes[n].kind == "transform"
                    for op in self.graph.nodes[n].ops if getattr(op, "window", None) is not None]
         return int(max([lateness_s(w) for w in windows] or [0]) * US)
+
+    def _accumulating(self, node) -> bool:
+        """Whether the panes reaching a target carry whole windows (else deltas, applied once each)."""
+        windows = [op.window for n in self.graph.upstream(node.id) if self.graph.nodes[n].kind == "transform"
+                   for op in self.graph.nodes[n].ops if getattr(op, "window", None) is not None]
+        return not any(w.trigger is not None and w.trigger.accumulation == "discarding" for w in windows)
 
     def _archive(self, node):
         """Archives run in the driver after the run, once the target's commit is known (flow_beam.archive)."""

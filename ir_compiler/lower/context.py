@@ -35,6 +35,7 @@ class RunContext:
     kafka_ranges: dict = field(default_factory=dict)  # kafka source id -> offset ranges to read in this run
     streaming: bool = False  # unbounded run: stream sources read forever (or until idle_stop_s), panes commit
     kafka_starts: dict = field(default_factory=dict)  # kafka source id -> [(topic, partition, start offset)]
+    on_dataflow: bool = False  # Pub/Sub compiles to Beam's own IO there
     idle_stop_s: float | None = None  # streaming: a partition with no new message for this long ends its read
 
     def report_dir(self, kind: str) -> str:

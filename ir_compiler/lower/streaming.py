@@ -47,12 +47,23 @@ from ir_compiler.models import duration_seconds
 from ir_compiler.ops.common import ORD
 
 ERRORS = "errors"
+UNWINDOWED = -1  # retention of a stream with no window downstream: its sinks record the offsets they wrote
 SHARD = "__fb_shard"
 EVENT_US = "__fb_event_us"  # the event time the reader used (eventTime.field, else the message timestamp)
 US = 1_000_000
 
 
 # ---- Kafka: unbounded splittable DoFn ------------------------------------------------------------------
+class UnsplittableTracker(OffsetRestrictionTracker):
+    """Offsets [start, ∞) of one stream: the runner may checkpoint it (defer_remainder) but not split it — a
+    split at half of ∞ would hand an unreadable offset range to a second reader."""
+
+    def try_split(self, fraction_of_remainder):
+        if fraction_of_remainder > 0:
+            return None
+        return super().try_split(fraction_of_remainder)
+
+
 class _PartitionRestrictions(RestrictionProvider):
     """Element (topic, partition, start offset) → offsets [start, ∞)."""
 
@@ -60,7 +71,7 @@ class _PartitionRestrictions(RestrictionProvider):
         return OffsetRange(element[2], sys.maxsize)
 
     def create_tracker(self, restriction):
-        return OffsetRestrictionTracker(restriction)
+        return UnsplittableTracker(restriction)
 
     def restriction_size(self, element, restriction):
         return 1
@@ -71,6 +82,7 @@ class _PartitionRestrictions(RestrictionProvider):
 
 _SOURCE_WATERMARKS: dict[tuple, int] = {}  # (run id, node id) -> largest partition watermark of this worker (micros)
 _PENDING: dict[tuple, dict] = {}  # (run id, node id) -> {(topic, partition): [(offsets, event times µs)]}
+_MAX_SEEN: dict[tuple, int] = {}  # (run id, node id, topic, partition) -> latest event time read (µs)
 _LAST_DATA: dict[tuple, float] = {}  # (run id, node id, topic, partition) -> when this worker last read a message
 _LOCK = threading.Lock()
 
@@ -88,7 +100,7 @@ class StreamKafkaFn(beam.DoFn):
         self.run_key = (run_id, node_id)  # process-wide state is per run and source
 
     def setup(self):
-        self.consumers = {}
+        self.consumers, self.positions, self.known, self.checked = {}, {}, set(), {}
         self.last_commit = 0.0
         self.rows_in = counter(self.node_id, "rows_in")
         self.bad = counter(self.node_id, "rows_errored")
@@ -107,7 +119,24 @@ class StreamKafkaFn(beam.DoFn):
             from kafka import TopicPartition
             c = self.consumers[tp] = _consumer(self.cfg)
             c.assign([TopicPartition(*tp)])
+            self.positions[tp] = None
         return c
+
+    def _exists(self, tp) -> bool:
+        """Dynamic partition discovery: a slot for a partition that does not exist yet checks the topic's
+        metadata every 10 s; once the partition is created it is read from its first offset."""
+        if tp in self.known:
+            return True
+        now = time.monotonic()
+        if now - self.checked.get(tp[0], -1e9) >= 10:
+            self.checked[tp[0]] = now
+            from connectors.kafka import _consumer
+            c = _consumer(self.cfg)
+            try:
+                self.known |= {(tp[0], p) for p in (c.partitions_for_topic(tp[0]) or ())}
+            finally:
+                c.close()
+        return tp in self.known
 
     @beam.DoFn.unbounded_per_element()
     def process(self, element, tracker=beam.DoFn.RestrictionParam(_PartitionRestrictions()),
@@ -116,31 +145,53 @@ class StreamKafkaFn(beam.DoFn):
 
         topic, partition, _ = element
         tp, ktp = (topic, partition), TopicPartition(topic, partition)
-        consumer = self._consumer(tp)
-        position = tracker.current_restriction().start
-        consumer.seek(ktp, position)
         idle_key = (*self.run_key, *tp)
         _LAST_DATA.setdefault(idle_key, time.monotonic())
-        messages, deadline = [], time.monotonic() + 1.0
-        while time.monotonic() < deadline and len(messages) < self.batch_rows:
-            got = consumer.poll(timeout_ms=200, max_records=self.batch_rows).get(ktp, [])
-            if not got:
-                break
-            for msg in got:
-                if not tracker.try_claim(msg.offset):
+        messages, claimed_all, exists = [], True, self._exists(tp)
+        if exists:
+            consumer = self._consumer(tp)
+            position = tracker.current_restriction().start
+            if self.positions.get(tp) != position:  # a resumed or moved restriction: seek; else keep fetching
+                consumer.seek(ktp, position)
+            deadline = time.monotonic() + 1.0
+            while claimed_all and time.monotonic() < deadline and len(messages) < self.batch_rows:
+                got = consumer.poll(timeout_ms=200, max_records=self.batch_rows).get(ktp, [])
+                if not got:
                     break
-                messages.append(msg)
+                for msg in got:
+                    if not tracker.try_claim(msg.offset):  # the runner split the restriction: stop here
+                        claimed_all = False
+                        break
+                    messages.append(msg)
+            self.positions[tp] = messages[-1].offset + 1 if messages else self.positions.get(tp, position)
+            if not messages:
+                self.positions[tp] = None  # nothing read: seek again next time (the restriction is unchanged)
         if messages:
             _LAST_DATA[idle_key] = time.monotonic()
             yield from self._emit(tp, messages, wm)
-        elif self._idle_follow(wm):
-            pass
+        elif exists:
+            self._caught_up(wm, tp)
+        else:
+            self._idle_follow(wm)
+        if not claimed_all:
+            self.positions[tp] = None
+            return
         self._maybe_commit(force=False)
-        if self.idle_stop_s is not None and time.monotonic() - _LAST_DATA[idle_key] >= self.idle_stop_s:
+        if self.idle_stop_s is not None and time.monotonic() - _LAST_DATA[idle_key] >= self.idle_stop_s \
+                and self._at_end(tp, messages[-1].offset + 1 if messages else tracker.current_restriction().start):
             self._maybe_commit(force=True)
             tracker.try_claim(sys.maxsize)  # the restriction is done: this partition's stream ends here
             return
-        tracker.defer_remainder(Duration.of(0 if messages else 0.2))
+        tracker.defer_remainder(Duration.of(0 if messages else (0.2 if exists else 2.0)))
+
+    def _at_end(self, tp, next_offset: int) -> bool:
+        """Idle stop only once the partition is read to its end offset (a slow poll is not an idle topic)."""
+        if tp not in self.known:
+            return True
+        from kafka import TopicPartition
+        ktp = TopicPartition(*tp)
+        end = self._consumer(tp).end_offsets([ktp]).get(ktp)
+        return end is None or next_offset >= end
 
     def _idle_follow(self, wm) -> bool:
         """A caught-up partition with nothing to read follows the watermark of this source's other partitions."""
@@ -154,7 +205,7 @@ class StreamKafkaFn(beam.DoFn):
 
     def _emit(self, tp, messages, wm):
         from connectors.kafka import decode
-        from connectors.formats import _conform
+        from connectors.formats import _columns_table, _conform
         from ir_compiler.windows import to_timestamps
 
         rows, offsets, stamps, bad = [], [], [], []
@@ -169,7 +220,7 @@ class StreamKafkaFn(beam.DoFn):
                             json.dumps({"topic": msg.topic, "partition": msg.partition, "offset": msg.offset,
                                         "raw": raw})))
         self.rows_in.inc(len(messages))
-        table = pa.Table.from_pylist(rows) if rows else None
+        table = _columns_table(rows) if rows else None
         if table is not None:
             table, bad_rows = _conform(table, self.schema, f"{tp[0]}[{tp[1]}]",
                                        lambda i: offsets[i] if i < len(offsets) else None)
@@ -187,7 +238,7 @@ class StreamKafkaFn(beam.DoFn):
                 micros = np.where(pc.is_valid(et).to_numpy(zero_copy_only=False),
                                   et.fill_null(-1).to_numpy(zero_copy_only=False), micros)
             max_us = int(micros.max())
-            table = table.append_column(ORD, pa.array(np.array(offsets, dtype=np.int64) + (tp[1] << 40)))
+            table = table.append_column(ORD, pa.array(np.array(offsets, dtype=np.int64) + self._ord_base(tp)))
             table = table.append_column(EVENT_US, pa.array(np.maximum(micros, 0)))
             yield bw.TimestampedValue(table, Timestamp(micros=max(max_us, 0)))
         if bad:
@@ -200,11 +251,36 @@ class StreamKafkaFn(beam.DoFn):
         with _LOCK:
             _PENDING.setdefault(self.run_key, {}).setdefault(tp, []).append(entry)
         if max_us is not None:
-            current = wm.current_watermark()
-            if current is None or current.micros < max_us:
-                wm.set_watermark(Timestamp(micros=max_us))
-                with _LOCK:
-                    _SOURCE_WATERMARKS[self.run_key] = max(_SOURCE_WATERMARKS.get(self.run_key, 0), max_us)
+            self._advance(wm, tp, micros)
+
+    def _ord_base(self, tp) -> int:
+        """ORD = offset | partition << 40 | topic index << 52 (sinks of unwindowed streams decode it)."""
+        from connectors.kafka import _topics
+        return (tp[1] << 40) | (_topics(self.cfg).index(tp[0]) << 52)
+
+    def _advance(self, wm, tp, micros):
+        """Hold the watermark at the earliest on-time event of this batch (its rows — re-stamped per window
+        downstream — must not be late), and remember the latest event for when the partition catches up."""
+        current = wm.current_watermark()
+        floor = current.micros if current is not None else -(1 << 62)
+        on_time = micros[micros >= floor]
+        with _LOCK:
+            key = (*self.run_key, *tp)
+            _MAX_SEEN[key] = max(_MAX_SEEN.get(key, floor), int(micros.max()))
+        if len(on_time) and int(on_time.min()) > floor:
+            wm.set_watermark(Timestamp(micros=int(on_time.min())))
+
+    def _caught_up(self, wm, tp):
+        """Nothing more to read now: every event read so far is in, so the watermark moves to the latest."""
+        with _LOCK:
+            latest = _MAX_SEEN.get((*self.run_key, *tp))
+            if latest is not None:
+                _SOURCE_WATERMARKS[self.run_key] = max(_SOURCE_WATERMARKS.get(self.run_key, latest), latest)
+        current = wm.current_watermark()
+        if latest is not None and (current is None or current.micros < latest):
+            wm.set_watermark(Timestamp(micros=latest))
+            return
+        self._idle_follow(wm)
 
     def _maybe_commit(self, force: bool):
         """Commit, per partition, the offset below which every message's windows are final and written."""
@@ -216,15 +292,28 @@ class StreamKafkaFn(beam.DoFn):
             return
         self.last_commit = now
         from connectors.warehouse import open_warehouse
-        from connectors.warehouse.streaming import read_frontier
-        try:
-            frontier = read_frontier(open_warehouse(self.warehouse_url), self.pipeline_id, self.frontier_nodes)
-        except Exception:  # noqa: BLE001 - the warehouse is busy or down: commit later (at-least-once holds)
-            return
-        if frontier is None:
-            return
-        with _LOCK:
-            offsets = self._final_offsets(pending, frontier)
+        from connectors.warehouse.streaming import read_frontier, read_written_offsets
+        wh = open_warehouse(self.warehouse_url)
+        if self.retention_us == UNWINDOWED:
+            from connectors.kafka import _topics
+            try:
+                written = read_written_offsets(wh, self.pipeline_id, self.frontier_nodes)
+            except Exception:  # noqa: BLE001 - the warehouse is busy or down: commit later (at-least-once holds)
+                return
+            names = _topics(self.cfg)
+            offsets = {(names[t], p): o for (t, p), o in written.items() if t < len(names)}
+            with _LOCK:  # forget what is committed
+                for tp, o in offsets.items():
+                    pending[tp] = [(a[a >= o], b[a >= o]) for a, b in pending.get(tp, [])]
+        else:
+            try:
+                frontier = read_frontier(wh, self.pipeline_id, self.frontier_nodes)
+            except Exception:  # noqa: BLE001 - the warehouse is busy or down: commit later (at-least-once holds)
+                return
+            if frontier is None:
+                return
+            with _LOCK:
+                offsets = self._final_offsets(pending, frontier)
         if offsets:
             from connectors.kafka import commit_offsets
             try:
@@ -435,10 +524,14 @@ class PaneCommitFn(beam.DoFn):
     """Loads each pane (or each table of an unwindowed stream) in its own transaction; yields
     ('frontier', finalization time µs) for the frontier."""
 
-    def __init__(self, node, info, lateness_us):
-        self.node, self.info, self.lateness_us = node, info, lateness_us
+    def __init__(self, node, info, lateness_us, accumulating=True):
+        self.node, self.info, self.lateness_us, self.accumulating = node, info, lateness_us, accumulating
 
     def setup(self):
+        from connectors.warehouse import open_warehouse
+        self.wh = open_warehouse(self.info["warehouse_url"])
+        if hasattr(self.wh, "pin"):
+            self.wh.pin()
         self.loaded = counter(self.node.id, "rows_loaded")
         self.skipped = counter(self.node.id, "rows_replay_skipped")
 
@@ -463,19 +556,36 @@ class PaneCommitFn(beam.DoFn):
                    "sourceNodeId": info["lineage_source"]} if node.lineage else None
         req = LoadRequest(table=node.schema_, mode=node.loadMode, files=[], schema=rows.schema,
                           keys=node.upsert_keys, pipeline_id=info["pipeline_id"], node_id=node.id, lineage=lineage)
-        wh = open_warehouse(info["warehouse_url"])
+        wh = self.wh
         body = strip_internal(rows) if node.loadMode != "cdc_mirror" else rows
         if windowed:
             report = load_pane(wh, req, body, window_key, shard, pane.index,
-                               final_us if isinstance(w, bw.IntervalWindow) else None)
-        else:  # an unwindowed stream: each table once (upsert is idempotent on replay, append at-least-once)
-            report = load_pane(wh, req, body, None, shard, 0, None)
+                               final_us if isinstance(w, bw.IntervalWindow) else None, accumulating=self.accumulating)
+        else:  # an unwindowed stream: each table in one transaction with the Kafka offsets it carried
+            report = load_pane(wh, req, body, None, shard, 0, None, written_offsets(rows))
         self.loaded.inc(report.rows_loaded)
         if report.rows_skipped:
             self.skipped.inc(report.rows_skipped)
         write_report(info["run_dir"], "targets", node.id, {"status": "loaded", "rowsLoaded": 0, "warnings": [],
                                                            "table": node.schema_, "streaming": True})
-        yield "frontier", final_us
+        if isinstance(w, bw.IntervalWindow):  # global-window panes are never final; unwindowed rows are
+            yield "frontier", min(final_us, _END_US)  # settled by their offsets (no event-time timers)
+
+
+_END_US = bw.GlobalWindow().max_timestamp().micros  # timers past the global window's end never fire
+
+
+def written_offsets(rows: pa.Table) -> dict[tuple[int, int], int]:
+    """{(topic index, partition): next offset} of the Kafka rows in a table (from ORD)."""
+    if ORD not in rows.column_names or not rows.num_rows:
+        return {}
+    ords = rows.column(ORD).to_numpy()
+    keys = ords >> 40
+    out = {}
+    for k in np.unique(keys):
+        top = int(ords[keys == k].max() & ((1 << 40) - 1))
+        out[(int(k) >> 12, int(k) & 0xFFF)] = top + 1
+    return out
 
 
 class FrontierFn(beam.DoFn):
@@ -520,7 +630,7 @@ class SinkEachFn(beam.DoFn):
     def __init__(self, node, info, lateness_us):
         self.node, self.info, self.lateness_us = node, info, lateness_us
 
-    def process(self, table, ts=beam.DoFn.TimestampParam):
+    def process(self, table, w=beam.DoFn.WindowParam):
         import uuid
 
         from connectors.formats import write_table
@@ -532,6 +642,9 @@ class SinkEachFn(beam.DoFn):
             table = table.sort_by([(ORD, "ascending")])
         if self.node.connector == "kafka_producer":
             n = produce_rows(connector_config(self.node), table)
+        elif self.node.connector == "pubsub_topic":
+            from ir_compiler.lower.pubsub import publish_table
+            n = publish_table(self.node, table)
         else:
             cfg = dict(self.node.config)
             if self.info.get("sink_root"):
@@ -545,13 +658,27 @@ class SinkEachFn(beam.DoFn):
         from ir_compiler.lower.context import write_report
         write_report(self.info["run_dir"], "targets", self.node.id, {"status": "loaded", "rowsLoaded": 0,
                                                                      "warnings": [], "streaming": True})
-        yield "frontier", ts.micros + 1 + self.lateness_us
+        if isinstance(w, bw.IntervalWindow):
+            yield "frontier", min(w.end.micros + self.lateness_us, _END_US)
+        elif self.info.get("warehouse_url"):
+            from connectors.warehouse import open_warehouse
+            from connectors.warehouse.streaming import record_offsets
+            record_offsets(open_warehouse(self.info["warehouse_url"]), self.info["pipeline_id"], self.node.id,
+                           written_offsets(table))
 
 
-def lower_stream_target(pcoll, node, ctx, label, lineage_source, lateness_us):
+def lower_stream_target(pcoll, node, ctx, label, lineage_source, lateness_us, accumulating=True):
     info = {"run_dir": ctx.run_dir, "run_id": ctx.run_id, "pipeline_id": ctx.pipeline_id,
             "warehouse_url": ctx.warehouse_url, "lineage_source": lineage_source, "sink_root": ctx.sink_root}
-    fn = SinkEachFn(node, info, lateness_us) if node.connector else PaneCommitFn(node, info, lateness_us)
+    if node.connector == "pubsub_topic" and ctx.on_dataflow:  # Beam's own Pub/Sub sink on Dataflow
+        from ir_compiler.loader import connector_config
+        from ir_compiler.lower.pubsub import messages_of
+        from connectors.pubsub import topic_path
+        cfg = connector_config(node)
+        return (pcoll | f"{label}/Messages" >> beam.FlatMap(messages_of, cfg)
+                | f"{label}/WriteToPubSub" >> beam.io.WriteToPubSub(topic_path(cfg.topic), with_attributes=True))
+    fn = SinkEachFn(node, info, lateness_us) if node.connector else PaneCommitFn(node, info, lateness_us,
+                                                                                  accumulating)
     acks = pcoll | f"{label}/CommitPanes" >> beam.ParDo(fn)
     return (acks | f"{label}/GlobalWindow" >> beam.WindowInto(bw.GlobalWindows())
             | f"{label}/Frontier" >> beam.ParDo(FrontierFn(ctx.pipeline_id, node.id, ctx.warehouse_url)))
@@ -563,6 +690,10 @@ class AppendEachFn(beam.DoFn):
     def __init__(self, table_name, kind, node_id, info):
         self.table_name, self.kind, self.node_id, self.info = table_name, kind, node_id, info
 
-    def process(self, table):
+    def setup(self):
         from ir_compiler.lower.targets import _AppendFn
-        yield from _AppendFn(self.table_name, self.kind, self.node_id, self.info).process([table])
+        self.append = _AppendFn(self.table_name, self.kind, self.node_id, self.info)
+
+    def process(self, table):
+        self.append.process([table])
+        return []

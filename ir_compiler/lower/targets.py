@@ -132,6 +132,9 @@ class _CommitFn(beam.DoFn):
         if "__fb_ord" in table.column_names:
             table = table.sort_by([("__fb_ord", "ascending")])
         cfg = self.sink
+        if self.node.connector == "pubsub_topic":
+            from ir_compiler.lower.pubsub import publish_table
+            return {"rowsLoaded": publish_table(self.node, table), "files": [], "warnings": []}
         if self.node.connector == "kafka_producer":
             from ir_compiler.loader import connector_config
             sent = produce_rows(connector_config(self.node), table)
@@ -143,7 +146,7 @@ class _CommitFn(beam.DoFn):
 
 
 def lower_target(pcoll, node, ctx, label, gate, lineage_source: str, schema_fields):
-    if node.connector not in (None, "local_fs", "kafka_producer"):
+    if node.connector not in (None, "local_fs", "kafka_producer", "pubsub_topic"):
         from ir_compiler.errors import NotAvailableError
         raise NotAvailableError(f"sink connector '{node.connector}' is not available yet in this build",
                                 node_id=node.id)

@@ -70,6 +70,8 @@ class KafkaConsumerConfig(Strict):
     schemaRegistryUrl: str | None = None
     securityProtocol: str | None = None
     pollTimeoutMs: int = Field(default=1000, ge=10)
+    discoverPartitions: int = Field(default=4, ge=0, le=64, description=(
+        "streaming: how many partitions added to each topic while the job runs are picked up"))
 
 
 class PubsubSubscriptionConfig(Strict):
