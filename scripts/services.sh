@@ -57,7 +57,7 @@ up() {
       fb_log "$c: already up"
       continue
     fi
-    if bash "$(script_of "$c")" start; then
+    if bash "$(script_of "$c")" start || { fb_log "$c: retrying once"; sleep 3; bash "$(script_of "$c")" start; }; then
       grep -qx "$c" "$STARTED" 2>/dev/null || echo "$c" >>"$STARTED"
     else
       failed+=("$c")

@@ -74,7 +74,9 @@ fb_wait_for() {
   local deadline=$((SECONDS + timeout))
   while ((SECONDS < deadline)); do
     if "$@"; then return 0; fi
-    if ! fb_pid_alive "$pidfile" "$marker" >/dev/null; then
+    # liveness by pid only: right after fb_spawn the child may not have exec'd yet (its cmdline is still the
+    # shell's, without the marker), which must not read as "exited"
+    if ! kill -0 "$(cat "$pidfile" 2>/dev/null || echo 0)" 2>/dev/null; then
       echo "[$FB_COMPONENT] ERROR: $what: the process exited before it answered" >&2
       fb_tail_log "$log"
       rm -f "$pidfile"
