@@ -4,9 +4,25 @@ from __future__ import annotations
 from ir_compiler.check import CheckedPipeline
 from ir_compiler.graph import MAIN, output_ports
 from ir_compiler.ops import OPS
+from ir_compiler.rules import is_unbounded
 
 
-def _segments(ops):
+_WINDOW_FNS = {"fixed": "FixedWindows", "sliding": "IntervalWindows([start, start+size))",
+               "session": "Sessions", "global": "GlobalWindows"}
+
+
+def _streaming_set_op(op) -> str:
+    w = op.window
+    trig = w.trigger.type if w.trigger else "after_watermark (+1 pane per late row), accumulating"
+    per_row = w.type == "session" or (w.trigger and w.trigger.type in ("after_count", "repeatedly_after_count"))
+    head = "ParDo(rows keyed by group key, stamped at event time)" if per_row else \
+        f"ParDo(split batch by window, stamp at window start) → ParDo(pre-{op.op} batch)"
+    return (f"{head} → WindowInto({_WINDOW_FNS[w.type]}, trigger {trig}"
+            f"{', allowedLateness ' + w.allowedLateness if w.allowedLateness else ''}) → GroupByKey(window pane) → "
+            f"ParDo(finish pane{' + window_start/window_end' if op.op == 'aggregate' else ''})")
+
+
+def _segments(ops, unbounded=False):
     out, run = [], []
     for op in ops:
         if OPS[op.op].kind in ("row", "lookup"):
@@ -15,6 +31,9 @@ def _segments(ops):
         if run:
             out.append(f"ParDo(fused Arrow ops: {' → '.join(run)})")
             run = []
+        if unbounded and op.op in ("aggregate", "deduplicate") and op.window is not None:
+            out.append(_streaming_set_op(op))
+            continue
         if op.op == "aggregate" and op.window is not None and op.window.type != "global":
             out.append(f"ParDo(assign {op.window.type} event-time windows)")
         if op.op == "aggregate":
@@ -31,17 +50,25 @@ def _segments(ops):
     return out
 
 
-def primitives(node) -> list[str]:
-    """The Beam primitives a node is lowered to (mirrors ir_compiler.lower)."""
+def primitives(node, unbounded: bool = False) -> list[str]:
+    """The Beam primitives a node is lowered to (mirrors ir_compiler.lower); ``unbounded``: as it runs streaming
+    (a drained or direct run lowers it like a bounded input)."""
     k = node.kind
     if k == "source":
         if node.connector == "local_fs":
             return ["Create(staged file list)", "Reshuffle", "ParDo(read file → Arrow tables; errors tagged)"]
         if node.connector == "table":
             return ["Create", "ParDo(read warehouse table → Arrow tables)"]
-        return [f"{node.connector} reader (not available in this build)"]
+        if node.connector == "kafka_consumer":
+            return ["Create(topic, partition, start offset) + discovery slots",
+                    "splittable ParDo(read partition: offsets [start, ∞), manual watermark, defer_remainder) → "
+                    "Arrow tables; errors tagged (drain: Create(offset ranges) → ParDo(read range))"]
+        if node.connector == "pubsub_subscription":
+            return ["Dataflow: ReadFromPubSub → ParDo(decode)",
+                    "local: splittable ParDo(Pull rounds, ack once final) (drain: ParDo(pull until empty))"]
+        return [f"{node.connector} reader (out of scope in this build)"]
     if k == "transform":
-        return _segments(node.ops)
+        return _segments(node.ops, unbounded)
     if k == "validate":
         out = ["ParDo(row rules; tagged outputs main/quarantine)"]
         if node.datasetLevel:
@@ -55,7 +82,11 @@ def primitives(node) -> list[str]:
             return ["ParDo(Arrow join per batch; other inputs as AsList side inputs)"]
         return ["ParDo(hash-bucket each input)", "Flatten", "GroupByKey(bucket)", "ParDo(Arrow join per bucket)"]
     if k == "enrich":
-        return ["batched ParDo (not available in this build)"]
+        return ["batched ParDo(provider calls: bounded concurrency, retry, cache; failures tagged)"]
+    if k == "target" and unbounded:
+        write = (f"ParDo(write each pane/batch to {node.connector})" if node.connector else
+                 "ParDo(one transaction per pane with its commit key in _flow_commits)")
+        return [write, "WindowInto(GlobalWindows)", "stateful ParDo(event-time timer → _flow_frontier)"]
     if k == "target":
         return ["ParDo(stage Arrow files)", "ToList", "ParDo(one commit transaction; gate as side input)"]
     return ["file moves after the target's commit"]
@@ -67,7 +98,7 @@ def plan_rows(checked: CheckedPipeline) -> list[dict]:
         node = checked.graph.nodes[node_id]
         schema = checked.types.of(node_id)
         rows.append({"id": node_id, "kind": node.kind, "inputs": [str(r) for r in checked.graph.inputs[node_id]],
-                     "primitives": primitives(node),
+                     "primitives": primitives(node, is_unbounded(checked.graph, node_id)),
                      "schema": schema.to_json() if schema is not None else None,
                      "ports": [p for p in output_ports(node) if p != MAIN]})
     return rows

@@ -133,3 +133,47 @@ def test_join_key_and_clash_checks():
     d["nodes"][2]["prefixes"] = {"src2": "c_"}
     schema = check(d).types.of("j")
     assert schema.names == ["id", "amount", "country", "ts", "c_country"]
+
+
+def _stream_doc(**window_or_validate):
+    src = {"id": "src", "kind": "source", "connector": "kafka_consumer",
+           "config": {"bootstrapServers": "127.0.0.1:9", "topics": "t", "groupId": "g"},
+           "schema": [{"name": "u", "type": "string"}, {"name": "ts", "type": "int"}],
+           "eventTime": {"field": "ts", "format": "epoch_s"}}
+    return {"kind": "pipeline", "version": "1.0", "id": "s", "nodes": [src, *window_or_validate["nodes"]]}
+
+
+def _rule_errors(doc):
+    from ir_compiler.check import check_document
+    from ir_compiler.errors import ValidationFailed
+    try:
+        check_document(doc, {})
+    except ValidationFailed as exc:
+        return [(i.path, i.message) for i in exc.issues if i.severity == "error"]
+    return []
+
+
+def test_streaming_rules_reject_a_global_window_without_trigger_and_dataset_checks():
+    agg = {"id": "a", "kind": "transform", "input": "src", "ops": [
+        {"op": "aggregate", "groupBy": ["u"], "aggregations": [{"fn": "count", "as": "n"}],
+         "window": {"type": "global"}}]}
+    errors = _rule_errors(_stream_doc(nodes=[agg]))
+    assert any(p == "nodes[1].ops[0].window.trigger" and "never closes" in m for p, m in errors), errors
+    v = {"id": "v", "kind": "validate", "input": "src", "rowLevel": [],
+         "datasetLevel": {"rowCount": {"min": 1, "onFail": "abort"}}}
+    errors = _rule_errors(_stream_doc(nodes=[v]))
+    assert any(p == "nodes[1].datasetLevel" and "bounded input" in m for p, m in errors), errors
+
+
+def test_plan_shows_the_streaming_primitives():
+    from ir_compiler.check import check_document
+    from ir_compiler.plan import plan_rows
+    agg = {"id": "a", "kind": "transform", "input": "src", "ops": [
+        {"op": "aggregate", "groupBy": ["u"], "aggregations": [{"fn": "count", "as": "n"}],
+         "window": {"type": "sliding", "size": "1m", "period": "30s", "allowedLateness": "5m"}}]}
+    out = {"id": "o", "kind": "target", "input": "a", "schema": "public.n", "loadMode": "upsert",
+           "upsertKey": ["u", "window_start"]}
+    rows = {r["id"]: r for r in plan_rows(check_document(_stream_doc(nodes=[agg, out]), {}))}
+    assert "splittable ParDo" in rows["src"]["primitives"][1]
+    assert "WindowInto(IntervalWindows" in rows["a"]["primitives"][0] and "allowedLateness 5m" in rows["a"]["primitives"][0]
+    assert any("_flow_frontier" in p for p in rows["o"]["primitives"])
