@@ -118,7 +118,6 @@ class Builder:
     def _stream_source(self, node):
         from ir_compiler.lower.streaming import ERRORS, StreamKafkaFn
         from ir_compiler.loader import connector_config
-        from ir_compiler.windows import event_time_of  # noqa: F401 - the source's own eventTime is used
 
         targets, retention = self._frontier_of(node)
         fn = StreamKafkaFn(node.id, connector_config(node), declared_schema(node), node.eventTime, self.ctx.batch_rows,

@@ -20,14 +20,12 @@ from dataclasses import dataclass
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
-from apache_beam.io.restriction_trackers import OffsetRange
 from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
 from apache_beam.transforms import window as bw
-from apache_beam.transforms.core import RestrictionProvider
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from ir_compiler.lower.context import counter, write_report
-from ir_compiler.lower.streaming import UnsplittableTracker
+from ir_compiler.lower.streaming import StreamRestrictions
 from ir_compiler.ops.common import ORD
 
 ERRORS = "errors"
@@ -104,20 +102,6 @@ def _attr_time(cfg, r) -> int:
     return r.publish_time_us
 
 
-class _Rounds(RestrictionProvider):
-    def initial_restriction(self, element):
-        return OffsetRange(0, sys.maxsize)
-
-    def create_tracker(self, restriction):
-        return UnsplittableTracker(restriction)
-
-    def restriction_size(self, element, restriction):
-        return 1
-
-    def split(self, element, restriction):
-        yield restriction
-
-
 _HELD: dict[tuple, dict] = {}  # (run id, node id) -> {ack id: event µs} pulled, not yet acked
 _HELD_LOCK = threading.Lock()
 _LAST: dict[tuple, float] = {}
@@ -135,7 +119,7 @@ class StreamPubsubFn(beam.DoFn):
         self.last_ack = self.last_extend = 0.0
 
     @beam.DoFn.unbounded_per_element()
-    def process(self, sub, tracker=beam.DoFn.RestrictionParam(_Rounds()),
+    def process(self, sub, tracker=beam.DoFn.RestrictionParam(StreamRestrictions()),
                 wm=beam.DoFn.WatermarkEstimatorParam(ManualWatermarkEstimator.default_provider())):
         from connectors import pubsub
 

@@ -26,7 +26,6 @@ Exactly-once into tables
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
 import time
@@ -64,11 +63,12 @@ class UnsplittableTracker(OffsetRestrictionTracker):
         return super().try_split(fraction_of_remainder)
 
 
-class _PartitionRestrictions(RestrictionProvider):
-    """Element (topic, partition, start offset) → offsets [start, ∞)."""
+class StreamRestrictions(RestrictionProvider):
+    """An element → positions [start, ∞): a Kafka (topic, partition, start offset) starts at its offset, anything
+    else (a Pub/Sub subscription: positions count pull rounds) at 0."""
 
     def initial_restriction(self, element):
-        return OffsetRange(element[2], sys.maxsize)
+        return OffsetRange(element[2] if isinstance(element, tuple) else 0, sys.maxsize)
 
     def create_tracker(self, restriction):
         return UnsplittableTracker(restriction)
@@ -139,7 +139,7 @@ class StreamKafkaFn(beam.DoFn):
         return tp in self.known
 
     @beam.DoFn.unbounded_per_element()
-    def process(self, element, tracker=beam.DoFn.RestrictionParam(_PartitionRestrictions()),
+    def process(self, element, tracker=beam.DoFn.RestrictionParam(StreamRestrictions()),
                 wm=beam.DoFn.WatermarkEstimatorParam(ManualWatermarkEstimator.default_provider())):
         from kafka import TopicPartition
 
@@ -536,7 +536,6 @@ class PaneCommitFn(beam.DoFn):
         self.skipped = counter(self.node.id, "rows_replay_skipped")
 
     def process(self, table, w=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam, ts=beam.DoFn.TimestampParam):
-        from connectors.warehouse import open_warehouse
         from connectors.warehouse.base import LoadRequest
         from connectors.warehouse.streaming import load_pane
         from ir_compiler.lower.context import write_report
