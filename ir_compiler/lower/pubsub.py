@@ -25,7 +25,7 @@ from apache_beam.transforms import window as bw
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from ir_compiler.lower.context import counter, write_report
-from ir_compiler.lower.streaming import StreamRestrictions
+from ir_compiler.lower.streaming import UNWINDOWED, StreamRestrictions
 from ir_compiler.ops.common import ORD
 
 ERRORS = "errors"
@@ -129,6 +129,10 @@ class StreamPubsubFn(beam.DoFn):
         _LAST.setdefault(self.key, time.monotonic())
         received = pubsub.pull(sub, max_messages=min(self.batch_rows, 1000), timeout_s=1.0)
         if received:
+            try:  # held until final: never let the subscription's (possibly 10 s) deadline lapse first
+                pubsub.modify_ack_deadline(sub, [r.ack_id for r in received], DEADLINE_S)
+            except Exception:  # noqa: BLE001 - redelivery only means at-least-once
+                pass
             _LAST[self.key] = time.monotonic()
             counter(self.node_id, "rows_in").inc(len(received))
             table, micros, errors = decode_batch(self.node_id, self.cfg, self.schema, self.event_time, sub, received,
@@ -142,15 +146,36 @@ class StreamPubsubFn(beam.DoFn):
             if table is not None:
                 top = int(micros.max())
                 yield bw.TimestampedValue(table, Timestamp(micros=max(top, 0)))
-                current = wm.current_watermark()
-                if current is None or current.micros < top:
-                    wm.set_watermark(Timestamp(micros=top))
+                current = wm.current_watermark()  # held at the batch's earliest on-time event (see Kafka)
+                floor = current.micros if current is not None else -(1 << 62)
+                on_time = micros[micros >= floor]
+                if len(on_time) and int(on_time.min()) > floor:
+                    wm.set_watermark(Timestamp(micros=int(on_time.min())))
+            if self.retention_us == UNWINDOWED:  # no windows: the fused sinks wrote the rows during the yield
+                self._ack(sub, [r.ack_id for r in received])
+        elif self.retention_us != UNWINDOWED:
+            with _HELD_LOCK:
+                latest = max(_HELD.get(self.key, {}).values(), default=None)
+            current = wm.current_watermark()
+            if latest is not None and (current is None or current.micros < latest):
+                wm.set_watermark(Timestamp(micros=latest))  # caught up: everything pulled so far is in
         self._settle(sub, force=False)
         if self.idle_stop_s is not None and time.monotonic() - _LAST[self.key] >= self.idle_stop_s:
             self._settle(sub, force=True)
             tracker.try_claim(sys.maxsize)
             return
         tracker.defer_remainder(Duration.of(0 if received else 0.2))
+
+    def _ack(self, sub, ack_ids) -> bool:
+        from connectors import pubsub
+        try:
+            pubsub.ack(sub, ack_ids)
+        except Exception:  # noqa: BLE001 - unacked messages are redelivered: at-least-once
+            return False
+        with _HELD_LOCK:
+            for a in ack_ids:
+                _HELD.get(self.key, {}).pop(a, None)
+        return True
 
     def _settle(self, sub, force: bool):
         """Ack what is final and written; keep extending the deadline of the rest."""
@@ -171,12 +196,9 @@ class StreamPubsubFn(beam.DoFn):
                 frontier = None
             if frontier is not None:
                 done = [a for a, t in held.items() if t + self.retention_us <= frontier]
-                if done:
-                    pubsub.ack(sub, done)
-                    with _HELD_LOCK:
-                        for a in done:
-                            _HELD[self.key].pop(a, None)
-                            held.pop(a, None)
+                if done and self._ack(sub, done):
+                    for a in done:
+                        held.pop(a, None)
         if held and now - self.last_extend >= EXTEND_EVERY_S:
             self.last_extend = now
             try:

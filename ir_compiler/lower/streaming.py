@@ -83,7 +83,17 @@ class StreamRestrictions(RestrictionProvider):
 _SOURCE_WATERMARKS: dict[tuple, int] = {}  # (run id, node id) -> largest partition watermark of this worker (micros)
 _PENDING: dict[tuple, dict] = {}  # (run id, node id) -> {(topic, partition): [(offsets, event times µs)]}
 _MAX_SEEN: dict[tuple, int] = {}  # (run id, node id, topic, partition) -> latest event time read (µs)
-_LAST_DATA: dict[tuple, float] = {}  # (run id, node id, topic, partition) -> when this worker last read a message
+_LAST_DATA: dict[tuple, float] = {}
+_COMMITTED: dict[tuple, int] = {}  # (run id, node id, topic, partition) -> last committed offset
+_COMMIT_LOCK = threading.Lock()
+
+
+def event_cap(run_id: str) -> int | None:
+    """The smallest, over the partitions read in this run, of the latest event read: a frontier never passes it
+    (when a reader stops, its watermark jumps to the end of time, but windows after its data are not final)."""
+    with _LOCK:
+        seen = [v for k, v in _MAX_SEEN.items() if k[0] == run_id]
+    return min(seen) if seen else None  # (run id, node id, topic, partition) -> when this worker last read a message
 _LOCK = threading.Lock()
 
 
@@ -169,8 +179,8 @@ class StreamKafkaFn(beam.DoFn):
         if messages:
             _LAST_DATA[idle_key] = time.monotonic()
             yield from self._emit(tp, messages, wm)
-        elif exists:
-            self._caught_up(wm, tp)
+        elif exists and self._at_end(tp, tracker.current_restriction().start):
+            self._caught_up(wm, tp)  # an empty poll of a partition with a backlog is not "caught up"
         else:
             self._idle_follow(wm)
         if not claimed_all:
@@ -190,7 +200,13 @@ class StreamKafkaFn(beam.DoFn):
             return True
         from kafka import TopicPartition
         ktp = TopicPartition(*tp)
-        end = self._consumer(tp).end_offsets([ktp]).get(ktp)
+        consumer = self._consumer(tp)
+        try:
+            end = consumer.end_offsets([ktp]).get(ktp)
+            if end is not None and next_offset < end and self.positions.get(tp) is not None:
+                next_offset = max(next_offset, consumer.position(ktp))  # past transaction markers
+        except Exception:  # noqa: BLE001 - the broker did not answer: not at the end (try again later)
+            return False
         return end is None or next_offset >= end
 
     def _idle_follow(self, wm) -> bool:
@@ -316,10 +332,15 @@ class StreamKafkaFn(beam.DoFn):
                 offsets = self._final_offsets(pending, frontier)
         if offsets:
             from connectors.kafka import commit_offsets
-            try:
-                commit_offsets(self.cfg, offsets)
-            except Exception:  # noqa: BLE001 - a failed commit only means re-reading; never lose rows
-                pass
+            with _COMMIT_LOCK:
+                offsets = {tp: o for tp, o in offsets.items() if o > _COMMITTED.get((*self.run_key, *tp), -1)}
+                try:
+                    if offsets:
+                        commit_offsets(self.cfg, offsets)
+                        for tp, o in offsets.items():
+                            _COMMITTED[(*self.run_key, *tp)] = o
+                except Exception:  # noqa: BLE001 - a failed commit only means re-reading; never lose rows
+                    pass
 
     def _final_offsets(self, pending, frontier) -> dict:
         offsets = {}
@@ -392,9 +413,7 @@ def retention_us(window) -> int:
     lateness = int(duration_seconds(window.allowedLateness) * US) if window.allowedLateness else 0
     if window.type in ("fixed", "sliding"):
         return int(duration_seconds(window.size) * US) + lateness
-    if window.type == "session":
-        return int(duration_seconds(window.gap) * US) + lateness
-    return sys.maxsize // 4  # global: never final while streaming
+    return sys.maxsize // 4  # session (grows while rows arrive) or global: never final while streaming  # global: never final while streaming
 
 
 def lateness_s(window) -> float:
@@ -545,6 +564,7 @@ class PaneCommitFn(beam.DoFn):
         shard = "0"
         if SHARD in table.column_names and table.num_rows:
             shard = table.column(SHARD)[0].as_py()
+        shard = f"{info['run_id']}/{shard}"  # pane indexes restart per run; finality across runs is the frontier
         rows = table.drop_columns([SHARD]) if SHARD in table.column_names else table
         if ORD in rows.column_names:
             rows = rows.sort_by([(ORD, "ascending")])
@@ -596,8 +616,8 @@ class FrontierFn(beam.DoFn):
     PENDING = BagStateSpec("pending", _VarInt())
     TIMER = TimerSpec("final", beam.TimeDomain.WATERMARK)
 
-    def __init__(self, pipeline_id, node_id, warehouse_url):
-        self.pipeline_id, self.node_id, self.warehouse_url = pipeline_id, node_id, warehouse_url
+    def __init__(self, pipeline_id, node_id, warehouse_url, run_id=""):
+        self.pipeline_id, self.node_id, self.warehouse_url, self.run_id = pipeline_id, node_id, warehouse_url, run_id
 
     def process(self, item, pending=beam.DoFn.StateParam(PENDING), timer=beam.DoFn.TimerParam(TIMER)):
         _, final_us = item
@@ -618,7 +638,9 @@ class FrontierFn(beam.DoFn):
         pending.clear()
         for t in left:
             pending.add(t)
-        advance_frontier(open_warehouse(self.warehouse_url), self.pipeline_id, self.node_id, now)
+        cap = event_cap(self.run_id)
+        advance_frontier(open_warehouse(self.warehouse_url), self.pipeline_id, self.node_id,
+                         now if cap is None else min(now, cap))
         if left:
             timer.set(Timestamp(micros=left[0]))
 
@@ -680,7 +702,7 @@ def lower_stream_target(pcoll, node, ctx, label, lineage_source, lateness_us, ac
                                                                                   accumulating)
     acks = pcoll | f"{label}/CommitPanes" >> beam.ParDo(fn)
     return (acks | f"{label}/GlobalWindow" >> beam.WindowInto(bw.GlobalWindows())
-            | f"{label}/Frontier" >> beam.ParDo(FrontierFn(ctx.pipeline_id, node.id, ctx.warehouse_url)))
+            | f"{label}/Frontier" >> beam.ParDo(FrontierFn(ctx.pipeline_id, node.id, ctx.warehouse_url, ctx.run_id)))
 
 
 class AppendEachFn(beam.DoFn):
