@@ -252,7 +252,9 @@ def _execute(checked, opts: RunOptions, url: str, run_dir: str, result: RunResul
                                "resumes from the committed offsets")
     finally:
         from connectors.warehouse.duckdb import unpin_all
+        from ir_compiler.lower.streaming import forget_run
         unpin_all()  # streaming pane commits kept the DuckDB file open in this process
+        forget_run(result.runId)
     return beam_result
 
 

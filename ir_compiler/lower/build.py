@@ -106,7 +106,7 @@ class Builder:
             from ir_compiler.lower.pubsub import lower_pubsub_source
             args = None
             if self.ctx.streaming:
-                targets, retention = self._frontier_of(node)
+                targets, _, retention = self._frontier_of(node)
                 args = {"frontier_nodes": targets, "retention_us": retention,
                         "commit_every_s": float(os.environ.get("FLOW_BEAM_COMMIT_EVERY_S", "5"))}
             ports = lower_pubsub_source(self.p, node, self.ctx, args, self.ctx.on_dataflow)
@@ -119,10 +119,11 @@ class Builder:
         from ir_compiler.lower.streaming import ERRORS, StreamKafkaFn
         from ir_compiler.loader import connector_config
 
-        targets, retention = self._frontier_of(node)
+        targets, plain, retention = self._frontier_of(node)
         fn = StreamKafkaFn(node.id, connector_config(node), declared_schema(node), node.eventTime, self.ctx.batch_rows,
                            self.ctx.pipeline_id, self.ctx.warehouse_url, targets, retention, self.ctx.idle_stop_s,
-                           commit_every_s=float(os.environ.get("FLOW_BEAM_COMMIT_EVERY_S", "5")), run_id=self.ctx.run_id)
+                           commit_every_s=float(os.environ.get("FLOW_BEAM_COMMIT_EVERY_S", "5")), run_id=self.ctx.run_id,
+                           offset_nodes=plain)
         read = (self.p | f"{node.id}/Partitions" >> beam.Create(self.ctx.kafka_starts.get(node.id, []))
                 | f"{node.id}/ReadKafkaStream" >> beam.ParDo(fn).with_outputs(ERRORS, main="main"))
         return {"main": read.main, "errors": read[ERRORS]}
@@ -132,13 +133,19 @@ class Builder:
         a row's event time its last window can become final."""
         from ir_compiler.lower.streaming import retention_us
         down = [n for n in self.graph.order if node.id in self.graph.upstream(n)]
-        targets = [n for n in down if self.graph.nodes[n].kind == "target"]
-        windows = [op.window for n in down if self.graph.nodes[n].kind == "transform"
-                   for op in self.graph.nodes[n].ops if getattr(op, "window", None) is not None]
-        windows += [self.graph.nodes[n].window for n in down if self.graph.nodes[n].kind == "join"
-                    and self.graph.nodes[n].window is not None]
         from ir_compiler.lower.streaming import UNWINDOWED
-        return targets, max([retention_us(w) for w in windows] or [UNWINDOWED])
+
+        def windows_before(target):
+            between = [n for n in down if n in self.graph.upstream(target)]
+            out = [op.window for n in between if self.graph.nodes[n].kind == "transform"
+                   for op in self.graph.nodes[n].ops if getattr(op, "window", None) is not None]
+            return out + [self.graph.nodes[n].window for n in between if self.graph.nodes[n].kind == "join"
+                          and self.graph.nodes[n].window is not None]
+        targets = [n for n in down if self.graph.nodes[n].kind == "target"]
+        windowed = [t for t in targets if windows_before(t)]
+        plain = [t for t in targets if not windows_before(t)]
+        retention = max([retention_us(w) for t in windowed for w in windows_before(t)] or [UNWINDOWED])
+        return windowed, plain, retention
 
     def _transform(self, node):
         pcoll = count(self._input(node), node.id, "rows_in", f"{node.id}/CountIn")

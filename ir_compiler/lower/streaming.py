@@ -47,6 +47,7 @@ from ir_compiler.ops.common import ORD
 
 ERRORS = "errors"
 UNWINDOWED = -1  # retention of a stream with no window downstream: its sinks record the offsets they wrote
+NEVER_FINAL = sys.maxsize // 4  # retention of session/global windows: never final while streaming
 SHARD = "__fb_shard"
 EVENT_US = "__fb_event_us"  # the event time the reader used (eventTime.field, else the message timestamp)
 US = 1_000_000
@@ -93,7 +94,15 @@ def event_cap(run_id: str) -> int | None:
     (when a reader stops, its watermark jumps to the end of time, but windows after its data are not final)."""
     with _LOCK:
         seen = [v for k, v in _MAX_SEEN.items() if k[0] == run_id]
-    return min(seen) if seen else None  # (run id, node id, topic, partition) -> when this worker last read a message
+    return min(seen) if seen else None
+
+
+def forget_run(run_id: str) -> None:
+    """Drop a finished run's process-wide reader state."""
+    with _LOCK, _COMMIT_LOCK:
+        for table in (_SOURCE_WATERMARKS, _PENDING, _MAX_SEEN, _LAST_DATA, _COMMITTED):
+            for key in [k for k in table if k[0] == run_id]:
+                del table[key]  # (run id, node id, topic, partition) -> when this worker last read a message
 _LOCK = threading.Lock()
 
 
@@ -102,10 +111,11 @@ class StreamKafkaFn(beam.DoFn):
     defer_remainder. Emits Arrow tables (main) and undecodable rows (errors); commits offsets (see module doc)."""
 
     def __init__(self, node_id, cfg, schema, event_time, batch_rows, pipeline_id, warehouse_url, frontier_nodes,
-                 retention_us, idle_stop_s=None, commit_every_s=5.0, run_id=""):
+                 retention_us, idle_stop_s=None, commit_every_s=5.0, run_id="", offset_nodes=()):
         self.node_id, self.cfg, self.schema, self.event_time = node_id, cfg, schema, event_time
         self.batch_rows, self.pipeline_id, self.warehouse_url = batch_rows, pipeline_id, warehouse_url
         self.frontier_nodes, self.retention_us = list(frontier_nodes), retention_us
+        self.offset_nodes = list(offset_nodes)  # unwindowed targets: they record the offsets they wrote
         self.idle_stop_s, self.commit_every_s = idle_stop_s, commit_every_s
         self.run_key = (run_id, node_id)  # process-wide state is per run and source
 
@@ -141,11 +151,14 @@ class StreamKafkaFn(beam.DoFn):
         if now - self.checked.get(tp[0], -1e9) >= 10:
             self.checked[tp[0]] = now
             from connectors.kafka import _consumer
-            c = _consumer(self.cfg)
             try:
-                self.known |= {(tp[0], p) for p in (c.partitions_for_topic(tp[0]) or ())}
-            finally:
-                c.close()
+                c = _consumer(self.cfg)
+                try:
+                    self.known |= {(tp[0], p) for p in (c.partitions_for_topic(tp[0]) or ())}
+                finally:
+                    c.close()
+            except Exception:  # noqa: BLE001 - metadata unavailable now: look again in 10 s
+                pass
         return tp in self.known
 
     @beam.DoFn.unbounded_per_element()
@@ -264,8 +277,9 @@ class StreamKafkaFn(beam.DoFn):
         done_at = {o: int(t) for o, t in zip(offsets, micros)} if max_us is not None else {}
         entry = (np.array([m.offset for m in messages], dtype=np.int64),  # undecodable messages count as done
                  np.array([done_at.get(m.offset, -1) for m in messages], dtype=np.int64))  # (they went to errors)
-        with _LOCK:
-            _PENDING.setdefault(self.run_key, {}).setdefault(tp, []).append(entry)
+        if self.frontier_nodes and self.retention_us < NEVER_FINAL:  # only the frontier needs them
+            with _LOCK:
+                _PENDING.setdefault(self.run_key, {}).setdefault(tp, []).append(entry)
         if max_us is not None:
             self._advance(wm, tp, micros)
 
@@ -299,63 +313,63 @@ class StreamKafkaFn(beam.DoFn):
         self._idle_follow(wm)
 
     def _maybe_commit(self, force: bool):
-        """Commit, per partition, the offset below which every message's windows are final and written."""
-        pending = _PENDING.get(self.run_key)  # per process: a partition's bundles may run on any DoFn instance
-        if not self.cfg.commitOffsets or not self.frontier_nodes or not pending:
+        """Commit, per partition, the offset below which every message is durably written: for windowed targets,
+        every window it falls in is final at the frontier; for unwindowed ones, the target recorded it."""
+        if not self.cfg.commitOffsets or not (self.frontier_nodes or self.offset_nodes):
             return
         now = time.monotonic()
         if not force and now - self.last_commit < self.commit_every_s:
             return
         self.last_commit = now
+        from connectors.kafka import _topics
         from connectors.warehouse import open_warehouse
         from connectors.warehouse.streaming import read_frontier, read_written_offsets
         wh = open_warehouse(self.warehouse_url)
-        if self.retention_us == UNWINDOWED:
-            from connectors.kafka import _topics
-            try:
-                written = read_written_offsets(wh, self.pipeline_id, self.frontier_nodes)
-            except Exception:  # noqa: BLE001 - the warehouse is busy or down: commit later (at-least-once holds)
-                return
-            names = _topics(self.cfg)
-            offsets = {(names[t], p): o for (t, p), o in written.items() if t < len(names)}
-            with _LOCK:  # forget what is committed
-                for tp, o in offsets.items():
-                    pending[tp] = [(a[a >= o], b[a >= o]) for a, b in pending.get(tp, [])]
-        else:
-            try:
+        limits = []
+        try:
+            if self.frontier_nodes:
                 frontier = read_frontier(wh, self.pipeline_id, self.frontier_nodes)
-            except Exception:  # noqa: BLE001 - the warehouse is busy or down: commit later (at-least-once holds)
-                return
-            if frontier is None:
-                return
-            with _LOCK:
-                offsets = self._final_offsets(pending, frontier)
-        if offsets:
-            from connectors.kafka import commit_offsets
-            with _COMMIT_LOCK:
-                offsets = {tp: o for tp, o in offsets.items() if o > _COMMITTED.get((*self.run_key, *tp), -1)}
-                try:
-                    if offsets:
-                        commit_offsets(self.cfg, offsets)
-                        for tp, o in offsets.items():
-                            _COMMITTED[(*self.run_key, *tp)] = o
-                except Exception:  # noqa: BLE001 - a failed commit only means re-reading; never lose rows
-                    pass
+                if frontier is None or self.retention_us >= NEVER_FINAL:
+                    return
+                limits.append(self._final_offsets(frontier))
+            if self.offset_nodes:
+                names = _topics(self.cfg)
+                written = read_written_offsets(wh, self.pipeline_id, self.offset_nodes)
+                limits.append({(names[t], p): o for (t, p), o in written.items() if t < len(names)})
+        except Exception:  # noqa: BLE001 - the warehouse is busy or down: commit later (at-least-once holds)
+            return
+        keys = set.intersection(*(set(lim) for lim in limits)) if limits else set()
+        offsets = {tp: min(lim[tp] for lim in limits) for tp in keys}
+        if not offsets:
+            return
+        with _LOCK:  # forget what is committed
+            pending = _PENDING.get(self.run_key, {})
+            for tp, o in offsets.items():
+                pending[tp] = [(a[a >= o], b[a >= o]) for a, b in pending.get(tp, []) if (a >= o).any()]
+        from connectors.kafka import commit_offsets
+        with _COMMIT_LOCK:
+            offsets = {tp: o for tp, o in offsets.items() if o > _COMMITTED.get((*self.run_key, *tp), -1)}
+            try:
+                if offsets:
+                    commit_offsets(self.cfg, offsets)
+                    for tp, o in offsets.items():
+                        _COMMITTED[(*self.run_key, *tp)] = o
+            except Exception:  # noqa: BLE001 - a failed commit only means re-reading; never lose rows
+                pass
 
-    def _final_offsets(self, pending, frontier) -> dict:
-        offsets = {}
-        for tp, batches in list(pending.items()):
-            if not batches:
-                continue
+    def _final_offsets(self, frontier) -> dict:
+        """{(topic, partition): next offset} such that every message before it has all its windows final."""
+        with _LOCK:
+            snapshot = {tp: list(b) for tp, b in _PENDING.get(self.run_key, {}).items() if b}
+        out = {}
+        for tp, batches in snapshot.items():
             offs = np.concatenate([b[0] for b in batches])
             times = np.concatenate([b[1] for b in batches])
             open_ = np.nonzero(times + self.retention_us > frontier)[0]
-            k = int(open_[0]) if len(open_) else len(offs)  # every message before k has all windows final
-            if k == 0:
-                continue
-            offsets[tp] = int(offs[k - 1]) + 1
-            pending[tp] = [(offs[k:], times[k:])] if k < len(offs) else []
-        return offsets
+            k = int(open_[0]) if len(open_) else len(offs)
+            if k:
+                out[tp] = int(offs[k - 1]) + 1
+        return out
 
 
 # ---- windows -----------------------------------------------------------------------------------------
@@ -413,7 +427,7 @@ def retention_us(window) -> int:
     lateness = int(duration_seconds(window.allowedLateness) * US) if window.allowedLateness else 0
     if window.type in ("fixed", "sliding"):
         return int(duration_seconds(window.size) * US) + lateness
-    return sys.maxsize // 4  # session (grows while rows arrive) or global: never final while streaming  # global: never final while streaming
+    return NEVER_FINAL  # session (grows while rows arrive) or global: never final while streaming  # global: never final while streaming
 
 
 def lateness_s(window) -> float:
