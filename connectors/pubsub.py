@@ -270,8 +270,8 @@ def pull(sub_path: str, max_messages: int = 1000, timeout_s: float = 1.0) -> lis
     return out
 
 
-def ack(sub_path: str, ack_ids) -> None:
-    """Acknowledge the messages (they are not delivered again)."""
+def _by_chunks(sub_path: str, ack_ids, call: str, doing: str, **fields) -> None:
+    """``subscriber.<call>`` over ``ack_ids`` in chunks the service accepts."""
     ids = list(ack_ids)
     if not ids:
         return
@@ -279,23 +279,18 @@ def ack(sub_path: str, ack_ids) -> None:
     _, subscriber = _clients()
     for i in range(0, len(ids), _ACK_CHUNK):
         try:
-            subscriber.acknowledge(request={"subscription": path, "ack_ids": ids[i:i + _ACK_CHUNK]},
-                                   timeout=RPC_TIMEOUT_S)
+            getattr(subscriber, call)(request={"subscription": path, "ack_ids": ids[i:i + _ACK_CHUNK], **fields},
+                                      timeout=RPC_TIMEOUT_S)
         except Exception as exc:  # noqa: BLE001
-            raise _error(exc, f"acknowledging {len(ids)} message(s) on {path}") from None
+            raise _error(exc, f"{doing} {len(ids)} message(s) on {path}") from None
+
+
+def ack(sub_path: str, ack_ids) -> None:
+    """Acknowledge the messages (they are not delivered again)."""
+    _by_chunks(sub_path, ack_ids, "acknowledge", "acknowledging")
 
 
 def modify_ack_deadline(sub_path: str, ack_ids, seconds: int) -> None:
     """Lease the messages for ``seconds`` more from now (0: hand them out again at once, i.e. nack)."""
-    ids = list(ack_ids)
-    if not ids:
-        return
-    path = _path(sub_path, "subscriptions", _SUB_RE)
-    _, subscriber = _clients()
-    for i in range(0, len(ids), _ACK_CHUNK):
-        try:
-            subscriber.modify_ack_deadline(
-                request={"subscription": path, "ack_ids": ids[i:i + _ACK_CHUNK], "ack_deadline_seconds": seconds},
-                timeout=RPC_TIMEOUT_S)
-        except Exception as exc:  # noqa: BLE001
-            raise _error(exc, f"changing the ack deadline of {len(ids)} message(s) on {path}") from None
+    _by_chunks(sub_path, ack_ids, "modify_ack_deadline", "changing the ack deadline of",
+               ack_deadline_seconds=seconds)

@@ -9,8 +9,8 @@
 """
 from __future__ import annotations
 
-import datetime as dt
 import threading
+from contextlib import contextmanager
 
 import pyarrow as pa
 
@@ -20,7 +20,6 @@ from ir_compiler.errors import LoadError
 COMMITS = "_flow_commits"
 FRONTIER = "_flow_frontier"
 OFFSETS = "_flow_offsets"
-EPOCH = dt.datetime(1970, 1, 1)
 _LOCK = threading.Lock()  # one streaming commit at a time per process (DuckDB allows one writer anyway)
 
 
@@ -31,8 +30,23 @@ def _serialize(wh, con) -> None:
         wh.execute(con, "SELECT pg_advisory_xact_lock(7391827361)")
 
 
-def _micros(value: dt.datetime | None) -> int | None:
-    return None if value is None else int((value - EPOCH) / dt.timedelta(microseconds=1))
+@contextmanager
+def _transaction(wh, failure: str):
+    """One streaming bookkeeping transaction (serialized, tables ensured); rolled back on any error, which
+    becomes a LoadError starting with ``failure``."""
+    with _LOCK, wh.session() as con:
+        wh.begin(con)
+        try:
+            _serialize(wh, con)
+            _ensure(wh, con)
+            yield con
+            wh.commit(con)
+        except LoadError:
+            wh.rollback(con)
+            raise
+        except wh.db_errors as exc:
+            wh.rollback(con)
+            raise LoadError(f"{failure}: {str(exc).strip().splitlines()[0]}") from None
 
 
 def _ensure(wh, con) -> None:
@@ -52,43 +66,28 @@ def load_pane(wh, req: LoadRequest, rows: pa.Table, window_key: str | None, shar
     None for unwindowed rows. Returns rows_loaded 0 and rows_skipped n for a replayed pane."""
     from connectors.warehouse.modes import MODES
 
-    with _LOCK, wh.session() as con:
-        wh.begin(con)
-        try:
-            _serialize(wh, con)
-            _ensure(wh, con)
-            if window_key is None:
-                report = MODES[req.mode](wh, con, req, rows)
-                _record_offsets(wh, con, req.pipeline_id, req.node_id, offsets or {})
-                wh.commit(con)
-                return report
-            key = [req.pipeline_id, req.node_id, window_key, shard]
-            where = f"pipeline_id = {wh.ph} AND node_id = {wh.ph} AND window_key = {wh.ph} AND shard = {wh.ph}"
-            if accumulating:  # each pane holds the whole window: an older pane than one written is stale
-                seen = wh.execute(con, f"SELECT max(pane_index) FROM {wh.ident(COMMITS)} WHERE {where}",
-                                  key).fetchone()
-                replay = seen is not None and seen[0] is not None and seen[0] >= pane_index
-            else:  # discarding: every pane is a delta, applied exactly once whatever order they arrive in
-                seen = wh.execute(con, f"SELECT 1 FROM {wh.ident(COMMITS)} WHERE {where} AND pane_index = {wh.ph}",
-                                  key + [pane_index]).fetchone()
-                replay = seen is not None
-            frontier = _frontier(wh, con, req.pipeline_id, req.node_id)
-            final = window_final_us is not None and frontier is not None and window_final_us <= frontier
-            if replay or final:
-                wh.rollback(con)
-                return LoadReport(0, rows_skipped=rows.num_rows)
+    with _transaction(wh, f"pane load into {req.table} failed and was rolled back (the table is unchanged)") as con:
+        if window_key is None:
             report = MODES[req.mode](wh, con, req, rows)
-            wh.execute(con, f"INSERT INTO {wh.ident(COMMITS)} VALUES ({', '.join([wh.ph] * 6)}, CURRENT_TIMESTAMP)",
-                       key + [pane_index, report.rows_loaded])
-            wh.commit(con)
+            _record_offsets(wh, con, req.pipeline_id, req.node_id, offsets or {})
             return report
-        except LoadError:
-            wh.rollback(con)
-            raise
-        except wh.db_errors as exc:
-            wh.rollback(con)
-            raise LoadError(f"pane load into {req.table} failed and was rolled back (the table is unchanged): "
-                            f"{str(exc).strip().splitlines()[0]}") from None
+        key = [req.pipeline_id, req.node_id, window_key, shard]
+        where = f"pipeline_id = {wh.ph} AND node_id = {wh.ph} AND window_key = {wh.ph} AND shard = {wh.ph}"
+        if accumulating:  # each pane holds the whole window: an older pane than one written is stale
+            seen = wh.execute(con, f"SELECT max(pane_index) FROM {wh.ident(COMMITS)} WHERE {where}", key).fetchone()
+            replay = seen is not None and seen[0] is not None and seen[0] >= pane_index
+        else:  # discarding: every pane is a delta, applied exactly once whatever order they arrive in
+            seen = wh.execute(con, f"SELECT 1 FROM {wh.ident(COMMITS)} WHERE {where} AND pane_index = {wh.ph}",
+                              key + [pane_index]).fetchone()
+            replay = seen is not None
+        frontier = _frontier(wh, con, req.pipeline_id, req.node_id)
+        final = window_final_us is not None and frontier is not None and window_final_us <= frontier
+        if replay or final:  # nothing written: the transaction commits no change
+            return LoadReport(0, rows_skipped=rows.num_rows)
+        report = MODES[req.mode](wh, con, req, rows)
+        wh.execute(con, f"INSERT INTO {wh.ident(COMMITS)} VALUES ({', '.join([wh.ph] * 6)}, CURRENT_TIMESTAMP)",
+                   key + [pane_index, report.rows_loaded])
+        return report
 
 
 def _record_offsets(wh, con, pipeline_id, node_id, offsets: dict) -> None:
@@ -107,16 +106,8 @@ def record_offsets(wh, pipeline_id: str, node_id: str, offsets: dict) -> None:
     """After a sink (file, Kafka, Pub/Sub) wrote an unwindowed table: remember its offsets (at-least-once)."""
     if not offsets:
         return
-    with _LOCK, wh.session() as con:
-        wh.begin(con)
-        try:
-            _serialize(wh, con)
-            _ensure(wh, con)
-            _record_offsets(wh, con, pipeline_id, node_id, offsets)
-            wh.commit(con)
-        except wh.db_errors as exc:
-            wh.rollback(con)
-            raise LoadError(f"cannot record the offsets written by {node_id}: {exc}") from None
+    with _transaction(wh, f"cannot record the offsets written by {node_id}") as con:
+        _record_offsets(wh, con, pipeline_id, node_id, offsets)
 
 
 def read_written_offsets(wh, pipeline_id: str, node_ids: list[str]) -> dict[tuple[int, int], int]:
@@ -144,23 +135,14 @@ def _frontier(wh, con, pipeline_id: str, node_id: str) -> int | None:
 
 def advance_frontier(wh, pipeline_id: str, node_id: str, frontier_us: int) -> None:
     """Record that every window final at or before ``frontier_us`` is written (never moves backwards)."""
-    with _LOCK, wh.session() as con:
-        wh.begin(con)
-        try:
-            _serialize(wh, con)
-            _ensure(wh, con)
-            old = _frontier(wh, con, pipeline_id, node_id)
-            if old is not None and old >= frontier_us:
-                wh.rollback(con)
-                return
-            wh.execute(con, f"DELETE FROM {wh.ident(FRONTIER)} WHERE pipeline_id = {wh.ph} AND node_id = {wh.ph}",
-                       [pipeline_id, node_id])
-            wh.execute(con, f"INSERT INTO {wh.ident(FRONTIER)} VALUES ({wh.ph}, {wh.ph}, {wh.ph}, CURRENT_TIMESTAMP)",
-                       [pipeline_id, node_id, frontier_us])
-            wh.commit(con)
-        except wh.db_errors as exc:
-            wh.rollback(con)
-            raise LoadError(f"cannot record the streaming frontier: {exc}") from None
+    with _transaction(wh, "cannot record the streaming frontier") as con:
+        old = _frontier(wh, con, pipeline_id, node_id)
+        if old is not None and old >= frontier_us:
+            return
+        wh.execute(con, f"DELETE FROM {wh.ident(FRONTIER)} WHERE pipeline_id = {wh.ph} AND node_id = {wh.ph}",
+                   [pipeline_id, node_id])
+        wh.execute(con, f"INSERT INTO {wh.ident(FRONTIER)} VALUES ({wh.ph}, {wh.ph}, {wh.ph}, CURRENT_TIMESTAMP)",
+                   [pipeline_id, node_id, frontier_us])
 
 
 def read_frontier(wh, pipeline_id: str, node_ids: list[str]) -> int | None:

@@ -25,7 +25,7 @@ from apache_beam.transforms import window as bw
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from ir_compiler.lower.context import counter, write_report
-from ir_compiler.lower.streaming import UNWINDOWED, StreamRestrictions
+from ir_compiler.lower.streaming import UNWINDOWED, StreamRestrictions, hold_at_earliest
 from ir_compiler.ops.common import ORD
 
 ERRORS = "errors"
@@ -146,11 +146,7 @@ class StreamPubsubFn(beam.DoFn):
             if table is not None:
                 top = int(micros.max())
                 yield bw.TimestampedValue(table, Timestamp(micros=max(top, 0)))
-                current = wm.current_watermark()  # held at the batch's earliest on-time event (see Kafka)
-                floor = current.micros if current is not None else -(1 << 62)
-                on_time = micros[micros >= floor]
-                if len(on_time) and int(on_time.min()) > floor:
-                    wm.set_watermark(Timestamp(micros=int(on_time.min())))
+                hold_at_earliest(wm, micros)
             if self.retention_us == UNWINDOWED:  # no windows: the fused sinks wrote the rows during the yield
                 self._ack(sub, [r.ack_id for r in received])
         elif self.retention_us != UNWINDOWED:

@@ -89,6 +89,16 @@ _COMMITTED: dict[tuple, int] = {}  # (run id, node id, topic, partition) -> last
 _COMMIT_LOCK = threading.Lock()
 
 
+def hold_at_earliest(wm, micros) -> None:
+    """Move a reader's watermark to the earliest on-time event (µs) of the batch it just emitted: the batch's
+    rows — re-stamped per window downstream — must not be late."""
+    current = wm.current_watermark()
+    floor = current.micros if current is not None else -(1 << 62)
+    on_time = micros[micros >= floor]
+    if len(on_time) and int(on_time.min()) > floor:
+        wm.set_watermark(Timestamp(micros=int(on_time.min())))
+
+
 def event_cap(run_id: str) -> int | None:
     """The smallest, over the partitions read in this run, of the latest event read: a frontier never passes it
     (when a reader stops, its watermark jumps to the end of time, but windows after its data are not final)."""
@@ -291,14 +301,10 @@ class StreamKafkaFn(beam.DoFn):
     def _advance(self, wm, tp, micros):
         """Hold the watermark at the earliest on-time event of this batch (its rows — re-stamped per window
         downstream — must not be late), and remember the latest event for when the partition catches up."""
-        current = wm.current_watermark()
-        floor = current.micros if current is not None else -(1 << 62)
-        on_time = micros[micros >= floor]
         with _LOCK:
             key = (*self.run_key, *tp)
-            _MAX_SEEN[key] = max(_MAX_SEEN.get(key, floor), int(micros.max()))
-        if len(on_time) and int(on_time.min()) > floor:
-            wm.set_watermark(Timestamp(micros=int(on_time.min())))
+            _MAX_SEEN[key] = max(_MAX_SEEN.get(key, -(1 << 62)), int(micros.max()))
+        hold_at_earliest(wm, micros)
 
     def _caught_up(self, wm, tp):
         """Nothing more to read now: every event read so far is in, so the watermark moves to the latest."""
@@ -567,8 +573,9 @@ class PaneCommitFn(beam.DoFn):
             self.wh.pin()
         self.loaded = counter(self.node.id, "rows_loaded")
         self.skipped = counter(self.node.id, "rows_replay_skipped")
+        self.reported = False
 
-    def process(self, table, w=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam, ts=beam.DoFn.TimestampParam):
+    def process(self, table, w=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam):
         from connectors.warehouse.base import LoadRequest
         from connectors.warehouse.streaming import load_pane
         from ir_compiler.lower.context import write_report
@@ -582,9 +589,10 @@ class PaneCommitFn(beam.DoFn):
         rows = table.drop_columns([SHARD]) if SHARD in table.column_names else table
         if ORD in rows.column_names:
             rows = rows.sort_by([(ORD, "ascending")])
-        windowed = isinstance(w, bw.IntervalWindow) or pane.timing != 3  # 3 = UNKNOWN: no trigger fired it
-        window_key = f"{w.start.micros}:{w.end.micros}" if isinstance(w, bw.IntervalWindow) else "global"
-        final_us = (w.end.micros if isinstance(w, bw.IntervalWindow) else ts.micros + 1) + self.lateness_us
+        interval = isinstance(w, bw.IntervalWindow)
+        windowed = interval or pane.timing != 3  # 3 = UNKNOWN: no trigger fired it (an unwindowed stream)
+        window_key = f"{w.start.micros}:{w.end.micros}" if interval else "global"
+        final_us = w.end.micros + self.lateness_us if interval else None  # global panes are never final
         lineage = {"runId": info["run_id"], "pipelineId": info["pipeline_id"],
                    "sourceNodeId": info["lineage_source"]} if node.lineage else None
         req = LoadRequest(table=node.schema_, mode=node.loadMode, files=[], schema=rows.schema,
@@ -592,17 +600,19 @@ class PaneCommitFn(beam.DoFn):
         wh = self.wh
         body = strip_internal(rows) if node.loadMode != "cdc_mirror" else rows
         if windowed:
-            report = load_pane(wh, req, body, window_key, shard, pane.index,
-                               final_us if isinstance(w, bw.IntervalWindow) else None, accumulating=self.accumulating)
+            report = load_pane(wh, req, body, window_key, shard, pane.index, final_us,
+                               accumulating=self.accumulating)
         else:  # an unwindowed stream: each table in one transaction with the Kafka offsets it carried
             report = load_pane(wh, req, body, None, shard, 0, None, written_offsets(rows))
         self.loaded.inc(report.rows_loaded)
         if report.rows_skipped:
             self.skipped.inc(report.rows_skipped)
-        write_report(info["run_dir"], "targets", node.id, {"status": "loaded", "rowsLoaded": 0, "warnings": [],
-                                                           "table": node.schema_, "streaming": True})
-        if isinstance(w, bw.IntervalWindow):  # global-window panes are never final; unwindowed rows are
-            yield "frontier", min(final_us, _END_US)  # settled by their offsets (no event-time timers)
+        if not self.reported:  # rows loaded come from the metrics; the report only marks the target loaded
+            write_report(info["run_dir"], "targets", node.id, {"status": "loaded", "rowsLoaded": 0, "warnings": [],
+                                                               "table": node.schema_, "streaming": True})
+            self.reported = True
+        if final_us is not None:  # unwindowed rows are settled by their offsets (no event-time timers)
+            yield "frontier", min(final_us, _END_US)
 
 
 _END_US = bw.GlobalWindow().max_timestamp().micros  # timers past the global window's end never fire
@@ -666,29 +676,16 @@ class SinkEachFn(beam.DoFn):
         self.node, self.info, self.lateness_us = node, info, lateness_us
 
     def process(self, table, w=beam.DoFn.WindowParam):
+        import os
         import uuid
 
-        from connectors.formats import write_table
-        from ir_compiler.loader import connector_config
-        from ir_compiler.lower.targets import produce_rows
-        from ir_compiler.ops.common import strip_internal
+        from ir_compiler.lower.targets import write_sink
 
-        if ORD in table.column_names:
-            table = table.sort_by([(ORD, "ascending")])
-        if self.node.connector == "kafka_producer":
-            n = produce_rows(connector_config(self.node), table)
-        elif self.node.connector == "pubsub_topic":
-            from ir_compiler.lower.pubsub import publish_table
-            n = publish_table(self.node, table)
-        else:
-            cfg = dict(self.node.config)
-            if self.info.get("sink_root"):
-                import os
-                cfg["path"] = os.path.join(self.info["sink_root"], self.node.id)
-            prefix = f"{cfg.get('prefix') or self.info['pipeline_id'] + '-' + self.node.id}-{uuid.uuid4().hex[:12]}"
-            write_table(strip_internal(table), cfg["path"], cfg.get("format", "jsonl"), prefix=prefix,
-                        compression=cfg.get("compression"))
-            n = table.num_rows
+        cfg = dict(self.node.config)
+        if self.info.get("sink_root") and self.node.connector == "local_fs":
+            cfg["path"] = os.path.join(self.info["sink_root"], self.node.id)
+        prefix = f"{cfg.get('prefix') or self.info['pipeline_id'] + '-' + self.node.id}-{uuid.uuid4().hex[:12]}"
+        n, _ = write_sink(self.node, cfg, table, prefix)
         counter(self.node.id, "rows_loaded").inc(n)
         from ir_compiler.lower.context import write_report
         write_report(self.info["run_dir"], "targets", self.node.id, {"status": "loaded", "rowsLoaded": 0,

@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from ir_compiler.errors import FlowError
 from ir_compiler.lower.context import counter, dlq_rows, quarantine_rows, write_report
-from ir_compiler.ops.common import strip_internal
+from ir_compiler.ops.common import ORD, strip_internal
 
 
 class _StageFn(beam.DoFn):
@@ -121,28 +121,31 @@ class _CommitFn(beam.DoFn):
             raise
 
     def _sink(self, files):
-        from connectors.formats import write_table
-
         from connectors.warehouse.loading import read_staged
         tables = [read_staged(f) for f in files]
-        total = sum(t.num_rows for t in tables)
         if not tables:
             return {"rowsLoaded": 0, "files": [], "warnings": []}
         table = pa.concat_tables(tables, promote_options="permissive")
-        if "__fb_ord" in table.column_names:
-            table = table.sort_by([("__fb_ord", "ascending")])
-        cfg = self.sink
-        if self.node.connector == "pubsub_topic":
-            from ir_compiler.lower.pubsub import publish_table
-            return {"rowsLoaded": publish_table(self.node, table), "files": [], "warnings": []}
-        if self.node.connector == "kafka_producer":
-            from ir_compiler.loader import connector_config
-            sent = produce_rows(connector_config(self.node), table)
-            return {"rowsLoaded": sent, "files": [], "warnings": []}
-        prefix = cfg.get("prefix") or f"{self.info['pipeline_id']}-{self.node.id}-{self.info['run_id'][:8]}"
-        path = write_table(strip_internal(table), cfg["path"], cfg["format"], prefix=prefix,
-                           compression=cfg.get("compression"))
-        return {"rowsLoaded": total, "files": [path], "warnings": []}
+        prefix = self.sink.get("prefix") or f"{self.info['pipeline_id']}-{self.node.id}-{self.info['run_id'][:8]}"
+        rows, paths = write_sink(self.node, self.sink, table, prefix)
+        return {"rowsLoaded": rows, "files": paths, "warnings": []}
+
+
+def write_sink(node, cfg: dict, table: pa.Table, prefix: str) -> tuple[int, list[str]]:
+    """Rows (in input order) to a sink connector: Pub/Sub or Kafka messages (acknowledged before returning), or
+    one file under ``cfg['path']``. Returns (rows written, files written)."""
+    if ORD in table.column_names:
+        table = table.sort_by([(ORD, "ascending")])
+    if node.connector == "pubsub_topic":
+        from ir_compiler.lower.pubsub import publish_table
+        return publish_table(node, table), []
+    if node.connector == "kafka_producer":
+        from ir_compiler.loader import connector_config
+        return produce_rows(connector_config(node), table), []
+    from connectors.formats import write_table
+    path = write_table(strip_internal(table), cfg["path"], cfg.get("format", "jsonl"), prefix=prefix,
+                       compression=cfg.get("compression"))
+    return table.num_rows, [path]
 
 
 def lower_target(pcoll, node, ctx, label, gate, lineage_source: str, schema_fields):
