@@ -220,11 +220,9 @@ def _execute(checked, opts: RunOptions, url: str, run_dir: str, result: RunResul
         profile.streaming = profile.streaming or streaming
         args = dataflow_args(profile, checked.pipeline.id, opts.beam_args)
     else:
-        args = beam_args(opts.runner, opts.beam_args, opts.flink_master)
-        if streaming:
-            args.append("--streaming")
-            if opts.runner == "flink":
-                args.append("--checkpointing_interval=10000")  # Flink checkpoints hold SDF restrictions
+        from flow_beam.runners import job_name_args, streaming_args
+        args = beam_args(opts.runner, (streaming_args(opts.runner) if streaming else []) + job_name_args(
+            opts.runner, checked.pipeline.id, result.runId, opts.beam_args) + list(opts.beam_args), opts.flink_master)
     p = make_pipeline(opts.runner, args)
     lowered = build_pipeline(p, checked, ctx, lookups)
     result.warnings += lowered.warnings
@@ -244,10 +242,8 @@ def _execute(checked, opts: RunOptions, url: str, run_dir: str, result: RunResul
     except KeyboardInterrupt:
         if not streaming:
             raise
-        try:
-            beam_result.cancel()
-        except Exception:  # noqa: BLE001 - the job is going away either way
-            pass
+        from flow_beam.runners import cancel_run
+        cancel_run(beam_result, opts.runner, opts.flink_master, args)
         result.warnings.append("streaming run stopped by the user (Ctrl-C); committed panes stay, the next run "
                                "resumes from the committed offsets")
     finally:
