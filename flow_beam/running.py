@@ -221,7 +221,7 @@ def _execute(checked, opts: RunOptions, url: str, run_dir: str, result: RunResul
         args = dataflow_args(profile, checked.pipeline.id, opts.beam_args)
     else:
         from flow_beam.runners import job_name_args, streaming_args
-        args = beam_args(opts.runner, (streaming_args(opts.runner) if streaming else []) + job_name_args(
+        args = beam_args(opts.runner, (streaming_args(opts.runner, opts.stop_after_idle_s is not None) if streaming else []) + job_name_args(
             opts.runner, checked.pipeline.id, result.runId, opts.beam_args) + list(opts.beam_args), opts.flink_master)
     p = make_pipeline(opts.runner, args)
     lowered = build_pipeline(p, checked, ctx, lookups)
