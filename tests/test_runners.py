@@ -95,3 +95,34 @@ def test_missing_component_names_the_script(monkeypatch, tmp_path):
     with pytest.raises(RunnerError, match="scripts/flink.sh"):
         beam_args("flink")
     assert os.environ["FLOW_BEAM_PRISM"].endswith("no-prism")
+
+
+def test_flink_cluster_that_does_not_answer_names_the_script(monkeypatch, tmp_path):
+    jar = tmp_path / "job-server.jar"
+    jar.write_bytes(b"")
+    monkeypatch.setenv("FLOW_BEAM_FLINK_JAR", str(jar))
+    import shutil
+    if not shutil.which("java"):
+        pytest.skip("no java on PATH")
+    with pytest.raises(RunnerError, match=r"no Flink cluster answers at 127\.0\.0\.1:1 .*scripts/flink.sh start"):
+        beam_args("flink", flink_master="127.0.0.1:1")
+    monkeypatch.setenv("FLOW_BEAM_FLINK_CONF_DIR", str(tmp_path / "no-conf"))
+    with pytest.raises(RunnerError, match=r"127\.0\.0\.1\): run `bash scripts/flink.sh install`"):
+        beam_args("flink")
+
+
+def test_flink_versions_are_pinned_once(monkeypatch):
+    """scripts/flink.sh and runners.py read the same pins (flow_beam/flink_pins.py)."""
+    import subprocess
+
+    from flow_beam import flink_pins
+    from flow_beam.runners import flink_jar
+    monkeypatch.delenv("FLOW_BEAM_FLINK_JAR", raising=False)
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    out = subprocess.run(["bash", os.path.join(root, "scripts", "flink.sh"), "env"], capture_output=True, text=True,
+                         env={k: v for k, v in os.environ.items() if k != "FLOW_BEAM_FLINK_JAR"}, check=True).stdout
+    assert f"export FLOW_BEAM_FLINK_JAR={flink_jar()}\n" in out
+    assert f"-{flink_pins.BEAM_JAVA}-flink{flink_pins.FLINK}.jar" in flink_jar()
+    args = beam_args("flink") if os.path.exists(flink_jar()) else None
+    if args:
+        assert f"--flink_version={flink_pins.FLINK_MINOR}" in args and "--flink_master=[local]" in args
