@@ -292,7 +292,11 @@ def _collect(checked, beam_result, run_dir: str, result: RunResult, inputs: _Inp
         if node.kind == "branch":
             r.routes = {k[6:]: v for k, v in c.items() if k.startswith("route:")}
         if node.kind == "transform" and any(op.op in ("aggregate", "summarize") for op in node.ops):
-            r.rowsCombined = max(0, r.rowsIn - r.rowsOut - r.rowsFiltered - r.rowsQuarantined)
+            r.rowsCombined = max(0, r.rowsIn - r.rowsOut - r.rowsFiltered - r.rowsQuarantined - c.get("rows_late", 0))
+        r.rowsLate = c.get("rows_late", 0)
+        if r.rowsLate:
+            r.warnings.append(f"{r.rowsLate} late row(s): their window had closed (beyond allowedLateness); not "
+                              f"in the table" + (", written to the DLQ" if checked.pipeline.dlq_enabled else ""))
         if node.id in checks:
             r.checks = checks[node.id]["checks"]
             r.warnings += [f"dataset check {x['check']}: {x['message']}" for x in r.checks

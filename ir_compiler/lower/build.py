@@ -51,6 +51,7 @@ class Builder:
         self.out = Lowered()
         self.signals: dict[str, list] = {}
         self.dlq: list = []
+        self.ctx.dlq_enabled = bool(checked.pipeline.dlq_enabled)
 
     def build(self) -> Lowered:
         for node_id in self.graph.order:
@@ -107,7 +108,7 @@ class Builder:
             args = None
             if self.ctx.streaming:
                 targets, _, retention = self._frontier_of(node)
-                args = {"frontier_nodes": targets, "retention_us": retention,
+                args = {"frontier_nodes": targets, "retention_us": retention, "windows": self._windows_after(node),
                         "commit_every_s": float(os.environ.get("FLOW_BEAM_COMMIT_EVERY_S", "5"))}
             ports = lower_pubsub_source(self.p, node, self.ctx, args, self.ctx.on_dataflow)
         else:
@@ -120,13 +121,28 @@ class Builder:
         from ir_compiler.loader import connector_config
 
         targets, plain, retention = self._frontier_of(node)
-        fn = StreamKafkaFn(node.id, connector_config(node), declared_schema(node), node.eventTime, self.ctx.batch_rows,
+        cfg = connector_config(node)
+        starts = self.ctx.kafka_starts.get(node.id, [])
+        parts = []  # the partitions that exist at launch (start_positions appends discovery slots per topic)
+        for topic in dict.fromkeys(t for t, _, _ in starts):
+            mine = [(t, p) for t, p, _ in starts if t == topic]
+            parts += mine[:max(0, len(mine) - cfg.discoverPartitions)]
+        fn = StreamKafkaFn(node.id, cfg, declared_schema(node), node.eventTime, self.ctx.batch_rows,
                            self.ctx.pipeline_id, self.ctx.warehouse_url, targets, retention, self.ctx.idle_stop_s,
                            commit_every_s=float(os.environ.get("FLOW_BEAM_COMMIT_EVERY_S", "5")), run_id=self.ctx.run_id,
-                           offset_nodes=plain)
-        read = (self.p | f"{node.id}/Partitions" >> beam.Create(self.ctx.kafka_starts.get(node.id, []))
+                           offset_nodes=plain, windows=self._windows_after(node), parts=parts,
+                           hold_unstarted=not self.ctx.on_dataflow)
+        read = (self.p | f"{node.id}/Partitions" >> beam.Create(starts)
                 | f"{node.id}/ReadKafkaStream" >> beam.ParDo(fn).with_outputs(ERRORS, main="main"))
         return {"main": read.main, "errors": read[ERRORS]}
+
+    def _windows_after(self, node) -> list:
+        """Every window (windowed ops, windowed joins) downstream of a stream source: where its rows get stamped."""
+        down = [n for n in self.graph.order if node.id in self.graph.upstream(n)]
+        out = [op.window for n in down if self.graph.nodes[n].kind == "transform"
+               for op in self.graph.nodes[n].ops if getattr(op, "window", None) is not None]
+        return out + [self.graph.nodes[n].window for n in down if self.graph.nodes[n].kind == "join"
+                      and getattr(self.graph.nodes[n], "window", None) is not None]
 
     def _frontier_of(self, node):
         """The targets fed by a stream source (whose frontiers gate its offset commits / acks) and how long after

@@ -85,7 +85,7 @@ def lower_transform(pcoll, node, ctx: RunContext, label: str, lookups: dict[int,
                 partial, final = ((sets.aggregate_partial, sets.aggregate_final) if op.op == "aggregate"
                                   else (sets.dedupe_table, sets.dedupe_table))
                 pcoll, errs = lower_windowed(pcoll, node.id, op, op.window, event_time, f"{step}-{op.op}",
-                                             partial, final, window_columns=op.op == "aggregate")
+                                             partial, final, window_columns=op.op == "aggregate", ctx=ctx)
                 errors += errs
                 continue
             if op.op == "aggregate" and op.window is not None and op.window.type != "global":
