@@ -66,6 +66,9 @@ class _Inputs:
     staged: dict = field(default_factory=dict)  # source id -> StagedFiles | None
     paths: dict[str, list[str]] = field(default_factory=dict)
     warnings: dict[str, list[str]] = field(default_factory=dict)
+    warehouse_url: str = ""  # drained Kafka sources with windowed targets settle their frontier there
+    run_dir: str = ""
+    pipeline_id: str = ""
 
 
 def _stage_inputs(checked: CheckedPipeline, opts: RunOptions, streaming: bool = False) -> _Inputs:
@@ -163,6 +166,7 @@ def run_document(source, opts: RunOptions | None = None, checked: CheckedPipelin
         result.nodes = {n.id: NodeResult(kind=n.kind) for n in checked.pipeline.nodes}
         streaming = streaming_mode(checked, opts)
         inputs = _stage_inputs(checked, opts, streaming)
+        inputs.warehouse_url, inputs.run_dir, inputs.pipeline_id = url, run_dir, checked.pipeline.id
         beam_result = _execute(checked, opts, url, run_dir, result, inputs, streaming)
         if opts.runner == "dataflow":  # submitted (or dry run): the job runs on Dataflow, not here
             result.status = "completed"
@@ -375,6 +379,8 @@ def _commit_offsets(result: RunResult, inputs: _Inputs) -> None:
         if not cfg.commitOffsets:
             continue
         try:
+            from ir_compiler.lower.drain import settle  # windowed targets: commit only what is final
+            ranges = settle(inputs.run_dir, inputs.warehouse_url, inputs.pipeline_id, node_id, ranges)
             commit_ranges(cfg, ranges)
         except Exception as exc:  # noqa: BLE001 - the rows are loaded; the next run reads them again
             result.warnings.append(f"node '{node_id}': could not commit Kafka offsets ({exc}); the next run "

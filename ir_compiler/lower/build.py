@@ -112,6 +112,8 @@ class Builder:
                         "commit_every_s": float(os.environ.get("FLOW_BEAM_COMMIT_EVERY_S", "5"))}
             ports = lower_pubsub_source(self.p, node, self.ctx, args, self.ctx.on_dataflow)
         else:
+            if node.connector == "kafka_consumer" and not self.ctx.streaming and not tested:
+                self._drain_windowed(node)
             ports = lower_source(self.p, node, self.ctx, node.id)
         main = count(ports["main"], node.id, "rows_out", f"{node.id}/CountOut")
         self._set_ports(node, {"main": main}, [ports["errors"]])
@@ -135,6 +137,22 @@ class Builder:
         read = (self.p | f"{node.id}/Partitions" >> beam.Create(starts)
                 | f"{node.id}/ReadKafkaStream" >> beam.ParDo(fn).with_outputs(ERRORS, main="main"))
         return {"main": read.main, "errors": read[ERRORS]}
+
+    def _drain_windowed(self, node):
+        """A drained Kafka source feeding windowed targets keeps open windows re-readable (lower/drain.py)."""
+        from ir_compiler.lower.drain import stored_frontier
+        from ir_compiler.lower.streaming import NEVER_FINAL
+        targets, _, retention = self._frontier_of(node)
+        if not targets or retention >= NEVER_FINAL:
+            return  # no fixed/sliding window downstream: every offset read is committed
+        self.ctx.drain_windowed[node.id] = {"targets": targets, "retention_us": retention}
+        for n in self.graph.order:
+            if node.id in self.graph.upstream(n) and self.graph.nodes[n].kind == "transform" and any(
+                    getattr(op, "window", None) is not None for op in self.graph.nodes[n].ops):
+                below = [t for t in targets if n in self.graph.upstream(t)]
+                frontier = stored_frontier(self.ctx.warehouse_url, self.ctx.pipeline_id, below) if below else None
+                if frontier is not None:
+                    self.ctx.drain_frontiers[n] = frontier
 
     def _windows_after(self, node) -> list:
         """Every window (windowed ops, windowed joins) downstream of a stream source: where its rows get stamped."""

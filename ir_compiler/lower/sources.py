@@ -127,8 +127,9 @@ def lower_source(p, node, ctx: RunContext, label: str):
     if node.connector == "kafka_consumer":
         ranges = ctx.kafka_ranges.get(node.id, [])
         read = (p | f"{label}/OffsetRanges" >> beam.Create(ranges)
-                | f"{label}/ReadKafka" >> beam.ParDo(_ReadKafkaFn(node.id, cfg, declared_schema(node),
-                                                                  ctx.batch_rows)).with_outputs(ERRORS, main="main"))
+                | f"{label}/ReadKafka" >> beam.ParDo(_ReadKafkaFn(
+                    node.id, cfg, declared_schema(node), ctx.batch_rows, node.eventTime,
+                    ctx.drain_windowed.get(node.id), ctx.run_dir)).with_outputs(ERRORS, main="main"))
         return {"main": read.main, ERRORS: read[ERRORS]}
     if node.connector in FILE_CONNECTORS:
         raise NotAvailableError(f"connector '{node.connector}' validates but has no runtime in this build yet; "
@@ -143,15 +144,23 @@ class _ReadKafkaFn(beam.DoFn):
     """One partition's offset range → Arrow tables (typed by the declared schema); undecodable messages and
     values that do not convert leave through ``errors`` with topic, partition and offset."""
 
-    def __init__(self, node_id, cfg, schema, batch_rows):
+    def __init__(self, node_id, cfg, schema, batch_rows, event_time=None, windowed=None, run_dir=None):
         self.node_id, self.cfg, self.schema, self.batch_rows = node_id, cfg, schema, batch_rows
+        # windowed targets downstream (ir_compiler.lower.drain): record each message's event time
+        self.event_time, self.windowed, self.run_dir = event_time, windowed, run_dir
 
     def process(self, rng):
         from connectors.kafka import decode, read_range
 
         rows, bad = [], []
+        self.seen = {} if self.windowed else None  # offset -> event µs
+        self.stamps = {}
         for msg in read_range(self.cfg, rng, self.cfg.pollTimeoutMs):
             where = {"topic": msg.topic, "partition": msg.partition, "offset": msg.offset}
+            if self.seen is not None:
+                self.seen[msg.offset] = -1  # undecodable: final (it went to errors)
+                self.stamps[msg.offset] = msg.timestamp * 1000 if msg.timestamp is not None and msg.timestamp >= 0 \
+                    else -1
             try:
                 rows.append((msg.offset, decode(self.cfg, msg)))
             except (ValueError, UnicodeDecodeError) as exc:
@@ -162,6 +171,10 @@ class _ReadKafkaFn(beam.DoFn):
                 rows = []
         if rows:
             yield from self._emit(rng, rows)
+        if self.seen is not None:
+            from ir_compiler.lower.drain import record
+            offsets = sorted(self.seen)
+            record(self.run_dir, self.node_id, rng, offsets, [self.seen[o] for o in offsets], self.windowed)
         counter(self.node_id, "rows_in").inc(len(bad))
         counter(self.node_id, "rows_errored").inc(len(bad))
         if bad:
@@ -186,6 +199,13 @@ class _ReadKafkaFn(beam.DoFn):
             rejected = {b.line for b in bad_rows}  # the offsets of rows whose values did not convert
             good = [o for o in offsets if o not in rejected]
             ords = pa.array(np.array(good, dtype=np.int64) + (rng.partition << 40))
+            if self.seen is not None:
+                events = [self.stamps.get(o, -1) for o in good]
+                if self.event_time is not None and self.event_time.field in table.column_names:
+                    from ir_compiler.windows import to_timestamps
+                    et = to_timestamps(table.column(self.event_time.field), self.event_time.format).cast(pa.int64())
+                    events = [e if e is not None else s for e, s in zip(et.to_pylist(), events)]
+                self.seen.update(zip(good, events))
             yield table.append_column(ORD, ords)
 
 

@@ -90,6 +90,13 @@ def lower_transform(pcoll, node, ctx: RunContext, label: str, lookups: dict[int,
                 continue
             if op.op == "aggregate" and op.window is not None and op.window.type != "global":
                 pcoll = pcoll | f"{step}-windows" >> beam.Map(_assign_windows, op.window, event_time)
+                if node.id in ctx.drain_frontiers:  # a drain after runs that closed windows: late rows
+                    from ir_compiler.lower.drain import DropClosedWindowsFn
+                    out = pcoll | f"{step}-closed" >> beam.ParDo(DropClosedWindowsFn(
+                        node.id, op.window, ctx.drain_frontiers[node.id], ctx.dlq_enabled)).with_outputs(
+                        ERRORS, main="main")
+                    pcoll = out.main
+                    errors.append(out[ERRORS])
                 op = op.model_copy(update={"groupBy": ["window_start", "window_end", *op.groupBy], "window": None})
             pcoll = _SET_LOWERING[op.op](pcoll, node.id, op, ctx, f"{step}-{op.op}")
     return pcoll, errors
