@@ -703,6 +703,9 @@ def lower_windowed(pcoll, node_id, op, window, event_time, label, partial, final
                                                             allowed_lateness=Duration.of(lateness))
     panes = (windowed | f"{label}/GroupPane" >> beam.GroupByKey()
              | f"{label}/FinishPane" >> beam.ParDo(_PaneFn(node_id, op, finish, window_columns)))
+    if ctx is not None and not ctx.streaming:  # a bounded run (session windows): the batch loads are global
+        panes = (panes | f"{label}/DropShard" >> beam.Map(lambda t: t.drop_columns([SHARD]))
+                 | f"{label}/Unwindow" >> beam.WindowInto(bw.GlobalWindows()))
     return panes, errors
 
 

@@ -80,7 +80,8 @@ def lower_transform(pcoll, node, ctx: RunContext, label: str, lookups: dict[int,
             if OPS[op.op].kind == "model":
                 raise NotAvailableError(f"model op '{op.op}' (ops[{i}]) is not available yet in this build",
                                         node_id=node.id)
-            if ctx.streaming and op.op in ("aggregate", "deduplicate") and op.window is not None:
+            if op.op in ("aggregate", "deduplicate") and op.window is not None and (
+                    ctx.streaming or op.window.type == "session"):  # bounded sessions: Beam merges them too
                 from ir_compiler.lower.streaming import lower_windowed
                 partial, final = ((sets.aggregate_partial, sets.aggregate_final) if op.op == "aggregate"
                                   else (sets.dedupe_table, sets.dedupe_table))
