@@ -209,19 +209,35 @@ class Builder:
         self._set_ports(node, lower_branch(pcoll, node, node.id), [])
 
     def _join(self, node):
-        if self.ctx.streaming:
-            from ir_compiler.errors import NotAvailableError
-            raise NotAvailableError("windowed joins of streams are not in this build (they validate and plan); "
-                                    "run the pipeline with --drain, or join a stream with a table through a "
-                                    "lookup_join op", node_id=node.id)
         inputs = [count(self._input(node, i), node.id, "rows_in", f"{node.id}/CountIn{i}")
                   for i in range(len(node.inputs))]
         schemas = [self._schema(ref) for ref in node.inputs]
         key_types = self._key_types(node, schemas)
         arrow = [s.to_arrow() if s is not None else None for s in schemas]
-        main = lower_join(inputs, node, self.ctx, node.id, arrow, key_types, self.out.warnings)
+        errors = []
+        if self.ctx.streaming:
+            main, errors = self._stream_join(node, inputs, arrow, key_types)
+        else:
+            main = lower_join(inputs, node, self.ctx, node.id, arrow, key_types, self.out.warnings)
         main = count(main, node.id, "rows_out", f"{node.id}/CountOut")
-        self._set_ports(node, {"main": main}, [])
+        self._set_ports(node, {"main": main}, errors)
+
+    def _stream_join(self, node, inputs, arrow, key_types):
+        """A windowed join of streams (every input unbounded; fixed, sliding or global-with-trigger windows)."""
+        from ir_compiler.errors import NotAvailableError
+        from ir_compiler.lower.branch_join import lower_stream_join
+        from ir_compiler.rules import is_unbounded
+        from ir_compiler.windows import event_time_of
+        ids = [str(ref).split(".")[0] for ref in node.inputs]
+        if not all(is_unbounded(self.graph, i) for i in ids):
+            raise NotAvailableError("a streaming join needs every input to be a stream; join a stream with a table "
+                                    "through a lookup_join op (or run the pipeline with --drain)", node_id=node.id)
+        if node.window.type == "session":
+            raise NotAvailableError("session windows on a join of streams are not in this build; use fixed or "
+                                    "sliding windows (or a windowed aggregate per stream)", node_id=node.id)
+        times = [self.graph.nodes[i].eventTime if self.graph.nodes[i].kind == "source"
+                 else event_time_of(self.graph, i) for i in ids]
+        return lower_stream_join(inputs, node, self.ctx, node.id, arrow, key_types, times)
 
     @staticmethod
     def _key_types(node, schemas):
@@ -260,14 +276,20 @@ class Builder:
     def _lateness_us(self, node) -> int:
         """The largest allowedLateness of the windows upstream of a target (a pane is final that long after)."""
         from ir_compiler.lower.streaming import US, lateness_s
-        windows = [op.window for n in self.graph.upstream(node.id) if self.graph.nodes[n].kind == "transform"
-                   for op in self.graph.nodes[n].ops if getattr(op, "window", None) is not None]
+        windows = self._windows_before(node)
         return int(max([lateness_s(w) for w in windows] or [0]) * US)
+
+    def _windows_before(self, node) -> list:
+        """The windows upstream of a node: windowed ops and windowed joins."""
+        up = self.graph.upstream(node.id)
+        return [op.window for n in up if self.graph.nodes[n].kind == "transform"
+                for op in self.graph.nodes[n].ops if getattr(op, "window", None) is not None] + [
+            self.graph.nodes[n].window for n in up if self.graph.nodes[n].kind == "join"
+            and getattr(self.graph.nodes[n], "window", None) is not None]
 
     def _accumulating(self, node) -> bool:
         """Whether the panes reaching a target carry whole windows (else deltas, applied once each)."""
-        windows = [op.window for n in self.graph.upstream(node.id) if self.graph.nodes[n].kind == "transform"
-                   for op in self.graph.nodes[n].ops if getattr(op, "window", None) is not None]
+        windows = self._windows_before(node)
         return not any(w.trigger is not None and w.trigger.accumulation == "discarding" for w in windows)
 
     def _archive(self, node):
