@@ -179,6 +179,7 @@ start() {
   if ! alive "$JS_PID" "$JS_MARK"; then
     js_answers && fb_die "port 127.0.0.1:$JOB_PORT is already in use; stop that process or set FLOW_BEAM_FLINK_JOB_PORT"
     FLINK_CONF_DIR="$CONF" fb_spawn "$JS_PID" "$STATE/jobserver.log" java -Xmx768m "${JAVA_OPENS[@]}" \
+      -Dorg.slf4j.simpleLogger.showDateTime=true -Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS \
       -Djava.io.tmpdir="$STATE/tmp" -jar "$JAR" --flink-master "127.0.0.1:$REST_PORT" --flink-conf-dir "$CONF" \
       --job-host 127.0.0.1 --job-port "$JOB_PORT" --artifact-port 0 --expansion-port -1 \
       --artifacts-dir "$STATE/artifacts"

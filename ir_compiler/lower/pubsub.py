@@ -20,12 +20,12 @@ from dataclasses import dataclass
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
-from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
 from apache_beam.transforms import window as bw
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from ir_compiler.lower.context import counter, write_report
-from ir_compiler.lower.streaming import UNWINDOWED, StreamRestrictions, earliest_stamps, source_clock
+from ir_compiler.lower.streaming import (UNWINDOWED, HoldingWatermarks, StreamRestrictions, earliest_stamps,
+                                         source_clock)
 from ir_compiler.ops.common import ORD
 
 ERRORS = "errors"
@@ -121,7 +121,7 @@ class StreamPubsubFn(beam.DoFn):
 
     @beam.DoFn.unbounded_per_element()
     def process(self, sub, tracker=beam.DoFn.RestrictionParam(StreamRestrictions()),
-                wm=beam.DoFn.WatermarkEstimatorParam(ManualWatermarkEstimator.default_provider())):
+                wm=beam.DoFn.WatermarkEstimatorParam(HoldingWatermarks())):
         from connectors import pubsub
 
         position = tracker.current_restriction().start
