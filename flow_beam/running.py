@@ -242,6 +242,14 @@ def _execute(checked, opts: RunOptions, url: str, run_dir: str, result: RunResul
                                f"follow it in the Dataflow console")
         return beam_result
     try:
+        if streaming and opts.runner == "flink" and opts.stop_after_idle_s is not None:
+            from flow_beam.runners import stop_when_drained
+            targets = [n.id for n in checked.pipeline.nodes if n.kind == "target"]
+            readers = sum(len(v) for v in inputs.kafka_starts.values()) + sum(
+                1 for n in checked.pipeline.nodes if n.kind == "source" and n.connector == "pubsub_subscription"
+                and not (opts.test_inputs and n.id in opts.test_inputs))
+            result.warnings += stop_when_drained(beam_result, opts.flink_master, args, result.runId, targets,
+                                                 readers)
         beam_result.wait_until_finish()
     except KeyboardInterrupt:
         if not streaming:

@@ -39,6 +39,7 @@ FLINK_MINOR="$(pin FLINK_MINOR)"
 POM="$HERE/flink/pom.xml"
 HOME_DIR="$FB_CACHE/flink"
 JAR="$HOME_DIR/flow-beam-flink-job-server-$BEAM_JAVA-flink$FLINK.jar"
+CLUSTER_JAR="$HOME_DIR/flow-beam-flink-job-server-$BEAM_JAVA-flink$FLINK-cluster.jar"  # shipped with each job
 FLINK_HOME="$HOME_DIR/flink-$FLINK"
 LOCAL_CONF="$HOME_DIR/conf-local"
 PYTHON="${FLOW_BEAM_PYTHON:-}"
@@ -46,6 +47,7 @@ REST_PORT="${FLOW_BEAM_FLINK_REST_PORT:-8081}"
 RPC_PORT="${FLOW_BEAM_FLINK_RPC_PORT:-6123}"
 BLOB_PORT="${FLOW_BEAM_FLINK_BLOB_PORT:-6124}"
 JOB_PORT="${FLOW_BEAM_FLINK_JOB_PORT:-8099}"
+LOCAL_REST_PORTS="50100-50199"  # [local] MiniClusters (flow_beam/runners.py: LOCAL_REST_PORTS)
 STATE="${FLOW_BEAM_FLINK_STATE:-$FB_STATE_ROOT/flink}"
 CONF="$STATE/conf"
 TIMEOUT="${FLOW_BEAM_START_TIMEOUT:-180}"
@@ -67,7 +69,7 @@ python_bin() {
   command -v python3 || fb_die "no python to run pip download with (set FLOW_BEAM_PYTHON)"
 }
 
-jar_ok() { [ -s "$JAR" ] && [ "$(cat "$JAR.pom.sha256" 2>/dev/null)" = "$(sha256sum "$POM" | cut -d' ' -f1)" ]; }
+jar_ok() { [ -s "$JAR" ] && [ -s "$CLUSTER_JAR" ] && [ "$(cat "$JAR.pom.sha256" 2>/dev/null)" = "$(sha256sum "$POM" | cut -d' ' -f1)" ]; }
 flink_ok() { [ -f "$FLINK_HOME/.complete" ] && [ -x "$FLINK_HOME/bin/jobmanager.sh" ]; }
 
 build_jar() {
@@ -84,6 +86,7 @@ build_jar() {
     fb_tail_log "$log"
     exit 1
   fi
+  mv "$build/target/flow-beam-flink-job-server-$BEAM_JAVA-flink$FLINK-cluster.jar" "$CLUSTER_JAR"
   mv "$build/target/flow-beam-flink-job-server-$BEAM_JAVA-flink$FLINK.jar" "$JAR.tmp"
   mv "$JAR.tmp" "$JAR"
   sha256sum "$POM" | cut -d' ' -f1 >"$JAR.pom.sha256"
@@ -137,7 +140,8 @@ install() {
   jar_ok || build_jar
   flink_ok || unpack_flink
   # [local] (Beam's embedded MiniCluster): ephemeral ports, so concurrent local runs do not collide
-  write_conf "$LOCAL_CONF" "rest.port: 0" "rest.bind-port: 0" "blob.server.port: 0" "jobmanager.rpc.port: 0" \
+  # (the REST API on the first free port of 50100-50199: flow-beam finds its job there to stop it with a drain)
+  write_conf "$LOCAL_CONF" "rest.bind-port: $LOCAL_REST_PORTS" "blob.server.port: 0" "jobmanager.rpc.port: 0" \
     "taskmanager.rpc.port: 0" "taskmanager.data.port: 0" "metrics.internal.query-service.port: 0"
 }
 

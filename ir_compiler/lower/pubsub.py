@@ -167,6 +167,8 @@ class StreamPubsubFn(beam.DoFn):
         if self.idle_stop_s is not None and time.monotonic() - _LAST[self.key] >= self.idle_stop_s:
             self._settle(sub, force=True)
             tracker.try_claim(sys.maxsize)
+            from ir_compiler.lower.streaming import reader_done
+            reader_done(self.key[0], (self.node_id, str(sub)))
             return
         tracker.defer_remainder(Duration.of(0 if received else 0.2))
 

@@ -237,6 +237,9 @@ def forget_run(run_id: str) -> None:
     """Drop a finished run's process-wide reader state."""
     with _LOCK, _COMMIT_LOCK:
         for table in (_CLOCKS, _PENDING, _MAX_SEEN, _LAST_DATA, _COMMITTED):
+            if table is _CLOCKS:
+                _DRAINED.pop(run_id, None)
+                _READERS_DONE.pop(run_id, None)
             for key in [k for k in table if k[0] == run_id]:
                 del table[key]  # (run id, node id, topic, partition) -> when this worker last read a message
 _LOCK = threading.Lock()
@@ -347,6 +350,7 @@ class StreamKafkaFn(beam.DoFn):
                 and self._at_end(tp, messages[-1].offset + 1 if messages else tracker.current_restriction().start):
             self._maybe_commit(force=True)
             tracker.try_claim(sys.maxsize)  # the restriction is done: this partition's stream ends here
+            reader_done(self.run_key[0], (self.node_id, *tp))
             return
         tracker.defer_remainder(Duration.of(0 if messages else (0.2 if exists else 2.0)))
 
@@ -836,7 +840,9 @@ class FrontierFn(beam.DoFn):
         self.pipeline_id, self.node_id, self.warehouse_url, self.run_id = pipeline_id, node_id, warehouse_url, run_id
 
     def process(self, item, pending=beam.DoFn.StateParam(PENDING), timer=beam.DoFn.TimerParam(TIMER)):
-        _, final_us = item
+        key, final_us = item
+        if key != "frontier":  # the end marker's element
+            return
         times = set(pending.read())
         if final_us not in times:
             pending.add(final_us)
@@ -904,8 +910,50 @@ def lower_stream_target(pcoll, node, ctx, label, lineage_source, lateness_us, ac
     fn = SinkEachFn(node, info, lateness_us) if node.connector else PaneCommitFn(node, info, lateness_us,
                                                                                   accumulating)
     acks = pcoll | f"{label}/CommitPanes" >> beam.ParDo(fn)
-    return (acks | f"{label}/GlobalWindow" >> beam.WindowInto(bw.GlobalWindows())
-            | f"{label}/Frontier" >> beam.ParDo(FrontierFn(ctx.pipeline_id, node.id, ctx.warehouse_url, ctx.run_id)))
+    start = pcoll.pipeline | f"{label}/EndStart" >> beam.Create([("end", 0)])  # one element for the end timer
+    acks = ((acks | f"{label}/GlobalWindow" >> beam.WindowInto(bw.GlobalWindows()), start)
+            | f"{label}/WithEnd" >> beam.Flatten())
+    _ = acks | f"{label}/EndMarker" >> beam.ParDo(EndMarkerFn(ctx.run_id, node.id))
+    return acks | f"{label}/Frontier" >> beam.ParDo(FrontierFn(ctx.pipeline_id, node.id, ctx.warehouse_url,
+                                                                 ctx.run_id))
+
+
+_DRAINED: dict[str, set] = {}  # run id -> targets whose input watermark reached the end of time (this process)
+_READERS_DONE: dict[str, set] = {}  # run id -> (source id, topic, partition) / (source id, subscription) ended
+
+
+def reader_done(run_id: str, key: tuple) -> None:
+    with _LOCK:
+        _READERS_DONE.setdefault(run_id, set()).add(key)
+
+
+def drained(run_id: str) -> tuple[set, int]:
+    """(targets drained, readers ended) of a run in this process: once every reader has ended (idle stop) and
+    every target's commit step has passed the end-of-time watermark, every row is loaded (the commit step
+    finishes its bundle before it forwards that watermark) and the job may be stopped."""
+    with _LOCK:
+        return set(_DRAINED.get(run_id, ())), len(_READERS_DONE.get(run_id, ()))
+
+
+class EndMarkerFn(beam.DoFn):
+    """After a target's commit step: an event-time timer at the end of time marks the target drained
+    (``drained``); an idle-stopped run on Flink, whose Impulse sources never finish with checkpointing on,
+    then stops the job instead of letting sources shut down early (see flow_beam/runners.py)."""
+
+    from apache_beam.transforms.userstate import TimerSpec, on_timer
+    END = TimerSpec("end", beam.TimeDomain.WATERMARK)
+
+    def __init__(self, run_id, node_id):
+        self.run_id, self.node_id = run_id, node_id
+
+    def process(self, item, timer=beam.DoFn.TimerParam(END)):
+        if item[0] == "end":
+            timer.set(bw.GlobalWindow().max_timestamp())
+
+    @on_timer(END)
+    def at_end(self):
+        with _LOCK:
+            _DRAINED.setdefault(self.run_id, set()).add(self.node_id)
 
 
 class AppendEachFn(beam.DoFn):
