@@ -39,7 +39,6 @@ FLINK_MINOR="$(pin FLINK_MINOR)"
 POM="$HERE/flink/pom.xml"
 HOME_DIR="$FB_CACHE/flink"
 JAR="$HOME_DIR/flow-beam-flink-job-server-$BEAM_JAVA-flink$FLINK.jar"
-CLUSTER_JAR="$HOME_DIR/flow-beam-flink-job-server-$BEAM_JAVA-flink$FLINK-cluster.jar"  # shipped with each job
 FLINK_HOME="$HOME_DIR/flink-$FLINK"
 LOCAL_CONF="$HOME_DIR/conf-local"
 PYTHON="${FLOW_BEAM_PYTHON:-}"
@@ -69,7 +68,7 @@ python_bin() {
   command -v python3 || fb_die "no python to run pip download with (set FLOW_BEAM_PYTHON)"
 }
 
-jar_ok() { [ -s "$JAR" ] && [ -s "$CLUSTER_JAR" ] && [ "$(cat "$JAR.pom.sha256" 2>/dev/null)" = "$(sha256sum "$POM" | cut -d' ' -f1)" ]; }
+jar_ok() { [ -s "$JAR" ] && [ "$(cat "$JAR.pom.sha256" 2>/dev/null)" = "$(sha256sum "$POM" | cut -d' ' -f1)" ]; }
 flink_ok() { [ -f "$FLINK_HOME/.complete" ] && [ -x "$FLINK_HOME/bin/jobmanager.sh" ]; }
 
 build_jar() {
@@ -86,7 +85,6 @@ build_jar() {
     fb_tail_log "$log"
     exit 1
   fi
-  mv "$build/target/flow-beam-flink-job-server-$BEAM_JAVA-flink$FLINK-cluster.jar" "$CLUSTER_JAR"
   mv "$build/target/flow-beam-flink-job-server-$BEAM_JAVA-flink$FLINK.jar" "$JAR.tmp"
   mv "$JAR.tmp" "$JAR"
   sha256sum "$POM" | cut -d' ' -f1 >"$JAR.pom.sha256"
