@@ -20,6 +20,7 @@ setup(
         "xxhash>=3,<4",
         "croniter>=2,<7",
         "python-dateutil>=2.8,<3",
+        "regex>=2023.0,<2027",
     ],
     extras_require={
         "postgres": ["psycopg[binary]>=3.1,<4"],

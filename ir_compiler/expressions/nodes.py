@@ -1,6 +1,7 @@
 """A compiled AST node: its type and its two back-ends, plus the NULL-aware helpers both share."""
 from __future__ import annotations
 
+import datetime as dt
 import decimal
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -70,13 +71,35 @@ def cast_arrow(x, ctype: ColumnType):
         return x
     if isinstance(x, pa.Scalar):
         return pa.scalar(x.as_py(), x.type).cast(atype) if x.is_valid else pa.scalar(None, atype)
+    if pa.types.is_null(x.type):
+        return pa.nulls(len(x), atype)
     return pc.cast(x, atype)
 
 
+def elementwise(fn: Callable, out: ColumnType, *children: Node) -> Node:
+    """A node computed by one Python function of its children's values, NULL in → NULL out, in both back-ends
+    (the Arrow back-end maps the same function over the batch: used where no Arrow kernel gives PostgreSQL's
+    answer)."""
+    f = strict(fn)
+    atype = to_arrow(out)
+
+    def arrow(t):
+        vals = [c.arrow(t) for c in children]
+        if all(isinstance(v, pa.Scalar) for v in vals):
+            return pa.scalar(f(*[v.as_py() for v in vals]), atype)
+        cols = [broadcast(v, t.num_rows).to_pylist() for v in vals]
+        return pa.array([f(*xs) for xs in zip(*cols)], atype)
+    return Node(out, row_of(f, *children), arrow)
+
+
 def coerce(node: Node, ctype: ColumnType) -> Node:
-    """The node converted to ``ctype`` (numeric widening only)."""
+    """The node converted to ``ctype`` (numeric widening, date → timestamp at midnight)."""
     if node.type == ctype:
         return node
+    if ctype.name == "timestamp" and node.type.name == "date":
+        row = node.row
+        return Node(ctype, lambda r: (None if (v := row(r)) is None else dt.datetime(v.year, v.month, v.day)),
+                    lambda t: cast_arrow(node.arrow(t), ctype), node.constant)
     if ctype.name == "float":
         row = node.row
         return Node(ctype, lambda r: (None if (v := row(r)) is None else float(v)),

@@ -6,6 +6,19 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from ir_compiler.errors import ExpressionError
+from sqlglot.dialects.postgres import Postgres
+
+# Functions whose arguments sqlglot would rewrite (format strings to strftime, log's default base, flags):
+# parsed as plain calls so the compiler sees exactly what the user wrote.
+_KEEP_AS_CALLS = ("TO_CHAR", "TO_DATE", "TO_TIMESTAMP", "LOG", "DIV", "REGEXP_REPLACE", "REGEXP_LIKE", "TO_NUMBER",
+                  "JSON_EXTRACT_PATH_TEXT", "JSON_EXTRACT_PATH", "INITCAP", "DATE_PART", "GENERATE_SERIES")
+
+
+class FlowPostgres(Postgres):
+    """PostgreSQL as sqlglot parses it, minus the rewrites listed in ``_KEEP_AS_CALLS``."""
+
+    class Parser(Postgres.Parser):
+        FUNCTIONS = {k: v for k, v in Postgres.Parser.FUNCTIONS.items() if k not in _KEEP_AS_CALLS}
 
 _NOT_SCALAR = (exp.Select, exp.Subquery, exp.Union, exp.Window, exp.Star, exp.AggFunc, exp.Insert, exp.Update,
                exp.Delete, exp.Create, exp.Drop)
@@ -15,7 +28,7 @@ def parse_expression(text: str) -> exp.Expression:
     if not isinstance(text, str) or not text.strip():
         raise ExpressionError("the expression is empty", expr=str(text))
     try:
-        tree = sqlglot.parse_one(text, dialect="postgres")
+        tree = sqlglot.parse_one(text, dialect=FlowPostgres)
     except ParseError as exc:
         err = exc.errors[0] if exc.errors else {}
         raise ExpressionError(f"cannot parse SQL: {err.get('description', str(exc))}", expr=text,
