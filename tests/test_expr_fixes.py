@@ -115,12 +115,20 @@ def test_constant_expressions_broadcast_to_the_batch(text, expected):
     assert both(text) == [expected] * 3
 
 
-def test_a_failing_constant_fails_each_row_not_the_compile():
-    compiled = compile_expression("CAST('x' AS bigint)", SCHEMA)
-    with pytest.raises(CastError):
+def test_a_failing_constant_is_a_validation_error_unless_unreachable():
+    # PostgreSQL converts a literal while parsing and folds constant calls while planning: both fail the query
+    for text in ("CAST('x' AS bigint) + n", "make_date(2024, 13, 1) - day", "CASE WHEN n > 0 THEN CAST('x' AS "
+                                                                             "date) END"):
+        with pytest.raises(ExpressionError, match="always fails"):
+            compile_expression(text, SCHEMA)
+    # ... unless coalesce or CASE make it unreachable; like PostgreSQL, it is then never evaluated
+    assert both("coalesce(DATE '2020-01-01', make_date(2024, 13, 1))") == [dt.date(2020, 1, 1)] * 3
+    assert both("CASE WHEN 1 > 2 THEN make_date(2024, 13, 1) ELSE day END") == [r["day"] for r in ROWS]
+    # a stable function (to_date) is not folded by PostgreSQL: only rows that reach it fail
+    compiled = compile_expression("CASE WHEN n = 1 THEN to_date('x', 'YYYY') ELSE day END", SCHEMA)
+    assert compiled.eval_row(ROWS[1]) == ROWS[1]["day"]
+    with pytest.raises(Exception, match="YYYY"):
         compiled.eval_row(ROWS[0])
-    with pytest.raises(CastError):
-        compiled.eval_arrow(TABLE)
 
 
 class _Deadline:

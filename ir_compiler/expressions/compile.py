@@ -45,6 +45,8 @@ class _Compiler:
     def __init__(self, text: str, schema: Schema):
         self.text, self.schema = text, schema
         self.columns: set[str] = set()
+        self.constants: dict[int, object] = {}  # id(AST node) → its folded value
+        self.failed: list = []  # (AST node, message) of constant subtrees that fail
 
     def fail(self, message: str, node=None):
         raise ExpressionError(message, expr=self.text, position=position_of(self.text, node) if node else None)
@@ -52,8 +54,38 @@ class _Compiler:
     def compile(self, node: exp.Expression) -> Node:
         out = self._dispatch(node)
         if not out.constant and node.find(exp.Column) is None:
-            out = _fold(out)
+            out = _fold(self, out, node)
+        if out.constant:
+            self.constants[id(node)] = out.row({})
         return out
+
+    def check_failed_constants(self):
+        """PostgreSQL folds constant subexpressions when it plans a query, so one that fails is an error for
+        the whole query, unless coalesce or CASE makes it unreachable; flow-beam says so at validation."""
+        for src, message in self.failed:
+            inner = src.this.unnest() if isinstance(src, exp.Cast) else None
+            literal = isinstance(inner, exp.Literal) and inner.is_string
+            if literal or not (self._pruned(src) or _stable(src)):
+                self.fail(f"{message} (a constant part of the expression always fails)", src)
+
+    def _pruned(self, node) -> bool:
+        while node.parent is not None:
+            parent = node.parent
+            if isinstance(parent, exp.Coalesce):
+                args = [parent.this, *parent.expressions]
+                idx = next((k for k, a in enumerate(args) if a is node), 0)
+                if any(self.constants.get(id(a), None) is not None and not _stable(a) for a in args[:idx]):
+                    return True
+            if isinstance(parent, exp.If) and node is parent.args.get("true"):
+                if id(parent.this) in self.constants and self.constants[id(parent.this)] is not True:
+                    return True
+            if isinstance(parent, exp.Case) and parent.this is None:
+                ifs = parent.args.get("ifs") or []
+                idx = next((k for k, a in enumerate(ifs) if a is node), len(ifs))
+                if any(self.constants.get(id(a.this)) is True for a in ifs[:idx]):
+                    return True
+            node = parent
+        return False
 
     def _dispatch(self, node: exp.Expression) -> Node:
         for cls in type(node).__mro__:
@@ -70,21 +102,43 @@ class _Compiler:
             self.fail(f"{what} needs numbers but `{src.sql(dialect='postgres')}` is {node.type}; add a cast", src)
 
 
-def _fold(node: Node) -> Node:
-    """A subtree without columns is computed once, at compile time (a constant in both back-ends). If it fails
-    (e.g. ``CAST('x' AS int)``), every row fails with that error at run time, as in PostgreSQL."""
+_STABLE = {"to_char", "to_date", "to_timestamp", "age", "now"}
+
+
+def _stable(src) -> bool:
+    """PostgreSQL does not fold STABLE functions (to_char, to_date, age, now…) when it plans: a failing call is
+    only an error for the rows that reach it."""
+    return any(isinstance(n, exp.Anonymous) and n.name.lower() in _STABLE
+               or isinstance(n, (exp.CurrentDate, exp.CurrentTimestamp))
+               or isinstance(n, exp.Cast) and n.to.this == exp.DataType.Type.TIMESTAMPTZ  # reads TimeZone
+               for n in src.walk())
+
+
+def _fold(c: "_Compiler", node: Node, src) -> Node:
+    """A subtree without columns is computed once, at compile time (a constant in both back-ends, broadcast to the
+    batch). If it fails (``CAST('x' AS int)``) the expression is rejected (see check_failed_constants) unless it is
+    unreachable (``coalesce(DATE '2020-01-01', CAST('x' AS date))``); rows that reach it anyway fail with the
+    reason."""
     try:
         value = node.row({})
-    except Exception:  # noqa: BLE001 - re-raised for each row when the expression runs
-        atype = to_arrow(node.type)
-        return Node(node.type, node.row, lambda t: pa.scalar(node.row({}), atype))
-    return const(value, node.type)
+    except (ValueError, ArithmeticError, TypeError, OverflowError) as exc:
+        message = f"`{src.sql(dialect='postgres')}` fails: {exc}"
+        c.failed.append((src, message))
+
+        def fail(*_):
+            raise CastError(message)
+        return Node(node.type, fail, fail)
+    out = const(value, node.type)
+    if _stable(src):
+        out = Node(out.type, out.row, out.arrow, True, stable=True)
+    return out
 
 
 def compile_expression(text: str, schema: Schema, *, boolean: bool = False) -> CompiledExpression:
     tree = parse_expression(text)
     comp = _Compiler(text, schema)
     node = comp.compile(tree)
+    comp.check_failed_constants()
     if boolean and node.type not in (BOOL, NULL):
         raise ExpressionError(f"a condition must be true/false but this expression is {node.type}", expr=text)
     return CompiledExpression(text, node.type, comp.columns, node)
@@ -114,6 +168,8 @@ def _literal(c: _Compiler, node: exp.Literal) -> Node:
     if re.fullmatch(r"\d+", text) and int(text) <= pv.INT64_MAX:
         return const(int(text), INT)
     d = decimal.Decimal(text)  # PostgreSQL: 1.5 and 1e3 are numeric, not double precision
+    if d.as_tuple().exponent > 0:
+        d = d.quantize(decimal.Decimal(1), context=pv.DEC)  # 1e3 → 1000
     scale = max(0, -d.as_tuple().exponent)
     precision = max(len(d.as_tuple().digits), scale, 1)
     if precision > 38:
@@ -183,13 +239,19 @@ def _arith(c, node) -> Node:
     if any(n.type.is_temporal or n.type == INTERVAL for n in (left, right)):
         return temporal_arith(c, op, left, right, node)
     left, right, t = _numeric_pair(c, node, op)
+    null_const = any(n.constant and not n.stable and n.row({}) is None for n in (left, right))
     if t.name == "decimal":
         a, b = _as_decimal(left), _as_decimal(right)
+        if null_const:
+            return const(None, _decimal_result(op, a.type, b.type))
         out = _decimal_result(op, a.type, b.type)
         fn, atype = _DEC_OPS[op], to_arrow(out)
 
         def py_dec(x, y):
-            return pv.fit_decimal(fn(x, y), out.precision, out.scale)
+            try:
+                return pv.fit_decimal(fn(x, y), out.precision, out.scale)
+            except pv.ConversionError as exc:
+                raise pv.ConversionError(f"{exc} (flow-beam: decimals hold at most 38 digits)") from None
 
         def arrow_dec(x, y):
             try:
@@ -197,27 +259,35 @@ def _arith(c, node) -> Node:
             except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
                 return _map2(py_dec, x, y, atype)
         return Node(out, row_of(strict(py_dec), a, b), arrow_of(arrow_dec, a, b))
+    if null_const:
+        return const(None, t)
     a, b = _typed(left, t), _typed(right, t)
     py = _PY_OPS[op]
     if t.name == "int":
         return Node(t, row_of(strict(lambda x, y: _int_result(py(x, y))), a, b), arrow_of(_ARROW_OPS[op], a, b))
-    return Node(t, row_of(strict(lambda x, y: _float_result(py(x, y), x, y)), a, b),
-                arrow_of(lambda x, y: _checked_float(_ARROW_OPS[op](x, y), x, y), a, b))
+    return Node(t, row_of(strict(lambda x, y: _float_result(py(x, y), x, y, op=op)), a, b),
+                arrow_of(lambda x, y: _checked_float(_ARROW_OPS[op](x, y), x, y, op=op), a, b))
 
 
-def _float_result(v, *args):
-    if math.isinf(v) and not any(isinstance(a, float) and math.isinf(a) for a in args):
+def _float_result(v, x, y, op="add"):
+    """PostgreSQL raises when a float result overflows to infinity (inputs finite) or, for * and /, underflows
+    to zero (inputs non-zero)."""
+    if math.isinf(v) and not (math.isinf(x) or math.isinf(y)):
         raise CastError("value out of range: overflow")
+    if v == 0 and op in ("mul", "div") and x != 0 and (op == "div" or y != 0) and not math.isinf(y):
+        raise CastError("value out of range: underflow")
     return v
 
 
-def _checked_float(out, *args):
-    """PostgreSQL raises on a float result that overflows to infinity (inputs finite)."""
-    bad = pc.is_inf(out)
-    for a in args:
-        bad = pc.and_(bad, pc.invert(pc.is_inf(a)))
+def _checked_float(out, x, y, op="add"):
+    bad = pc.and_(pc.is_inf(out), pc.and_(pc.invert(pc.is_inf(x)), pc.invert(pc.is_inf(y))))
+    if op in ("mul", "div"):
+        under = pc.and_(pc.equal(out, 0.0), pc.and_(pc.not_equal(x, 0.0), pc.invert(pc.is_inf(y))))
+        if op == "mul":
+            under = pc.and_(under, pc.not_equal(y, 0.0))
+        bad = pc.or_(bad, under)
     if pc.any(bad).as_py() if not isinstance(bad, pa.Scalar) else bad.as_py():
-        raise CastError("value out of range: overflow")
+        raise CastError("value out of range: overflow or underflow")
     return out
 
 
@@ -237,7 +307,7 @@ def _py_div(a, b, integer):
     if integer:
         q = abs(a) // abs(b)
         return pv.check_int(q if (a >= 0) == (b >= 0) else -q)
-    return _float_result(a / b, a, b)
+    return _float_result(a / b, a, b, op="div")
 
 
 def _zero_safe(b):
@@ -250,12 +320,18 @@ def _arrow_div(a, b, t):
     zero, safe = _zero_safe(b)
     q = pc.divide_checked(a, safe)
     if t.name == "float":
-        q = _checked_float(q, a, b)
+        q = _checked_float(q, a, b, op="div")
     return pc.if_else(zero, null_of(t), q)
+
+
+def _null_or_zero(n: Node) -> bool:
+    return n.constant and not n.stable and (n.row({}) is None or n.row({}) == 0)
 
 
 def _div(c, node) -> Node:
     left, right, t = _numeric_pair(c, node, "division")
+    if _null_or_zero(right) or _null_or_zero(left) and left.row({}) is None:
+        return const(None, FLOAT if t.name == "decimal" else t)
     if t.name == "decimal":  # documented: decimal division is computed in double precision
         t = FLOAT
     left, right = _typed(left, t), _typed(right, t)
@@ -287,6 +363,9 @@ def mod_node(c, left: Node, right: Node, lsrc, rsrc) -> Node:
     t = common_type(left.type, right.type) or FLOAT
     if t.name == "null":
         t = INT
+    if _null_or_zero(right) or _null_or_zero(left) and left.row({}) is None:
+        return const(None, _decimal_result("mod", _as_decimal(left).type, _as_decimal(right).type)
+                     if t.name == "decimal" else t)
     if t.name == "decimal":
         a, b = _as_decimal(left), _as_decimal(right)
         out = _decimal_result("mod", a.type, b.type)
@@ -309,7 +388,8 @@ def _neg(c, node) -> Node:
     c.numeric(inner, node.this, "unary minus")
     if inner.type.name == "null":
         return inner
-    py = (lambda a: pv.check_int(-a)) if inner.type.name == "int" else (lambda a: -a)
+    py = (lambda a: pv.check_int(-a)) if inner.type.name == "int" else pv.DEC.minus if \
+        inner.type.name == "decimal" else (lambda a: -a)
     return Node(inner.type, row_of(strict(py), inner), arrow_of(pc.negate_checked, inner), inner.constant)
 
 
@@ -346,6 +426,8 @@ def comparable(c, left: Node, right: Node, lsrc, rsrc):
 
 def _compare(c, node) -> Node:
     left, right = comparable(c, c.compile(node.left), c.compile(node.right), node.left, node.right)
+    if any(n.constant and not n.stable and n.row({}) is None for n in (left, right)):
+        return const(None, BOOL)
     kernel, py = _ARROW_CMP[type(node)], strict(_PY_CMP[type(node)])
     return Node(BOOL, row_of(py, left, right), arrow_of(kernel, left, right))
 
@@ -391,13 +473,35 @@ def py_or(a, b):
 
 
 def _and(c, node) -> Node:
+    """The row back-end stops at a false left side (as PostgreSQL does): ``x <> 0 AND 10 / x > 1`` never
+    evaluates the right side where it is not needed (the Arrow back-end falls back to rows if it fails)."""
     a, b = _bool_operand(c, node.left), _bool_operand(c, node.right)
-    return Node(BOOL, row_of(py_and, a, b), arrow_of(pc.and_kleene, a, b))
+    for x, y in ((a, b), (b, a)):
+        if x.constant and not x.stable and x.row({}) is False:
+            return const(False, BOOL)
+        if x.constant and not x.stable and x.row({}) is True:
+            return y
+    ga, gb = a.row, b.row
+
+    def py(row):
+        x = ga(row)
+        return False if x is False else py_and(x, gb(row))
+    return Node(BOOL, py, arrow_of(pc.and_kleene, a, b))
 
 
 def _or(c, node) -> Node:
     a, b = _bool_operand(c, node.left), _bool_operand(c, node.right)
-    return Node(BOOL, row_of(py_or, a, b), arrow_of(pc.or_kleene, a, b))
+    for x, y in ((a, b), (b, a)):
+        if x.constant and not x.stable and x.row({}) is True:
+            return const(True, BOOL)
+        if x.constant and not x.stable and x.row({}) is False:
+            return y
+    ga, gb = a.row, b.row
+
+    def py(row):
+        x = ga(row)
+        return True if x is True else py_or(x, gb(row))
+    return Node(BOOL, py, arrow_of(pc.or_kleene, a, b))
 
 
 def negate(n: Node) -> Node:
@@ -485,10 +589,21 @@ def _case(c, node) -> Node:
         values.append(c.compile(branch.args["true"]))
     default = c.compile(node.args["default"]) if node.args.get("default") is not None else const(None, NULL)
     t = unify(c, values + [default], node, "CASE branches")
+    kept = []  # arms with a constant condition are resolved now (as PostgreSQL's planner does)
+    for cond, val in zip(conds, values):
+        if cond.constant and not cond.stable:
+            if cond.row({}) is True:
+                default = val
+                break
+            continue
+        kept.append((cond, val))
+    conds, values = [k[0] for k in kept], [k[1] for k in kept]
     if t.name == "null":
         t = STRING
     values = [_typed(v, t) for v in values]
     default = _typed(default, t)
+    if not conds:
+        return default
 
     def py(row):
         for cond, val in zip(conds, values):

@@ -77,7 +77,12 @@ def _upper_lower(upper: bool):
     def build(c, node):
         a = _text(c, node.this)
         py = patterns.simple_upper if upper else patterns.simple_lower
-        return Node(STRING, row_of(strict(py), a), arrow_of(pc.utf8_upper if upper else pc.utf8_lower, a))
+
+        def arrow(x):
+            if upper and not isinstance(x, pa.Scalar) and pc.any(pc.match_substring(x, "ß")).as_py():
+                return pa.array([None if v is None else py(v) for v in x.to_pylist()], pa.string())  # Arrow: ẞ
+            return (pc.utf8_upper if upper else pc.utf8_lower)(x)
+        return Node(STRING, row_of(strict(py), a), arrow_of(arrow, a))
     return build
 
 
@@ -377,6 +382,12 @@ def _common(c, nodes, src):
 
 def _coalesce(c, node):
     nodes, t = _common(c, [c.compile(e) for e in _args(node)], node)
+    for k, n in enumerate(nodes):  # the first non-NULL constant ends the list (PostgreSQL's planner)
+        if n.constant and not n.stable and n.row({}) is not None:
+            nodes = nodes[:k + 1]
+            if k == 0:
+                return n
+            break
 
     def py(row):
         for n in nodes:
@@ -395,15 +406,16 @@ def _nullif(c, node):
     a, b = c.compile(node.this), c.compile(node.expression)
     from ir_compiler.expressions.compile import comparable
     a2, b2 = comparable(c, a, b, node.this, node.expression)
-    out_t = a.type if a.type.name != "null" else NULL
+    out_t = a2.type if a.type.name != "null" else NULL  # the common type of both (PostgreSQL)
 
     def py(row):
-        x, y = a.row(row), b2.row(row)
-        return None if x is not None and y is not None and a2.row(row) == y else x
+        x, y = a2.row(row), b2.row(row)
+        return None if x is not None and y is not None and x == y else x
 
     def arrow(tab):
-        eq = pc.fill_null(pc.equal(a2.arrow(tab), b2.arrow(tab)), False)
-        return pc.if_else(eq, null_of(out_t), broadcast(a.arrow(tab), tab.num_rows))
+        x = broadcast(a2.arrow(tab), tab.num_rows)
+        eq = pc.fill_null(pc.equal(x, b2.arrow(tab)), False)
+        return pc.if_else(eq, null_of(out_t), x)
     return Node(out_t, py, arrow)
 
 
@@ -427,66 +439,85 @@ def _extreme(c, node, greatest: bool):
 # ---- numbers ---------------------------------------------------------------------------------------
 def _abs(c, node):
     a = _num(c, node.this)
-    py = (lambda v: pv.check_int(abs(v))) if a.type == INT else abs
+    py = (lambda v: pv.check_int(abs(v))) if a.type == INT else pv.DEC.abs if a.type.name == "decimal" else abs
     return Node(a.type, row_of(strict(py), a), arrow_of(pc.abs_checked, a))
+
+
+def _signed_zero(out: float, v: float) -> float:
+    """ceil(-0.5) is -0 in C (and PostgreSQL prints it): keep the sign of a zero result."""
+    return math.copysign(0.0, v) if out == 0 else out
+
+
+def _int_as_float(a: Node) -> Node:
+    """round/trunc/floor/ceil/sign of an integer are double precision in PostgreSQL (float8 is the preferred
+    numeric type)."""
+    return coerce(a, FLOAT) if a.type.name == "int" else a
+
+
+def _dec_digits(c, node, what):
+    nd = _int_const(c, node.args["decimals"], what) if node.args.get("decimals") else None
+    return nd
+
+
+def _round_dec(a: Node, nd: int, rounding) -> Node:
+    """numeric rounding to ``nd`` places: the result has scale max(nd, 0), as PostgreSQL's round/trunc."""
+    scale = min(max(nd, 0), 37)
+    q, q0 = decimal.Decimal(1).scaleb(-nd), decimal.Decimal(1).scaleb(-scale)
+
+    def py(v):
+        r = v.quantize(q, rounding=rounding, context=pv.DEC)
+        return pv.fit_decimal(r.quantize(q0, context=pv.DEC), 38, scale)
+    return elementwise(py, decimal_type(38, scale), a)
 
 
 def _round(c, node):
     a = _num(c, node.this)
-    nd = _int_const(c, node.args["decimals"], "round() digits") if node.args.get("decimals") else 0
-    if a.type.name == "int" and nd >= 0:
-        return a
-    if a.type.name == "int":
-        a = coerce(a, decimal_type(38, 0))
-    mode = "half_to_even" if a.type.name == "float" else "half_towards_infinity"  # i.e. away from zero
-    out = a.type if a.type.name == "float" else decimal_type(a.type.precision, max(0, min(a.type.scale, nd)))
-
-    def py(v):
-        if isinstance(v, decimal.Decimal):
-            return v.quantize(decimal.Decimal(1).scaleb(-nd), context=pv.DEC)
-        return pc.round(pa.scalar(v, pa.float64()), nd, round_mode=mode).as_py()
-    if out.name == "decimal":
-        return elementwise(lambda v: pv.fit_decimal(py(v), 38, out.scale), decimal_type(38, out.scale), a)
-    return Node(out, row_of(strict(py), a), arrow_of(lambda x: pc.round(x, nd, round_mode=mode), a))
+    nd = _dec_digits(c, node, "round() digits")
+    if nd is not None and a.type.name == "float":  # an extension (PostgreSQL has no round(float8, int))
+        return Node(FLOAT, row_of(strict(lambda v: pc.round(pa.scalar(v, pa.float64()), nd,
+                                                            round_mode="half_to_even").as_py()), a),
+                    arrow_of(lambda x: pc.round(x, nd, round_mode="half_to_even"), a))
+    if nd is not None:  # round(numeric, n): half away from zero
+        if a.type.name == "int":
+            a = coerce(a, decimal_type(38, 0))
+        return _round_dec(a, nd, decimal.ROUND_HALF_UP)
+    if a.type.name == "decimal":
+        return _round_dec(a, 0, decimal.ROUND_HALF_UP)
+    a = _int_as_float(a)  # double precision: rint(), half to even
+    return Node(FLOAT, row_of(strict(lambda v: v if math.isinf(v) or math.isnan(v) else _signed_zero(float(round(v)), v)), a),
+                arrow_of(lambda x: pc.round(x, round_mode="half_to_even"), a))
 
 
 def _floor_ceil(c, node, up: bool):
-    a = _num(c, node.this)
-    if a.type.name == "int":
-        return a
+    a = _int_as_float(_num(c, node.this))
     fn = math.ceil if up else math.floor
     if a.type.name == "decimal":
-        out = decimal_type(a.type.precision, 0)
-        return elementwise(lambda v: decimal.Decimal(fn(v)), out, a)
-    return Node(a.type, row_of(strict(lambda v: v if math.isinf(v) or math.isnan(v) else float(fn(v))), a),
+        return elementwise(lambda v: decimal.Decimal(fn(v)), decimal_type(a.type.precision, 0), a)
+    return Node(a.type, row_of(strict(lambda v: v if math.isinf(v) or math.isnan(v) else _signed_zero(float(fn(v)), v)), a),
                 arrow_of(pc.ceil if up else pc.floor, a))
 
 
 def _trunc(c, node):
     a = _num(c, node.this)
-    nd = _int_const(c, node.args["decimals"], "trunc() digits") if node.args.get("decimals") else 0
-    if a.type.name == "int" and nd >= 0:
-        return a
-    if a.type.name == "float":
-        if nd:
-            c.fail("trunc(double precision, n) does not exist in PostgreSQL; cast to decimal first", node)
-        return Node(FLOAT, row_of(strict(lambda v: v if math.isinf(v) or math.isnan(v) else float(math.trunc(v))),
-                                  a), arrow_of(pc.trunc, a))
-    if a.type.name == "int":
-        a = coerce(a, decimal_type(38, 0))
-    out = decimal_type(a.type.precision, max(0, min(a.type.scale, nd)))
-    q = decimal.Decimal(1).scaleb(-nd)
-    return elementwise(lambda v: pv.fit_decimal(v.quantize(q, rounding=decimal.ROUND_DOWN, context=pv.DEC), 38,
-                                                out.scale), decimal_type(38, out.scale), a)
+    nd = _dec_digits(c, node, "trunc() digits")
+    if nd is not None:
+        if a.type.name == "float":
+            c.fail("trunc(double precision, n) does not exist in PostgreSQL; cast to numeric first", node)
+        if a.type.name == "int":
+            a = coerce(a, decimal_type(38, 0))
+        return _round_dec(a, nd, decimal.ROUND_DOWN)
+    if a.type.name == "decimal":
+        return _round_dec(a, 0, decimal.ROUND_DOWN)
+    a = _int_as_float(a)
+    return Node(FLOAT, row_of(strict(lambda v: v if math.isinf(v) or math.isnan(v) else _signed_zero(float(math.trunc(v)), v)), a),
+                arrow_of(pc.trunc, a))
 
 
 def _sign(c, node):
-    a = _num(c, node.this)
-    if a.type.name == "float":
-        return elementwise(lambda v: v if math.isnan(v) else float((v > 0) - (v < 0)), FLOAT, a)
+    a = _int_as_float(_num(c, node.this))
     if a.type.name == "decimal":
         return elementwise(lambda v: decimal.Decimal((v > 0) - (v < 0)), decimal_type(1, 0), a)
-    return elementwise(lambda v: (v > 0) - (v < 0), INT, a)
+    return elementwise(lambda v: v if math.isnan(v) else float((v > 0) - (v < 0)), FLOAT, a)
 
 
 def _float_fn(fn, name, check=None):
@@ -552,13 +583,8 @@ def _log(c, args, node):
     if len(args) == 1:
         return _math(math.log10, "log", 1, _check_log)(c, node, args)
     if len(args) == 2:
-        def log_b(b, x):
-            _check_log(b, x)
-            if b == 1:
-                raise ValueError("division by zero")
-            return math.log(x) / math.log(b)
-        return elementwise(_float_fn(log_b, "log"), FLOAT, *[_num(c, a) for a in args])
-    c.fail("log() takes 1 or 2 arguments", node)
+        c.fail("log(b, x) is not supported (PostgreSQL computes it in numeric); use ln(x) / ln(b)", node)
+    c.fail("log() takes 1 argument", node)
 
 
 def _mod_fn(c, node):
@@ -607,18 +633,26 @@ def _cast(c, node):
         c.fail(f"cannot cast interval to {target}", node)
     if a.type.name == "array" and target != STRING:
         c.fail(f"cannot cast {a.type} to {target}", node)
-    if a.type == target and kind != _T.TIMESTAMPTZ:
+    bounds = {_T.INT: (-2 ** 31, 2 ** 31 - 1), _T.SMALLINT: (-2 ** 15, 2 ** 15 - 1)}.get(kind)
+    if a.type == target and kind != _T.TIMESTAMPTZ and bounds is None:
         return a
     if a.type.name == "null":
         return const(None, target)
     _check_castable(c, a.type, target, node)
+    if a.type == BOOL and target == INT and kind != _T.INT:
+        c.fail("boolean casts only to integer (PostgreSQL has no boolean → bigint cast)", node)
+    if a.type == INT and target == BOOL:
+        c.fail("cannot cast an integer to boolean (flow-beam: compare with <> 0 instead)", node)
     to_utc = kind == _T.TIMESTAMPTZ
 
     def py(v):
         try:
-            return convert_value(v, target, zone_to_utc=to_utc)
+            out = convert_value(v, target, zone_to_utc=to_utc)
         except (ValueError, ArithmeticError) as exc:
             raise CastError(f"cannot cast {v!r} to {target}: {exc}") from None
+        if bounds and not bounds[0] <= out <= bounds[1]:
+            raise CastError(f"{'integer' if kind == _T.INT else 'smallint'} out of range: {v!r}")
+        return out
 
     def arrow(x):
         if isinstance(x, pa.Scalar):
@@ -628,6 +662,10 @@ def _cast(c, node):
             bad = x.filter(failed)[0]
             py(bad.as_py())  # raises with the reason
             raise CastError(f"cannot cast {bad.as_py()!r} to {target}")
+        if bounds and len(out) and out.null_count < len(out):
+            lo_hi = pc.min_max(out)
+            if lo_hi["min"].as_py() < bounds[0] or lo_hi["max"].as_py() > bounds[1]:
+                raise CastError(f"{'integer' if kind == _T.INT else 'smallint'} out of range")
         return out
     return Node(target, row_of(strict(py), a), arrow_of(arrow, a))
 
@@ -680,7 +718,8 @@ _BY_NAME = {
     "left": lambda c, a, n: (_count(c, n, a, 2), _left_right(c, a, True))[1],
     "right": lambda c, a, n: (_count(c, n, a, 2), _left_right(c, a, False))[1],
     "now": lambda c, a, n: (_count(c, n, a, 0), const(now(), TIMESTAMP))[1],
-    "date_part": lambda c, a, n: (_count(c, n, a, 2), temporal.extract(c, temporal._unit_text(c, a[0]), a[1], n))[1],
+    "date_part": lambda c, a, n: (_count(c, n, a, 2),
+                                  temporal.extract(c, temporal._unit_text(c, a[0]), a[1], n, as_float=True))[1],
     "ltrim": lambda c, a, n: _trim_call(c, a, n, "LEADING"),
     "rtrim": lambda c, a, n: _trim_call(c, a, n, "TRAILING"),
     "btrim": lambda c, a, n: _trim_call(c, a, n, "BOTH"),
@@ -696,7 +735,6 @@ _BY_NAME = {
     "log": lambda c, a, n: _log(c, a, n),
     "log10": lambda c, a, n: _math(math.log10, "log10", 1, _check_log)(c, n, a),
     "initcap": _unary(_initcap_py, STRING),
-    "cbrt": lambda c, a, n: _math(lambda v: math.copysign(abs(v) ** (1 / 3), v), "cbrt")(c, n, a),
 }
 
 
@@ -721,7 +759,7 @@ _BY_CLASS = {
     exp.Ceil: lambda c, n: _floor_ceil(c, n, True), exp.Trunc: _trunc, exp.Sign: _sign,
     exp.Sqrt: _math(math.sqrt, "sqrt", 1, _check_sqrt), exp.Ln: _math(math.log, "ln", 1, _check_log),
     exp.Exp: _math(_exp, "exp"), exp.Pow: _math(_pow, "power", 2),
-    exp.Cbrt: lambda c, n: _math(lambda v: math.copysign(abs(v) ** (1 / 3), v), "cbrt")(c, n),
+    exp.Cbrt: _math(math.cbrt, "cbrt"),
     exp.Pi: lambda c, n: const(math.pi, FLOAT),
     exp.StrPosition: lambda c, n: _strpos(c, n.this, n.args.get("substr")),
     exp.Left: lambda c, n: _left_right(c, [n.this, n.expression], True),

@@ -18,6 +18,7 @@ class Node:
     row: Callable[[dict], Any]
     arrow: Callable[[pa.Table], Any]  # → pa.Array / pa.ChunkedArray / pa.Scalar
     constant: bool = False
+    stable: bool = False  # a constant from a STABLE function (to_char…): PostgreSQL's planner does not fold it
 
 
 def const(value, ctype: ColumnType) -> Node:
@@ -70,9 +71,15 @@ def cast_arrow(x, ctype: ColumnType):
     if x.type == atype:
         return x
     if isinstance(x, pa.Scalar):
-        return pa.scalar(x.as_py(), x.type).cast(atype) if x.is_valid else pa.scalar(None, atype)
+        if not x.is_valid:
+            return pa.scalar(None, atype)
+        if pa.types.is_decimal(x.type) and pa.types.is_floating(atype):
+            return pa.scalar(float(x.as_py()), atype)  # correctly rounded (Arrow's cast is not)
+        return pa.scalar(x.as_py(), x.type).cast(atype)
     if pa.types.is_null(x.type):
         return pa.nulls(len(x), atype)
+    if pa.types.is_decimal(x.type) and pa.types.is_floating(atype):
+        return pc.cast(pc.cast(x, pa.string()), atype)  # correctly rounded (Arrow's direct cast is not)
     return pc.cast(x, atype)
 
 
@@ -80,6 +87,8 @@ def elementwise(fn: Callable, out: ColumnType, *children: Node) -> Node:
     """A node computed by one Python function of its children's values, NULL in → NULL out, in both back-ends
     (the Arrow back-end maps the same function over the batch: used where no Arrow kernel gives PostgreSQL's
     answer)."""
+    if any(c.constant and not c.stable and c.row({}) is None for c in children):
+        return const(None, out)  # strict: PostgreSQL folds it to NULL without evaluating the other arguments
     f = strict(fn)
     atype = to_arrow(out)
 

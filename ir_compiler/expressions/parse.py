@@ -19,6 +19,16 @@ class FlowPostgres(Postgres):
 
     class Parser(Postgres.Parser):
         FUNCTIONS = {k: v for k, v in Postgres.Parser.FUNCTIONS.items() if k not in _KEEP_AS_CALLS}
+        FUNCTION_PARSERS = {k: v for k, v in Postgres.Parser.FUNCTION_PARSERS.items() if k != "DATE_PART"}
+
+        def _parse_interval_span(self, this, parse_function_unit=True):
+            """INTERVAL '1 day 02:03:04' keeps its text whole (sqlglot would keep only '1' DAY)."""
+            if this is not None and this.is_string:
+                unit = None
+                if self._curr is not None and self._curr.text.upper() in self.dialect.VALID_INTERVAL_UNITS:
+                    unit = self._parse_var(any_token=True, upper=True)
+                return self.expression(exp.Interval(this=this, unit=unit))
+            return super()._parse_interval_span(this, parse_function_unit)
 
 _NOT_SCALAR = (exp.Select, exp.Subquery, exp.Union, exp.Window, exp.Star, exp.AggFunc, exp.Insert, exp.Update,
                exp.Delete, exp.Create, exp.Drop)

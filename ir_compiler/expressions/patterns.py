@@ -424,6 +424,8 @@ _MISSING = object()
 
 def _step(doc, key):
     if isinstance(key, int):
+        if not isinstance(doc, (list, dict)):  # a jsonb scalar is a one-element array to subscripts
+            doc = [doc]
         if not isinstance(doc, list):
             return _MISSING
         idx = key + len(doc) if key < 0 else key
@@ -439,6 +441,17 @@ def _json_access(c, node) -> Node:
     if inner.type not in (STRING, NULL):
         c.fail(f"-> and ->> read JSON text; `{node.this.sql(dialect='postgres')}` is {inner.type}", node)
     path = node.expression
+    if not isinstance(path, exp.JSONPath):  # js -> (-1), js ->> col: an expression giving the key or index
+        key_node = c.compile(path)
+        if key_node.type.name not in ("string", "int", "null"):
+            c.fail("-> and ->> take a text key or an integer index", node)
+
+        def py2(text, key):
+            v = _step(json_load(text), key)
+            if v is _MISSING or (scalar and v is None):
+                return None
+            return v if scalar and isinstance(v, str) else json_text(v)
+        return elementwise(py2, STRING, inner if inner.type == STRING else const(None, STRING), key_node)
     keys = []
     for part in (path.expressions if isinstance(path, exp.JSONPath) else []):
         if isinstance(part, exp.JSONPathRoot):

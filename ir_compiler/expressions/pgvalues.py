@@ -19,6 +19,9 @@ INT64_MIN, INT64_MAX = -2 ** 63, 2 ** 63 - 1
 _WS = " \t\n\r\f\v"  # C isspace(): what PostgreSQL's input functions skip
 
 
+NOT_READ = "(flow-beam reads ISO dates YYYY-MM-DD, YYYYMMDD, YYYY/MM/DD and MM/DD/YYYY, years 1 to 9999)"
+
+
 class ConversionError(ValueError):
     """A value PostgreSQL would reject (the message is PostgreSQL's, shortened)."""
 
@@ -26,6 +29,7 @@ class ConversionError(ValueError):
 # ---- text → value ----------------------------------------------------------------------------------
 _INT = re.compile(r"[+-]?[0-9]+")
 _NUM = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
+_HEX = re.compile(r"[+-]?0[xX](?:[0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)(?:[pP][+-]?[0-9]+)?")
 _FLOAT_SPECIAL = {"nan": math.nan, "infinity": math.inf, "+infinity": math.inf, "-infinity": -math.inf,
                   "inf": math.inf, "+inf": math.inf, "-inf": -math.inf}
 
@@ -48,6 +52,13 @@ def text_to_float(s: str) -> float:
     special = _FLOAT_SPECIAL.get(t.lower())
     if special is not None:
         return special
+    if _HEX.fullmatch(t):  # strtod() reads C99 hex floats, so PostgreSQL does
+        sign = -1.0 if t.startswith("-") else 1.0
+        try:
+            v = sign * float.fromhex(t.lstrip("+-"))
+        except OverflowError:
+            raise ConversionError(f"{t!r} is out of range for type double precision") from None
+        return v
     if not _NUM.fullmatch(t):
         raise ConversionError(f"invalid input syntax for type double precision: {s!r}")
     v = float(t)
@@ -130,8 +141,7 @@ def _split_datetime(s: str, what: str):
         return dt.date(1970, 1, 1), None, None
     m = re.match(r"([0-9/-]+)(?:[Tt ]+(.*))?$", t)
     if not m:
-        raise ConversionError(f"invalid input syntax for type {what}: {s!r} (flow-beam reads ISO dates "
-                              f"YYYY-MM-DD, YYYYMMDD, YYYY/MM/DD and MM/DD/YYYY)")
+        raise ConversionError(f"invalid input syntax for type {what}: {s!r} {NOT_READ}")
     dpart, rest = m.group(1), m.group(2)
     for rx, order in ((_DATE_ISO, "ymd"), (_DATE_SLASH_YMD, "ymd"), (_DATE_MDY, "mdy"), (_DATE_COMPACT, "ymd")):
         dm = rx.fullmatch(dpart)
@@ -143,19 +153,19 @@ def _split_datetime(s: str, what: str):
                 raise ConversionError(f"date/time field value out of range: {s!r}") from None
             break
     else:
-        raise ConversionError(f"invalid input syntax for type {what}: {s!r}")
+        raise ConversionError(f"invalid input syntax for type {what}: {s!r} {NOT_READ}")
     if rest is None or not rest.strip(_WS):
         return day, None, None
     rest = rest.strip(_WS)
     tm = _TIME.match(rest)
     if not tm:
-        raise ConversionError(f"invalid input syntax for type {what}: {s!r}")
+        raise ConversionError(f"invalid input syntax for type {what}: {s!r} {NOT_READ}")
     zone_text = rest[tm.end():].strip(_WS)
     offset = None
     if zone_text:
         zm = _ZONE.fullmatch(zone_text)
         if not zm:
-            raise ConversionError(f"invalid input syntax for type {what}: {s!r}")
+            raise ConversionError(f"invalid input syntax for type {what}: {s!r} {NOT_READ}")
         if zm.group(1):
             hours, minutes = int(zm.group(2)), int(zm.group(3) or 0)
             if hours > 15 or minutes > 59:
@@ -204,7 +214,7 @@ def float_text(v: float) -> str:
         return "Infinity" if v > 0 else "-Infinity"
     if v == 0:
         return "-0" if math.copysign(1.0, v) < 0 else "0"
-    sign, digits, exp = decimal.Decimal(repr(v)).as_tuple()
+    sign, digits, exp = _shortest(v).as_tuple()
     ds = "".join(map(str, digits)).rstrip("0") or "0"
     point = len(digits) + exp  # position of the decimal point relative to the digit string
     e10 = point - 1
@@ -217,6 +227,30 @@ def float_text(v: float) -> str:
     if point >= len(ds):
         return f"{neg}{ds}{'0' * (point - len(ds))}"
     return f"{neg}{ds[:point]}.{ds[point:]}"
+
+
+def _shortest(v: float) -> decimal.Decimal:
+    """The shortest decimal that reads back as ``v``. Python's repr may give one that lies exactly halfway to the
+    next double (it reads back by ties-to-even); PostgreSQL's (Ryu) never does, so such values take the shortest
+    decimal strictly inside the rounding interval, the closest to ``v``."""
+    r = decimal.Decimal(repr(v))
+    exact = decimal.Decimal(v)
+    if r == exact:
+        return r
+    ctx = decimal.Context(prec=60)
+    up, down = math.nextafter(v, math.inf), math.nextafter(v, -math.inf)
+    hi = ctx.divide(ctx.add(exact, decimal.Decimal(up)), 2) if not math.isinf(up) else None
+    lo = ctx.divide(ctx.add(exact, decimal.Decimal(down)), 2) if not math.isinf(down) else None
+    if r != hi and r != lo:
+        return r
+    for p in range(len(r.as_tuple().digits), 18):
+        near = decimal.Context(prec=p, rounding=decimal.ROUND_HALF_EVEN).plus(exact)
+        unit = decimal.Decimal(1).scaleb(near.adjusted() - p + 1)
+        inside = [x for x in (near, near - unit, near + unit)
+                  if (lo is None or x > lo) and (hi is None or x < hi)]
+        if inside:
+            return min(inside, key=lambda x: abs(x - exact))
+    return exact
 
 
 def decimal_text(d: decimal.Decimal) -> str:
@@ -246,7 +280,7 @@ def interval_text(months: int, days: int, micros: int) -> str:
     for value, unit in ((years, "year"), (mons, "mon"), (days, "day")):
         if value:
             parts.append(f"{'+' if before and value > 0 else ''}{value} {unit}{'' if value == 1 else 's'}")
-            before = before or value < 0
+            before = value < 0  # each nonzero field sets the sign flag for the next one only (PostgreSQL)
     if micros or not parts:
         a = abs(micros)
         hours, rem = divmod(a, 3_600_000_000)

@@ -17,8 +17,8 @@ import pyarrow.compute as pc
 from sqlglot import exp
 
 from ir_compiler.expressions import pgvalues as pv
-from ir_compiler.expressions.nodes import Node, arrow_of, cast_arrow, const, elementwise, row_of, strict
-from ir_compiler.types import DATE, INT, INTERVAL, STRING, TIMESTAMP, decimal as decimal_type
+from ir_compiler.expressions.nodes import Node, arrow_of, cast_arrow, coerce, const, elementwise, row_of, strict
+from ir_compiler.types import DATE, FLOAT, INT, INTERVAL, STRING, TIMESTAMP, decimal as decimal_type, to_arrow
 
 US_DAY = 86_400_000_000
 
@@ -344,31 +344,44 @@ def _interval_field(v, unit):
     return us
 
 
-def extract(c, unit: str, value_src, src) -> Node:
+_INTEGRAL = decimal_type(20, 0)
+
+
+def extract(c, unit: str, value_src, src, as_float: bool = False) -> Node:
+    """extract(field FROM x) is numeric (PostgreSQL 14+); date_part(field, x) is double precision and reads a date
+    as a timestamp at midnight."""
     unit = _FIELD_ALIASES.get(unit.lower(), unit.lower())
     a = c.compile(value_src)
     if a.type.name == "null":
-        return const(None, INT)
+        return const(None, FLOAT if as_float else _INTEGRAL)
+    if as_float and a.type == DATE:
+        a = coerce(a, TIMESTAMP)
     if a.type == INTERVAL:
         if unit not in _INTERVAL_FIELDS:
             c.fail(f"extract from an interval takes one of {', '.join(_INTERVAL_FIELDS)}", src)
-        out = _EXTRACT_TYPES.get(unit, INT)
-        if unit == "epoch":
-            out = decimal_type(38, 6)
-        return elementwise(lambda v: _interval_field(v, unit), out, a)
+        out = FLOAT if as_float else _EXTRACT_TYPES.get(unit, _INTEGRAL)
+        conv = float if as_float else decimal.Decimal
+        return elementwise(lambda v: conv(_interval_field(v, unit)), out, a)
     if not a.type.is_temporal:
         c.fail(f"extract needs a date, timestamp or interval; `{value_src.sql()}` is {a.type}", value_src)
     allowed = _DATE_FIELDS + (_TIME_FIELDS if a.type == TIMESTAMP else ())
     if unit not in allowed:
         c.fail(f"extract field '{unit}' is not supported for {a.type} (use one of {', '.join(allowed)})", src)
-    out = _EXTRACT_TYPES.get(unit, INT)
-    if unit == "epoch" and a.type == DATE:
-        out = INT
+    if as_float:
+        out, conv = FLOAT, float
+        if unit in ("second", "milliseconds"):  # PostgreSQL: tm_sec + fsec / 1000000.0 in double precision
+            scale = 1.0 if unit == "second" else 1000.0
+            return elementwise(lambda v: v.second * scale + v.microsecond / (1_000_000.0 / scale), FLOAT, a)
+    else:
+        out, conv = _EXTRACT_TYPES.get(unit, _INTEGRAL), decimal.Decimal
+        if unit == "epoch" and a.type == DATE:
+            out = _INTEGRAL
     kernel = _ARROW_FIELDS.get(unit)
     if kernel is None:
-        return elementwise(lambda v: _ts_field(v, unit), out, a)
-    return Node(out, row_of(strict(lambda v: _ts_field(v, unit)), a),
-                arrow_of(lambda x: pc.cast(kernel(x), pa.int64()), a))
+        return elementwise(lambda v: conv(_ts_field(v, unit)), out, a)
+    atype = to_arrow(out)
+    return Node(out, row_of(strict(lambda v: conv(_ts_field(v, unit))), a),
+                arrow_of(lambda x: pc.cast(kernel(x), atype), a))
 
 
 def _extract_node(c, node) -> Node:
@@ -550,10 +563,16 @@ _NUM_WIDTH = {"YYYY": 4, "MM": 2, "DD": 2, "HH24": 2, "HH12": 2, "HH": 2, "MI": 
               "DDD": 3, "YY": 2, "Y": 1, "YYY": 3}
 
 
+_STRICT = "(flow-beam reads only text that matches the format)"
+
+
 def parse_datetime(text: str, fmt: str, what: str) -> dt.datetime:
     """to_date / to_timestamp: read ``text`` with a PostgreSQL format (not FX mode: spaces and separators are
     flexible, numbers may be shorter than their field)."""
     toks = _tokenize(fmt, parsing=True)
+    if not text.strip():  # PostgreSQL: year 0, i.e. 1 BC
+        raise TemporalError(f"empty text gives a date before year 1 in {what} (flow-beam: dates before year 1 "
+                            f"are not supported)")
     f = {"year": None, "month": 1, "day": 1, "hour": 0, "minute": 0, "second": 0, "micro": 0, "pm": None,
          "doy": None}
     i, n = 0, len(text)
@@ -567,6 +586,8 @@ def parse_datetime(text: str, fmt: str, what: str) -> dt.datetime:
             continue
         while i < n and text[i].isspace():
             i += 1
+        if i >= n:  # the input ran out: the remaining fields keep their defaults (PostgreSQL)
+            break
         kw = val[0]
         if kw in ("MONTH", "MON", "DAY", "DY"):
             names = _MONTHS if kw in ("MONTH", "MON") else _DAYS
@@ -578,12 +599,12 @@ def parse_datetime(text: str, fmt: str, what: str) -> dt.datetime:
                         f["month"] = idx + 1
                     break
             else:
-                raise TemporalError(f"invalid value {text[i:i + 9]!r} for {kw} in {what}")
+                raise TemporalError(f"invalid value {text[i:i + 9]!r} for {kw} in {what} {_STRICT}")
             continue
         if kw in ("AM", "PM", "A.M.", "P.M."):
             word = text[i:i + len(kw)].upper()
             if word not in ("AM", "PM", "A.M.", "P.M."):
-                raise TemporalError(f"invalid value {text[i:i + len(kw)]!r} for {kw} in {what}")
+                raise TemporalError(f"invalid value {text[i:i + len(kw)]!r} for {kw} in {what} {_STRICT}")
             f["pm"] = word.startswith("P")
             i += len(kw)
             continue
@@ -592,13 +613,14 @@ def parse_datetime(text: str, fmt: str, what: str) -> dt.datetime:
             raise TemporalError(f"format pattern {kw!r} is not supported in {what}")
         next_is_digit = ti + 1 < len(toks) and toks[ti + 1][0] == "kw" and toks[ti + 1][1][0] in _NUM_WIDTH
         if kw == "YYYY" and i < n and text[i] == "-":
-            raise TemporalError(f"negative years are not supported in {what}")
+            raise TemporalError(f"negative years are not supported in {what} (flow-beam: dates before year 1 are "
+                                f"not supported)")
         j = i
         limit = width if (next_is_digit or kw not in ("YYYY",)) else 10
         while j < n and j - i < limit and text[j].isdigit():
             j += 1
         if j == i:
-            raise TemporalError(f"invalid value {text[i:i + width]!r} for {kw} in {what}")
+            raise TemporalError(f"invalid value {text[i:i + width]!r} for {kw} in {what} {_STRICT}")
         digits = text[i:j]
         i = j
         if suffix:
@@ -615,10 +637,6 @@ def parse_datetime(text: str, fmt: str, what: str) -> dt.datetime:
         if kw in ("YY", "YYY", "Y"):
             value = _century_adjust(value, len(digits))
         f[key] = value
-    while i < n and text[i].isspace():
-        i += 1
-    if i < n:
-        raise TemporalError(f"trailing characters {text[i:]!r} do not match the format in {what}")
     if "hour12" in f:
         h = f.pop("hour12")
         if not 1 <= h <= 12:
@@ -628,7 +646,10 @@ def parse_datetime(text: str, fmt: str, what: str) -> dt.datetime:
         f["hour"] = f["hour"] % 12 + 12
     elif f["pm"] is False:
         f["hour"] = f["hour"] % 12
-    year = f["year"] if f["year"] is not None else 1
+    if f["year"] is None:  # PostgreSQL: year 0, i.e. 1 BC
+        raise TemporalError(f"no year in {text!r} gives a date before year 1 in {what} (flow-beam: dates before "
+                            f"year 1 are not supported)")
+    year = f["year"]
     if f["hour"] > 24 or f["minute"] > 59 or f["second"] > 60:
         raise TemporalError(f"date/time field value out of range in {what}")
     try:
@@ -639,7 +660,7 @@ def parse_datetime(text: str, fmt: str, what: str) -> dt.datetime:
         return base + dt.timedelta(hours=f["hour"], minutes=f["minute"], seconds=f["second"],
                                    microseconds=f["micro"])
     except (ValueError, OverflowError):
-        raise TemporalError(f"date/time field value out of range: {text!r}") from None
+        raise TemporalError(f"date/time field value out of range: {text!r} {_STRICT}") from None
 
 
 def _century_adjust(v: int, digits: int) -> int:

@@ -131,8 +131,10 @@ def _fast_cast(arr: pa.ChunkedArray, target, fmt: str | None):
         return pc.cast(trimmed, atype)
     if pa.types.is_null(src):
         return pa.chunked_array([pa.nulls(len(arr), atype)])
-    if target.name == "float" and (pa.types.is_integer(src) or pa.types.is_decimal(src)):
+    if target.name == "float" and pa.types.is_integer(src):
         return pc.cast(arr, atype)
+    if target.name == "float" and pa.types.is_decimal(src):
+        return pc.cast(pc.cast(arr, pa.string()), atype)  # correctly rounded, as PostgreSQL's numeric → float8
     if target.name == "int":
         if pa.types.is_floating(src):
             return pc.cast(pc.round(arr, round_mode="half_to_even"), atype)
