@@ -179,3 +179,13 @@ def test_unsupported_function_is_a_validation_error_naming_it():
         compile_expression("soundex(x)", SCHEMA)
     with pytest.raises(ExpressionError, match="SIMILAR TO"):
         compile_expression("x SIMILAR TO 'a'", SCHEMA)
+
+
+def test_an_interval_result_cannot_be_stored_by_the_expression_op():
+    from ir_compiler.models.ops import Expression
+    from ir_compiler.ops import OPS, OpTypeError
+    with pytest.raises(OpTypeError, match="interval cannot be stored"):
+        OPS["expression"].schema(Expression(field="x", expr="d - TIMESTAMP '2020-01-01'"), SCHEMA)
+    out = OPS["expression"].schema(Expression(field="x", expr="extract(epoch from d - TIMESTAMP '2020-01-01')"),
+                                   SCHEMA)
+    assert out.get("x").type.name == "decimal"

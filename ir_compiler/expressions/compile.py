@@ -47,6 +47,7 @@ class _Compiler:
         self.columns: set[str] = set()
         self.constants: dict[int, object] = {}  # id(AST node) → its folded value
         self.failed: list = []  # (AST node, message) of constant subtrees that fail
+        self.stable: set[int] = set()  # id(AST node) of calls PostgreSQL's planner does not fold (STABLE)
 
     def fail(self, message: str, node=None):
         raise ExpressionError(message, expr=self.text, position=position_of(self.text, node) if node else None)
@@ -65,7 +66,7 @@ class _Compiler:
         for src, message in self.failed:
             inner = src.this.unnest() if isinstance(src, exp.Cast) else None
             literal = isinstance(inner, exp.Literal) and inner.is_string
-            if literal or not (self._pruned(src) or _stable(src)):
+            if literal or not (self._pruned(src) or _stable(src, self.stable)):
                 self.fail(f"{message} (a constant part of the expression always fails)", src)
 
     def _pruned(self, node) -> bool:
@@ -74,7 +75,8 @@ class _Compiler:
             if isinstance(parent, exp.Coalesce):
                 args = [parent.this, *parent.expressions]
                 idx = next((k for k, a in enumerate(args) if a is node), 0)
-                if any(self.constants.get(id(a), None) is not None and not _stable(a) for a in args[:idx]):
+                if any(self.constants.get(id(a), None) is not None and not _stable(a, self.stable)
+                       for a in args[:idx]):
                     return True
             if isinstance(parent, exp.If) and node is parent.args.get("true"):
                 if id(parent.this) in self.constants and self.constants[id(parent.this)] is not True:
@@ -105,10 +107,10 @@ class _Compiler:
 _STABLE = {"to_char", "to_date", "to_timestamp", "age", "now"}
 
 
-def _stable(src) -> bool:
+def _stable(src, marked=frozenset()) -> bool:
     """PostgreSQL does not fold STABLE functions (to_char, to_date, age, now…) when it plans: a failing call is
     only an error for the rows that reach it."""
-    return any(isinstance(n, exp.Anonymous) and n.name.lower() in _STABLE
+    return any(id(n) in marked or isinstance(n, exp.Anonymous) and n.name.lower() in _STABLE
                or isinstance(n, (exp.CurrentDate, exp.CurrentTimestamp))
                or isinstance(n, exp.Cast) and n.to.this == exp.DataType.Type.TIMESTAMPTZ  # reads TimeZone
                for n in src.walk())
@@ -129,7 +131,7 @@ def _fold(c: "_Compiler", node: Node, src) -> Node:
             raise CastError(message)
         return Node(node.type, fail, fail)
     out = const(value, node.type)
-    if _stable(src):
+    if _stable(src, c.stable):
         out = Node(out.type, out.row, out.arrow, True, stable=True)
     return out
 

@@ -644,6 +644,8 @@ def _cast(c, node):
     if a.type == INT and target == BOOL:
         c.fail("cannot cast an integer to boolean (flow-beam: compare with <> 0 instead)", node)
     to_utc = kind == _T.TIMESTAMPTZ
+    if to_utc or (target == STRING and (a.type.is_temporal or a.type == INTERVAL)):
+        c.stable.add(id(node))  # output/input depends on TimeZone, DateStyle or IntervalStyle: STABLE
 
     def py(v):
         try:
