@@ -47,7 +47,14 @@ wanted_kind() {
 # the kind that runs (recorded at start)
 kind() { cat "$KINDFILE" 2>/dev/null || wanted_kind; }
 
-marker() { if [ "$(kind)" = google ]; then echo "pubsub-emulator"; else echo "pubsub_emulator.py"; fi; }
+# the marker of the server that runs (either kind: a state folder from before the kind file existed too)
+marker() {
+  local m
+  for m in pubsub-emulator pubsub_emulator.py; do
+    if fb_pid_alive "$PIDFILE" "$m" >/dev/null; then echo "$m"; return; fi
+  done
+  if [ "$(kind)" = google ]; then echo "pubsub-emulator"; else echo "pubsub_emulator.py"; fi
+}
 
 python_bin() {
   if [ -n "${FLOW_BEAM_PYTHON:-}" ]; then echo "$FLOW_BEAM_PYTHON"
