@@ -83,7 +83,7 @@ class _CommitFn(beam.DoFn):
         if post is not None:  # only after the load committed; a failure is a warning, the load stays
             try:
                 if post.type == "sql":
-                    wh.run_statement(post.statement)
+                    wh.run_hook(post.statement, "postHook")  # read-only / maintenance only
                 else:
                     self._webhook(post, "post", rep.rows_loaded)
             except Exception as exc:  # noqa: BLE001 - reported in the run result
