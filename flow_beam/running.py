@@ -39,6 +39,7 @@ class RunOptions:
     sink_root: str | None = None  # embedded tests: file sinks write under this folder
     streaming: bool | None = None  # None: streaming when a stream source runs on prism, flink or dataflow
     stop_after_idle_s: float | None = None  # streaming: end the run once no partition got a message this long
+    root: str | None = None  # confinement root for every path of the document (default $FLOW_BEAM_ROOT)
 
 
 def streaming_mode(checked: CheckedPipeline, opts: RunOptions) -> bool:
@@ -158,7 +159,9 @@ def run_document(source, opts: RunOptions | None = None, checked: CheckedPipelin
             if problems:
                 raise RunnerError("the Dataflow profile is incomplete: " + "; ".join(problems))
         if checked is None:
-            checked = check_document(source, opts.params, default_context(open_warehouse(url)))
+            from ir_compiler.confine import effective_root
+            checked = check_document(source, opts.params, default_context(open_warehouse(url)),
+                                     root=effective_root(opts.root))
         result.pipelineId = checked.pipeline.id
         result.nodes = {n.id: NodeResult(kind=n.kind) for n in checked.pipeline.nodes}
         streaming = streaming_mode(checked, opts)

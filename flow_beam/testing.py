@@ -80,14 +80,14 @@ def _sink_rows(node, files: list[str]) -> list[dict]:
     return rows
 
 
-def run_embedded_tests(source, params: dict | None = None) -> list[TestOutcome]:
+def run_embedded_tests(source, params: dict | None = None, root: str | None = None) -> list[TestOutcome]:
     pipeline, _ = load_document(source, params)
     if not pipeline.tests:
         return [TestOutcome("(no tests)", False, ["the document has no 'tests' block"])]
-    return [_run_case(source, params, pipeline, case) for case in pipeline.tests]
+    return [_run_case(source, params, pipeline, case, root) for case in pipeline.tests]
 
 
-def _run_case(source, params, pipeline, case) -> TestOutcome:
+def _run_case(source, params, pipeline, case, root=None) -> TestOutcome:
     from flow_beam.running import RunOptions, run_document
     from ir_compiler.lower.sources import test_rows_table
     from ir_compiler.types import Schema
@@ -106,7 +106,7 @@ def _run_case(source, params, pipeline, case) -> TestOutcome:
         url = f"duckdb://{os.path.join(tmp, 'test.duckdb')}"
         try:
             checked = check_document(source, {**(params or {}), **(case.params or {})},
-                                     SchemaContext(overrides=overrides))
+                                     SchemaContext(overrides=overrides), root=root)
         except FlowError as exc:
             return TestOutcome(case.name, False, [str(exc)])
         run_dir = os.path.join(tmp, "run")
