@@ -339,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
         print_issues(exc.issues, header="invalid document")
         return 1
     except FlowError as exc:
-        err_console.print(f"[red]error[/red] {exc}", soft_wrap=True)
+        from ir_compiler.secrets import scrub_text
+        err_console.print(f"[red]error[/red] {scrub_text(str(exc))}", soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         err_console.print("interrupted")

@@ -162,6 +162,8 @@ def run_document(source, opts: RunOptions | None = None, checked: CheckedPipelin
             from ir_compiler.confine import effective_root
             checked = check_document(source, opts.params, default_context(open_warehouse(url)),
                                      root=effective_root(opts.root))
+        from ir_compiler.secrets import register_env, secret_env_names
+        register_env(secret_env_names(checked.raw))  # scrubbed from every text this run stores or prints
         result.pipelineId = checked.pipeline.id
         result.nodes = {n.id: NodeResult(kind=n.kind) for n in checked.pipeline.nodes}
         streaming = streaming_mode(checked, opts)
@@ -185,6 +187,8 @@ def run_document(source, opts: RunOptions | None = None, checked: CheckedPipelin
         _finish_files(checked, result, inputs, run_dir)
         if not opts.keep_run_dir and opts.run_dir is None and "://" not in run_dir:
             shutil.rmtree(run_dir, ignore_errors=True)
+        from ir_compiler.secrets import scrub_obj
+        scrub_obj(result)  # errors and warnings may quote an answer that echoed a secret
         result.finishedAt = now_iso()
         result.durationMs = int((time.monotonic() - t0) * 1000)
         if checked is not None and opts.record_history and opts.runner != "dataflow":

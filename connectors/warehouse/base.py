@@ -116,9 +116,12 @@ class Warehouse:
                                 f"{str(exc).strip().splitlines()[0]}") from None
 
     def append_rows(self, name: str, table: pa.Table) -> int:
-        """Append rows (quarantine, DLQ, run history), creating the table if needed, in one transaction."""
+        """Append rows (quarantine, DLQ, run history), creating the table if needed, in one transaction; known
+        secret values in text columns are replaced by ``***`` first (ir_compiler.secrets)."""
         from connectors.warehouse.modes import ensure_table, insert_rows
+        from ir_compiler.secrets import scrub_table
 
+        table = scrub_table(table)  # known secret values never reach a stored row
         with self.session() as con:
             self.begin(con)
             try:
