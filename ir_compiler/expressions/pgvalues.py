@@ -196,12 +196,13 @@ def text_to_timestamp(s: str, with_zone: bool = False) -> dt.datetime:
     """``timestamp`` ignores a zone offset in the text (PostgreSQL); ``timestamptz`` converts it to UTC."""
     day, tm, offset = _split_datetime(s, "timestamp")
     value = dt.datetime(day.year, day.month, day.day)
-    if tm is not None:
-        value = value + _time_of(tm, s)
-    if with_zone and offset:
-        value = value - dt.timedelta(minutes=offset)
-    if not dt.datetime(1, 1, 2) <= value <= dt.datetime(9999, 12, 31, 23, 59, 59, 999999):
-        raise ConversionError(f"timestamp out of range: {s!r}")
+    try:
+        if tm is not None:
+            value = value + _time_of(tm, s)
+        if with_zone and offset:
+            value = value - dt.timedelta(minutes=offset)
+    except OverflowError:
+        raise ConversionError(f"timestamp out of range: {s!r} {NOT_READ}") from None
     return value
 
 
