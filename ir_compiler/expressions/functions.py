@@ -112,13 +112,12 @@ def _substring(c, node):
     a = _text(c, node.this)
     start = _int(c, node.args["start"], "substring start") if node.args.get("start") else const(1, INT)
     length = _int(c, node.args["length"], "substring length") if node.args.get("length") else None
-    if start.constant and (length is None or length.constant):
+    n_const = length.row({}) if length is not None and length.constant else None
+    if start.constant and (length is None or length.constant) and not (n_const is not None and n_const < 0):
         s0 = start.row({})
         n0 = length.row({}) if length is not None else None
         if s0 is None or (length is not None and n0 is None):
             return const(None, STRING)
-        if n0 is not None and n0 < 0:
-            c.fail("negative substring length not allowed", node)
         lo = max(s0 - 1, 0)
         hi = None if n0 is None else max(s0 - 1 + n0, 0)
         return Node(STRING, row_of(strict(lambda v: v[lo:hi]), a),
