@@ -144,6 +144,9 @@ def errors(*codes: int) -> dict:
     return {code: {"model": ErrorOut} for code in codes}
 
 
+IF_MATCH = r'^\s*(W/)?"?[0-9]{1,18}"?\s*$'  # the version number, bare or as an ETag
+
+
 PATCH_SCHEMA = {
     "type": "array",
     "items": {
@@ -180,7 +183,7 @@ def build_router(service: PipelineService) -> APIRouter:
     r = APIRouter(prefix="/api/v1")
     sync = run_in_threadpool
 
-    @r.post("/pipelines", status_code=201, response_model=PipelineOut, responses=errors(409, 413, 422),
+    @r.post("/pipelines", status_code=201, response_model=PipelineOut, responses=errors(400, 409, 413, 422),
             summary="create a pipeline (version 1); its id is the IR's id")
     def create(response: Response, body: CreateIn):
         v = service.create(body.name, body.ir, body.message, body.author, body.irVersion)
@@ -206,7 +209,8 @@ def build_router(service: PipelineService) -> APIRouter:
     @r.put("/pipelines/{id}", response_model=PipelineOut, responses=errors(400, 404, 409, 413, 422),
            summary="store a new version (optional If-Match: the version you replace)")
     def replace(response: Response, id: str, body: ReplaceIn,
-                if_match: str | None = Header(default=None, alias="If-Match")):
+                if_match: str | None = Header(default=None, alias="If-Match", pattern=IF_MATCH,
+                                              description="the version you replace")):
         v = service.replace(id, body.ir, body.message, body.author, _version_header(if_match, "If-Match"))
         response.headers["ETag"] = f'"{v.version}"'
         return _out(v)
@@ -216,7 +220,8 @@ def build_router(service: PipelineService) -> APIRouter:
              openapi_extra={"requestBody": {"required": True, "content": {
                  "application/json-patch+json": {"schema": PATCH_SCHEMA}}}})
     async def patch(request: Request, response: Response, id: str,
-                    if_match: str | None = Header(default=None, alias="If-Match", description="the version you read"),
+                    if_match: str | None = Header(default=None, alias="If-Match", pattern=IF_MATCH,
+                                                  description="the version the patch was written against"),
                     x_flow_author: str | None = Header(default=None, alias="X-Flow-Author", max_length=200),
                     x_flow_message: str | None = Header(default=None, alias="X-Flow-Message", max_length=2000)):
         ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
@@ -235,25 +240,25 @@ def build_router(service: PipelineService) -> APIRouter:
         response.headers["ETag"] = f'"{v.version}"'
         return _out(v)
 
-    @r.post("/validate", response_model=ValidationOut, responses=errors(413, 422),
+    @r.post("/validate", response_model=ValidationOut, responses=errors(400, 413, 422),
             summary="validate a document with every layer (nothing stored)")
     def validate(body: ValidateIn):
         v = service.validate(body.ir, body.params)
         return {"valid": v.valid, "issues": v.issues}
 
-    @r.post("/pipelines/{id}/validate", response_model=ValidationOut, responses=errors(404, 422))
+    @r.post("/pipelines/{id}/validate", response_model=ValidationOut, responses=errors(400, 404, 413, 422))
     def validate_stored(id: str, body: ParamsIn | None = Body(default=None),
                         version: int | None = Query(default=None, ge=1, le=2**62)):
         v = service.validate_stored(id, version, body.params if body else None)
         return {"valid": v.valid, "issues": v.issues}
 
     @r.post("/pipelines/{id}/plan", response_model=PlanOut, response_model_by_alias=True,
-            responses=errors(404, 422), summary="each node, its Beam primitives and its propagated schema")
+            responses=errors(400, 404, 413, 422), summary="each node, its Beam primitives and its propagated schema")
     def plan(id: str, body: ParamsIn | None = Body(default=None),
              version: int | None = Query(default=None, ge=1, le=2**62)):
         return service.plan(id, version, body.params if body else None)
 
-    @r.post("/pipelines/{id}/run", response_model=RunOut, responses={**errors(404, 422, 503),
+    @r.post("/pipelines/{id}/run", response_model=RunOut, responses={**errors(400, 404, 413, 422, 503),
                                                                      202: {"model": RunStarted}},
             summary="run it: wait=true answers the run result, wait=false 202 {runId}")
     async def run(id: str, response: Response, body: RunIn | None = Body(default=None)):

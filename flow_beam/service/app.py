@@ -123,8 +123,14 @@ def create_app(config: ServiceConfig, service: PipelineService | None = None) ->
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:  # Allow lists the methods of every route on this path, not only the first
+            allowed = {m for route in app.router.routes if getattr(route, "methods", None)
+                       and getattr(route, "path_regex", None) and route.path_regex.match(request.url.path)
+                       for m in route.methods}
+            headers["Allow"] = ", ".join(sorted(allowed))
         return JSONResponse({"error": str(exc.detail), "issues": []}, status_code=exc.status_code,
-                            headers=getattr(exc, "headers", None))
+                            headers=headers or None)
 
     @app.exception_handler(Exception)
     async def crashed(request: Request, exc: Exception):
