@@ -101,7 +101,7 @@ def create_app(config: ServiceConfig, service: PipelineService | None = None) ->
     app = FastAPI(title="flow-beam pipeline service", version=__version__, lifespan=lifespan,
                   description="Versioned pipeline IR documents, JSON Patch, validation, plans and runs "
                               "(SPEC §7). Errors are {error, issues: [{path (JSON Pointer), nodeId, layer, "
-                              "message}]}.", docs_url="/docs", redoc_url=None)
+                              "message}]}.", docs_url=None, redoc_url=None)
     app.state.service = service
 
     @app.exception_handler(ServiceError)
