@@ -56,8 +56,9 @@ async def exercise(client, root):
     doc["nodes"][0]["config"]["path"] = "/etc"
     checked = await client.call_tool("validate_pipeline", {"ir": doc})
     assert not checked.is_error and checked.structured_content["valid"] is False
-    by_layer = {i["layer"]: i for i in checked.structured_content["issues"]}
-    assert by_layer["confinement"]["path"] == "/nodes/0/config/path"
+    paths = {i["path"]: i for i in checked.structured_content["issues"]}
+    assert "confinement root" in paths["/nodes/0/config/path"]["message"]
+    assert paths["/nodes/1/rowLevel/0/rule"]["layer"] == "types"
     ok = await client.call_tool("validate_pipeline", {"ir": orders_doc("mcp-ok")})
     assert ok.structured_content == {"valid": True, "issues": []}
 
@@ -120,7 +121,9 @@ def test_mcp_stdio_stdout_is_protocol_only(tmp_path):
     write_orders(root / "in")
     from flow_beam.service.core import PipelineService, ServiceConfig
     svc = PipelineService(ServiceConfig(warehouse=f"duckdb://{tmp_path}/wh.duckdb", root=str(root)))
-    svc.create("raw", orders_doc("raw"))
+    doc = orders_doc("raw")
+    doc["nodes"][0]["config"]["path"] = str(root / "in")  # in-process: relative paths would be taken from the cwd
+    svc.create("raw", doc)
     svc.close()
     lines = [
         {"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": {

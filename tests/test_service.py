@@ -222,7 +222,7 @@ def test_validate_endpoint_confinement_and_secrets(svc):
                          "destination": "/etc/flow-beam-archive"})
     r = c.post("/api/v1/validate", json={"ir": doc}).json()
     assert r["valid"] is False
-    confined = {i["path"] for i in r["issues"] if i["layer"] == "confinement"}
+    confined = {i["path"] for i in r["issues"] if "confinement root" in i["message"]}
     assert {"/nodes/0/config/path", "/nodes/3/destination"} <= confined
     # a param that points outside the root is caught after substitution
     doc = orders_doc("v-param")
@@ -231,6 +231,7 @@ def test_validate_endpoint_confinement_and_secrets(svc):
     assert c.post("/api/v1/validate", json={"ir": doc}).json()["valid"] is True
     r = c.post("/api/v1/validate", json={"ir": doc, "params": {"dir": "/tmp"}}).json()
     assert not r["valid"] and r["issues"][0]["path"] == "/nodes/0/config/path"
+    assert "outside the confinement root" in r["issues"][0]["message"]
     # secrets only as references
     doc = orders_doc("v-secret")
     doc["nodes"].insert(1, {"id": "geo", "kind": "enrich", "input": "src", "output": "score",
@@ -306,7 +307,7 @@ def test_run_rejects_invalid_params(svc):
     doc["nodes"][0]["config"]["path"] = "${params.dir}"
     create(svc, "p-params", doc=doc)
     r = svc.client.post("/api/v1/pipelines/p-params/run", json={"params": {"dir": "/"}, "wait": True})
-    assert r.status_code == 422 and r.json()["issues"][0]["layer"] == "confinement"
+    assert r.status_code == 422 and "confinement root" in r.json()["issues"][0]["message"]
     r = svc.client.post("/api/v1/pipelines/p-params/run", json={"params": {"nope": 1}})
     assert r.status_code == 422 and r.json()["issues"][0]["path"] == "/params/nope"
 

@@ -11,7 +11,7 @@ from typing import Any
 import jsonpatch
 import jsonpointer
 
-from flow_beam.service.confine import document_issues
+from flow_beam.service.secret_refs import secret_issues
 from flow_beam.service.issues import ServiceError, issue, issue_json
 from flow_beam.service.runs import PoolFull, RunExecutor
 from flow_beam.service.store import Conflict, PipelineStore, Version
@@ -60,25 +60,23 @@ class PipelineService:
 
     # ---- validation -----------------------------------------------------------------------------------------
     def validate(self, ir: Any, params: dict | None = None) -> Validation:
-        """Every layer (models, graph, rules, types) plus the service's confinement and secret rules."""
+        """Every layer (models, graph, rules with path confinement to the root, types) plus secret references."""
         from ir_compiler.check import check_document, default_context
         from ir_compiler.loader import resolve_params
-        from ir_compiler.propagate import SchemaContext
 
         if not isinstance(ir, dict):
             return Validation(None, [issue("", "the IR is a JSON object (a pipeline document)", "model")])
         ir = copy.deepcopy(ir)
         try:
             resolved, _ = resolve_params(ir, params)
-            confined = document_issues(resolved, self.root)
+            secrets = secret_issues(resolved)
         except Exception as exc:  # noqa: BLE001 - a malformed document: the model layer reports it below
-            log.debug("confinement check skipped: %s", exc)
-            confined = []
-        # schemas are inferred from files and tables only when every path stays inside the root
-        ctx = SchemaContext() if confined else default_context(self.store.wh)
+            log.debug("secret check skipped: %s", exc)
+            secrets = []
         checked, found = None, []
-        try:
-            checked = check_document(ir, params, ctx, raise_on_error=False)
+        try:  # every path must stay inside the root: the product's confinement layer (no inference outside it)
+            checked = check_document(ir, params, default_context(self.store.wh), raise_on_error=False,
+                                     root=self.root)
             found = checked.issues
         except ValidationFailed as exc:
             found = exc.issues
@@ -87,8 +85,8 @@ class PipelineService:
         except Exception as exc:  # noqa: BLE001 - never a 500 for a document; the log has the traceback
             log.exception("validation crashed")
             found = [Issue("", f"validation failed unexpectedly: {type(exc).__name__}: {exc}", None, "model")]
-        issues = [issue_json(i) for i in confined + found]
-        return Validation(checked if checked is not None and not confined else None, issues)
+        issues = [issue_json(i) for i in secrets + found]
+        return Validation(checked if checked is not None and not secrets else None, issues)
 
     def _valid_or_422(self, ir: Any, params: dict | None = None, what: str = "the IR") -> Validation:
         v = self.validate(ir, params)
@@ -181,7 +179,7 @@ class PipelineService:
         stored = self.get(pipeline_id, version)
         checked = self._valid_or_422(stored.ir, params, what=f"pipeline '{pipeline_id}'").checked
         try:
-            return self.runs.submit(checked, params or {}, stored.version)
+            return self.runs.submit(checked, params or {}, stored.version, self.root)
         except PoolFull as exc:
             raise ServiceError(503, str(exc), headers={"Retry-After": "5"}) from None
 

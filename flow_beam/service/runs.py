@@ -29,7 +29,8 @@ class RunExecutor:
         self.active: dict[str, dict] = {}  # run id -> the run's state while queued or running
         self.done: OrderedDict[str, dict] = OrderedDict()
 
-    def submit(self, checked, params: dict, pipeline_version: int | None = None) -> tuple[str, Future]:
+    def submit(self, checked, params: dict, pipeline_version: int | None = None,
+               root: str | None = None) -> tuple[str, Future]:
         run_id = uuid.uuid4().hex
         state = {"runId": run_id, "pipelineId": checked.pipeline.id, "status": "queued", "runner": self.runner,
                  "startedAt": now_iso(), "finishedAt": "", "durationMs": 0, "pipelineVersion": pipeline_version,
@@ -38,13 +39,13 @@ class RunExecutor:
             if len(self.active) >= self.workers + self.max_queued:
                 raise PoolFull(f"{len(self.active)} runs are queued or running; try again when one finished")
             self.active[run_id] = state
-        return run_id, self.pool.submit(self._run, checked, params, state)
+        return run_id, self.pool.submit(self._run, checked, params, state, root)
 
-    def _run(self, checked, params: dict, state: dict) -> dict:
+    def _run(self, checked, params: dict, state: dict, root: str | None) -> dict:
         state["status"], state["startedAt"] = "running", now_iso()
         try:
             result = run_document(checked.raw, RunOptions(runner=self.runner, warehouse=self.url, params=params,
-                                                          run_id=state["runId"]), checked=checked)
+                                                          run_id=state["runId"], root=root), checked=checked)
             out = result.to_json()
         except Exception as exc:  # noqa: BLE001 - run_document reports failures itself; this is the last guard
             out = {**state, "status": "failed", "finishedAt": now_iso(), "error": f"{type(exc).__name__}: {exc}"}
