@@ -1,6 +1,7 @@
 """REST under ``/api/v1`` (SPEC §7). Errors are ``{"error": text, "issues": [{path, nodeId, layer, message}]}``."""
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from typing import Any, Literal
@@ -261,16 +262,13 @@ def build_router(service: PipelineService) -> APIRouter:
     @r.post("/pipelines/{id}/run", response_model=RunOut, responses={**errors(400, 404, 413, 422, 503),
                                                                      202: {"model": RunStarted}},
             summary="run it: wait=true answers the run result, wait=false 202 {runId}")
-    async def run(id: str, response: Response, body: RunIn | None = Body(default=None)):
+    async def run(id: str, body: RunIn | None = Body(default=None)):
         body = body or RunIn()
         run_id, future = await sync(service.start_run, id, body.params, body.version)
         if not body.wait:
-            response.status_code = 202
-            response.headers["Location"] = f"/api/v1/runs/{run_id}"
             return Response(json.dumps({"runId": run_id}), status_code=202, media_type="application/json",
                             headers={"Location": f"/api/v1/runs/{run_id}"})
-        import asyncio
-        return await asyncio.wrap_future(future)
+        return await asyncio.wrap_future(future)  # the run executes in the pool, not on this thread
 
     @r.get("/runs/{runId}", response_model=RunOut, responses=errors(404),
            summary="a run result (status queued/running while it runs)")
