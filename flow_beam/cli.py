@@ -205,12 +205,9 @@ def cmd_schedule(args) -> int:
 
 
 def cmd_schema(args) -> int:
-    from ir_compiler.models import Pipeline
+    from flow_beam.service.schema import ir_json_schema
 
-    schema = Pipeline.model_json_schema(by_alias=True)
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "flow-beam pipeline IR 1.0"
-    dump_json(schema, args.output)
+    dump_json(ir_json_schema(), args.output)
     return 0
 
 
@@ -309,6 +306,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="print the JSON Schema of the IR")
     p.add_argument("--output", default=None)
     p.set_defaults(fn=cmd_schema)
+    from flow_beam.service.commands import add_commands  # serve, mcp
+    add_commands(sub)
     return parser
 
 

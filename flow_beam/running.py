@@ -40,6 +40,7 @@ class RunOptions:
     streaming: bool | None = None  # None: streaming when a stream source runs on prism, flink or dataflow
     stop_after_idle_s: float | None = None  # streaming: end the run once no partition got a message this long
     root: str | None = None  # confinement root for every path of the document (default $FLOW_BEAM_ROOT)
+    run_id: str | None = None  # set by a caller that must know the id before the run starts (the service)
 
 
 def streaming_mode(checked: CheckedPipeline, opts: RunOptions) -> bool:
@@ -148,7 +149,7 @@ def run_document(source, opts: RunOptions | None = None, checked: CheckedPipelin
     opts = opts or RunOptions()
     url = warehouse_url(opts.warehouse)
     started, t0 = now_iso(), time.monotonic()
-    result = RunResult(runId=uuid.uuid4().hex, pipelineId="?", status="failed", runner=opts.runner,
+    result = RunResult(runId=opts.run_id or uuid.uuid4().hex, pipelineId="?", status="failed", runner=opts.runner,
                        startedAt=started, warehouse=redact_url(url))
     run_dir = opts.run_dir or _run_dir(opts, result.runId)
     inputs = _Inputs()
