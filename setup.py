@@ -21,6 +21,7 @@ setup(
         "xxhash>=3,<4",
         "croniter>=2,<7",
         "python-dateutil>=2.8,<3",
+        "regex>=2023.0,<2027",
         # the pipeline service (flow-beam serve / mcp): REST API, JSON Patch, MCP server, canvas
         "fastapi>=0.115,<1",
         "uvicorn>=0.30,<1",
