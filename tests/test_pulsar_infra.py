@@ -322,6 +322,9 @@ def test_broker_stop_is_reported_and_restart_keeps_the_backlog(broker):
         stopped = broker.run("stop", timeout=120)
         assert stopped.returncode == 0, stopped.stderr
         assert broker.run("status").returncode != 0
+        for port in (broker.port, broker.web, broker.bookie):  # stop stopped every listener it started
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
         # the live consumer: a ConnectorError naming the service URL once the connection is gone
         deadline = time.monotonic() + WAIT_S
         error = None
