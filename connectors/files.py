@@ -195,24 +195,87 @@ def _place(src: str, folder: str, name: str) -> str:
         return dest
 
 
+_MOVING = ".moving."  # ``.<uuid>.moving.<name>``: a file whose move was cut short, complete, adoptable
+
+
 def _move(src: str, folder: str, name: str | None = None) -> str | None:
-    """Move ``src`` into ``folder`` (as ``name``, default its own name) without overwriting; None if ``src``
-    vanished (another run took it)."""
+    """Take ``src`` into ``folder`` (as ``name``, default its own name) without overwriting; None if ``src``
+    vanished (another run took it). The first step is an atomic rename to a hidden ``.<uuid>.moving.<name>``:
+    of several racing runs exactly one gets the file, and a crash right after it leaves a complete file that
+    :meth:`Claim.adopt` recognises. Across file systems: copy to ``.<uuid>.copying``, rename, delete the
+    original (a crash during the copy leaves the original where it was)."""
     os.makedirs(folder, exist_ok=True)
-    tmp = os.path.join(folder, f".{uuid.uuid4().hex}.moving")
+    name = name or os.path.basename(src)
+    tmp = os.path.join(folder, f".{uuid.uuid4().hex}{_MOVING}{name}")
     try:
         os.rename(src, tmp)  # atomic: exactly one of several racing runs gets the file
     except FileNotFoundError:
         return None
     except OSError:  # another file system: copy, then delete the original
+        part = os.path.join(folder, f".{uuid.uuid4().hex}.copying")
         try:
-            shutil.copy2(src, tmp)
+            shutil.copy2(src, part)
+        except FileNotFoundError:
+            _unlink(part)
+            return None
         except OSError:  # e.g. the destination is full: nothing half-copied stays behind
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+            _unlink(part)
             raise
+        os.rename(part, tmp)
         os.unlink(src)
-    return _place(tmp, folder, name or os.path.basename(src))
+    return _place(tmp, folder, name)
+
+
+def _unlink(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        if os.path.samefile(a, b):
+            return True
+        if os.path.getsize(a) != os.path.getsize(b):
+            return False
+    except OSError:
+        return False
+    return file_identity(a)["hash"] == file_identity(b)["hash"]
+
+
+def _finish_move(src: str, folder: str, name: str) -> str:
+    """A staged file (only its run touches it) → ``folder`` as ``name`` (``stem.1.ext``… when taken), never
+    overwriting: hard-link, then drop the staged name. A crash between the two leaves the file under both
+    names; moving it again then only drops the staged name (the file already there is the same file)."""
+    os.makedirs(folder, exist_ok=True)
+    stem, ext = os.path.splitext(name)
+    if ext == ".gz":
+        stem, inner = os.path.splitext(stem)
+        ext = inner + ext
+    n = 0
+    while True:
+        dest = os.path.join(folder, name if n == 0 else f"{stem}.{n}{ext}")
+        n += 1
+        if os.path.lexists(dest):
+            if _same_file(src, dest):
+                os.unlink(src)
+                return dest
+            continue
+        try:
+            os.link(src, dest)
+        except FileExistsError:
+            continue
+        except OSError:  # another file system (or no hard links): copy under a hidden name, then place it
+            part = os.path.join(folder, f".{uuid.uuid4().hex}.copying")
+            try:
+                shutil.copy2(src, part)
+            except OSError:
+                _unlink(part)
+                raise
+            dest = _place(part, folder, name)
+        os.unlink(src)
+        return dest
 
 
 def _folder(base: str, sub: str, now=None, timezone=None) -> str:
@@ -246,10 +309,10 @@ class StagedFiles:
         moved = []
         for p in paths:
             if os.path.exists(p):
-                moved.append(_move(p, folder, os.path.basename(self._origin.get(p, p))))  # the name before staging
+                moved.append(_finish_move(p, folder, os.path.basename(self._origin.get(p, p))))  # name before staging
                 if after_each is not None:
                     after_each()
-        return [m for m in moved if m]
+        return moved
 
     def commit(self, now: dt.datetime | None = None, failed=frozenset(), timezone: str | None = None,
                after_each=None) -> list[str]:
@@ -366,12 +429,25 @@ class Claim:
 
     def _take_all(self, folder: str) -> list[str]:
         out = []
-        for name in sorted(os.listdir(folder)) if os.path.isdir(folder) else []:
+        names = sorted(os.listdir(folder)) if os.path.isdir(folder) else []
+        visible = {os.stat(os.path.join(folder, n)).st_ino for n in names if not n.startswith(".")}
+        for name in names:
             src = os.path.join(folder, name)
-            if not name.startswith(".") and os.path.isfile(src):
-                moved = _move(src, self.folder)
-                if moved:
-                    out.append(moved)
+            if not os.path.isfile(src):
+                continue
+            if name.startswith(".") and _MOVING in name:  # its move into that folder was cut short
+                if os.stat(src).st_ino in visible:  # ... after it got its final name too: drop the extra name
+                    _unlink(src)
+                    continue
+                name = name.split(_MOVING, 1)[1]
+            elif name.endswith(".copying"):  # an unfinished copy: its original is still where it was
+                _unlink(src)
+                continue
+            elif name.startswith("."):
+                continue
+            moved = _move(src, self.folder, name)
+            if moved:
+                out.append(moved)
         return out
 
     def adopt(self) -> tuple[list[str], list[str]]:

@@ -548,10 +548,10 @@ def _whole_last_line(last: bytes, head: bytes, single: bool, fmt: str, options: 
         if fmt == "jsonl":
             json.loads(text) if text.strip() else None
             return True
-        if single:
+        quote = options.get("quote") or '"'
+        if single or quote in text:  # a quoted value may span lines: no guess
             return True
         delim = options.get("delimiter") or ("\t" if fmt == "tsv" else ",")
-        quote = options.get("quote") or '"'
         width = lambda line: len(next(csv.reader([line], delimiter=delim, quotechar=quote), []))  # noqa: E731
         return width(text) == width(head.decode(enc).rstrip("\r\n"))
     except (ValueError, UnicodeError, LookupError, csv.Error):

@@ -89,6 +89,12 @@ def assert_each_file_accounted(folder, n_files):
     assert not staging.exists() or [n for n in os.listdir(staging) if not n.endswith(".lock-new")] == []
 
 
+def assert_each_file_in_one_place(folder, n_files):
+    """After a crash: each input file is in exactly one of input / staging / success / failure."""
+    names = [os.path.basename(f) for f in files_under(folder)]
+    assert len(names) == n_files and len(set(names)) == n_files, files_under(folder)
+
+
 def run(doc, wh):
     return run_document(doc, RunOptions(warehouse=f"duckdb://{wh}"))
 
@@ -143,6 +149,7 @@ def test_kill_at_each_point_then_recover_loads_every_row_once(tmp_path, point):
     code, out = run_cli(doc, wh, {"FLOW_BEAM_FAULT": point})
     assert code == -signal.SIGKILL, out  # really killed at that point
     assert ids_in(wh) in ([], ids)  # as before or as after, never half
+    assert_each_file_in_one_place(folder, 3)
     code, out = run_cli(doc, wh)
     assert code in (0, 2), out
     assert ids_in(wh) == ids
@@ -187,6 +194,7 @@ def test_random_sigkills_never_lose_or_double_a_row(tmp_path):
         proc.send_signal(signal.SIGKILL)
         proc.communicate(timeout=60)
         assert ids_in(wh) in ([], ids), f"trial {trial}: a half load"
+        assert_each_file_in_one_place(folder, 4)
         code, out = run_cli(doc, wh)
         assert code in (0, 2), out
         got = ids_in(wh)
@@ -374,3 +382,28 @@ def test_a_file_that_breaks_part_way_is_loaded_not_at_all(tmp_path, fmt):
     assert len(dlq) == 1 and dlq[0][0].startswith("unreadable file")  # no row errors from the broken part
     files = con.execute("select path from _flow_files").fetchall()
     assert [os.path.basename(p) for (p,) in files] == [f"good.{'csv.gz' if fmt == 'csv' else fmt}"]
+
+
+def test_moves_cut_short_by_a_crash_are_finished_once(tmp_path):
+    """What a kill in the middle of a move leaves: the renamed-but-unplaced file, a placed file still under its
+    temporary name too, an unfinished copy, and a file linked into the success folder but still staged."""
+    from connectors.files import Claim, StagedFiles
+
+    dead = tmp_path / ".processing" / f"{'4' * 32}.src"
+    dead.mkdir(parents=True)
+    (dead / f".{'a' * 32}.moving.a.csv").write_text("id\n1\n")  # renamed, not placed
+    (dead / "b.csv").write_text("id\n2\n")
+    os.link(dead / "b.csv", dead / f".{'b' * 32}.moving.b.csv")  # placed, temporary name not yet dropped
+    (dead / f".{'c' * 32}.copying").write_text("id\n")  # a copy cut short (its original is elsewhere)
+    claim = Claim(str(tmp_path), ATOM, "5" * 32, "p", "src")
+    taken, _ = claim.adopt()
+    assert sorted(os.path.basename(p) for p in taken) == ["a.csv", "b.csv"]
+    assert sorted(os.listdir(claim.folder)) == ["a.csv", "b.csv"] and not dead.exists()
+    staged = StagedFiles(str(tmp_path), ATOM, taken, taken)
+    done = tmp_path / ".done"
+    done.mkdir()
+    os.link(taken[0], done / "a.csv")  # the crash came between the link into success and the unlink
+    assert sorted(os.path.basename(p) for p in staged.commit()) == ["a.csv", "b.csv"]
+    assert sorted(os.listdir(done)) == ["a.csv", "b.csv"] and os.listdir(claim.folder) == []
+    claim.release()
+    assert os.listdir(tmp_path / ".processing") == []
