@@ -23,8 +23,11 @@ def _check(args, warehouse=None):
     from connectors.warehouse import open_warehouse
     from ir_compiler.check import check_document, default_context
 
+    from ir_compiler.confine import effective_root
+
     wh = open_warehouse(warehouse) if warehouse is not False else None
-    return check_document(args.file, _params(args.param), default_context(wh))
+    return check_document(args.file, _params(args.param), default_context(wh),
+                          root=effective_root(getattr(args, "root", None)))
 
 
 def cmd_validate(args) -> int:
@@ -77,7 +80,8 @@ def cmd_run(args) -> int:
     opts = RunOptions(runner=args.runner, warehouse=args.warehouse, params=_params(args.param),
                       beam_args=args.beam_args, flink_master=args.flink_master,
                       streaming=True if args.streaming else (False if args.drain else None),
-                      stop_after_idle_s=_seconds(args.stop_after_idle) if args.stop_after_idle else None)
+                      stop_after_idle_s=_seconds(args.stop_after_idle) if args.stop_after_idle else None,
+                      root=args.root)
     if args.runner == "dataflow":
         from flow_beam.runners import DataflowProfile
         renames = dict(pair.split("=", 1) for pair in args.rename_node if "=" in pair)
@@ -101,7 +105,9 @@ def cmd_run(args) -> int:
 def cmd_test(args) -> int:
     from flow_beam.testing import run_embedded_tests
 
-    outcomes = run_embedded_tests(args.file, _params(args.param))
+    from ir_compiler.confine import effective_root
+
+    outcomes = run_embedded_tests(args.file, _params(args.param), root=effective_root(args.root))
     failed = 0
     for o in outcomes:
         mark = "[green]PASS[/green]" if o.passed else "[red]FAIL[/red]"
@@ -220,6 +226,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="IR param value")
         p.add_argument("--warehouse", default=None, help="duckdb:///path/file.duckdb or postgresql://user@host/db "
                                                          "(default $FLOW_WAREHOUSE or ./flow_warehouse.duckdb)")
+        p.add_argument("--root", default=None, metavar="DIR",
+                       help="confinement root: every path the document names must resolve inside DIR "
+                            "(default $FLOW_BEAM_ROOT)")
         p.set_defaults(fn=fn)
         return p
 
@@ -330,7 +339,8 @@ def main(argv: list[str] | None = None) -> int:
         print_issues(exc.issues, header="invalid document")
         return 1
     except FlowError as exc:
-        err_console.print(f"[red]error[/red] {exc}", soft_wrap=True)
+        from ir_compiler.secrets import scrub_text
+        err_console.print(f"[red]error[/red] {scrub_text(str(exc))}", soft_wrap=True)
         return 1
     except KeyboardInterrupt:
         err_console.print("interrupted")

@@ -39,6 +39,7 @@ class RunOptions:
     sink_root: str | None = None  # embedded tests: file sinks write under this folder
     streaming: bool | None = None  # None: streaming when a stream source runs on prism, flink or dataflow
     stop_after_idle_s: float | None = None  # streaming: end the run once no partition got a message this long
+    root: str | None = None  # confinement root for every path of the document (default $FLOW_BEAM_ROOT)
 
 
 def streaming_mode(checked: CheckedPipeline, opts: RunOptions) -> bool:
@@ -271,7 +272,11 @@ def run_document(source, opts: RunOptions | None = None, checked: CheckedPipelin
             if problems:
                 raise RunnerError("the Dataflow profile is incomplete: " + "; ".join(problems))
         if checked is None:
-            checked = check_document(source, opts.params, default_context(open_warehouse(url)))
+            from ir_compiler.confine import effective_root
+            checked = check_document(source, opts.params, default_context(open_warehouse(url)),
+                                     root=effective_root(opts.root))
+        from ir_compiler.secrets import register_env, secret_env_names
+        register_env(secret_env_names(checked.raw))  # scrubbed from every text this run stores or prints
         result.pipelineId = checked.pipeline.id
         result.nodes = {n.id: NodeResult(kind=n.kind) for n in checked.pipeline.nodes}
         streaming = streaming_mode(checked, opts)
@@ -295,6 +300,8 @@ def run_document(source, opts: RunOptions | None = None, checked: CheckedPipelin
         _finish_files(checked, result, inputs, run_dir)
         if not opts.keep_run_dir and opts.run_dir is None and "://" not in run_dir:
             shutil.rmtree(run_dir, ignore_errors=True)
+        from ir_compiler.secrets import scrub_obj
+        scrub_obj(result)  # errors and warnings may quote an answer that echoed a secret
         result.finishedAt = now_iso()
         result.durationMs = int((time.monotonic() - t0) * 1000)
         if checked is not None and opts.record_history and opts.runner != "dataflow":

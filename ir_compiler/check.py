@@ -31,11 +31,19 @@ class CheckedPipeline:
 
 
 def check_document(source: str | Path | dict, params: dict[str, Any] | None = None,
-                   ctx: SchemaContext | None = None, *, raise_on_error: bool = True) -> CheckedPipeline:
-    """Run every validation layer; raise ValidationFailed with all errors (or return them)."""
+                   ctx: SchemaContext | None = None, *, raise_on_error: bool = True,
+                   root: str | None = None) -> CheckedPipeline:
+    """Run every validation layer; raise ValidationFailed with all errors (or return them). ``root``: the
+    confinement root every path of the document must stay inside (ir_compiler.confine)."""
+    from ir_compiler.confine import confinement_issues
+
     pipeline, raw = load_document(source, params)  # raises ValidationFailed on model errors
     graph, issues = check_graph(pipeline)
     issues += check_rules(graph)
+    escaping = confinement_issues(pipeline, root)
+    issues += escaping
+    if escaping:  # never sample files outside the root: no inference at all
+        ctx = SchemaContext(overrides=ctx.overrides if ctx is not None else {})
     prop = Propagation()
     if not any(i.layer == "graph" for i in issues):
         prop = propagate_schemas(graph, ctx if ctx is not None else default_context())

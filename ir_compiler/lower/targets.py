@@ -86,7 +86,7 @@ class _CommitFn(beam.DoFn):
         if post is not None:  # only after the load committed; a failure is a warning, the load stays
             try:
                 if post.type == "sql":
-                    wh.run_statement(post.statement)
+                    wh.run_hook(post.statement, "postHook")  # read-only / maintenance only
                 else:
                     self._webhook(post, "post", rep.rows_loaded)
             except Exception as exc:  # noqa: BLE001 - reported in the run result
@@ -179,6 +179,73 @@ def lower_target(pcoll, node, ctx, label, gate, lineage_source: str, schema_fiel
     if sink is not None and ctx.sink_root and node.connector == "local_fs":
         sink["path"] = os.path.join(ctx.sink_root, node.id)
     return staged | f"{label}/Commit" >> beam.ParDo(_CommitFn(node, info, lineage_source, sink), *side)
+
+
+NUL_REASON = "text contains a NUL byte, which PostgreSQL text cannot store"
+
+
+def nul_rows(table: pa.Table):
+    """A boolean mask of the rows holding a NUL byte in a text (or list-of-text) column, or None when none does."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    hit = None
+    for i, f in enumerate(table.schema):
+        if f.name.startswith("__fb_"):
+            continue
+        col = table.column(i)
+        if pa.types.is_string(f.type) or pa.types.is_large_string(f.type):
+            m = pc.fill_null(pc.match_substring(col, "\x00"), False).to_numpy(zero_copy_only=False)
+        elif (pa.types.is_list(f.type) or pa.types.is_large_list(f.type)) and (
+                pa.types.is_string(f.type.value_type) or pa.types.is_large_string(f.type.value_type)):
+            m = np.zeros(table.num_rows, dtype=bool)
+            flat = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+            found = pc.fill_null(pc.match_substring(pc.list_flatten(flat), "\x00"), False)
+            parents = pc.filter(pc.list_parent_indices(flat), found).to_numpy(zero_copy_only=False)
+            m[parents] = True
+        else:
+            continue
+        if m.any():
+            hit = m if hit is None else (hit | m)
+    return hit
+
+
+class _StorableFn(beam.DoFn):
+    """PostgreSQL targets: a row whose text holds a NUL byte cannot be stored (COPY would fail the whole load), so
+    it leaves through the target's error output with the reason (→ DLQ, or an ``errors`` consumer); the rest
+    load."""
+
+    def __init__(self, node_id):
+        self.node_id = node_id
+
+    def process(self, table):
+        import pyarrow.compute as pc
+
+        from ir_compiler.lower.context import to_error_table
+        from ir_compiler.ops.common import ERROR
+
+        hit = nul_rows(table)
+        if hit is None:
+            yield table
+            return
+        mask = pa.array(hit)
+        bad = table.filter(mask)
+        counter(self.node_id, "rows_errored").inc(bad.num_rows)
+        counter(self.node_id, f"note:rows sent to the error output ({NUL_REASON})").inc(bad.num_rows)
+        bad = bad.append_column(ERROR, pa.array([NUL_REASON] * bad.num_rows, pa.string()))
+        yield beam.pvalue.TaggedOutput("errors", to_error_table(self.node_id, bad))
+        good = table.filter(pc.invert(mask))
+        if good.num_rows:
+            yield good
+
+
+def split_unstorable(pcoll, node, ctx, label):
+    """(rows the target's warehouse can store, error rows); only PostgreSQL table targets split (see
+    :class:`_StorableFn`), every other target gets all rows and no errors."""
+    if node.schema_ is None or ctx.warehouse_url.split("://", 1)[0] not in ("postgresql", "postgres"):
+        return pcoll, None
+    out = pcoll | f"{label}/NulBytes" >> beam.ParDo(_StorableFn(node.id)).with_outputs("errors", main="main")
+    return out.main, out.errors
 
 
 def produce_rows(cfg, table: pa.Table) -> int:
