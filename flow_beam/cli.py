@@ -5,6 +5,8 @@ import argparse
 import sys
 
 from flow_beam import __version__
+from rich.markup import escape
+
 from flow_beam.reporting import console, dump_json, err_console, print_issues, print_result
 from ir_compiler.errors import FlowError, ValidationFailed
 
@@ -31,10 +33,11 @@ def cmd_validate(args) -> int:
     try:
         checked = _check(args, args.warehouse)
     except ValidationFailed as exc:
+        n = len([i for i in exc.issues if i.severity == "error"])
         if args.format == "json":
-            dump_json({"valid": False, "issues": [i.__dict__ for i in exc.issues]}, None)
+            dump_json({"valid": False, "error": f"{n} validation error(s)",
+                       "issues": [i.__dict__ for i in exc.issues]}, None)
         else:
-            n = len([i for i in exc.issues if i.severity == "error"])
             print_issues(exc.issues, header=f"{args.file}: {n} error(s)")
         return 1
     if args.format == "json":
@@ -209,7 +212,7 @@ def cmd_schema(args) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flow-beam", description="Typed JSON pipelines compiled to Apache Beam.")
+    parser = _Parser(prog="flow-beam", description="Typed JSON pipelines compiled to Apache Beam.")
     parser.add_argument("--version", action="version", version=f"flow-beam {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="show Beam's own logs")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -314,26 +317,67 @@ def _quiet_logs(verbose: bool) -> None:
         warnings.filterwarnings("ignore")
 
 
+class UsageError(FlowError):
+    """Arguments argparse refused (printed as one error line, or as JSON for ``--format json``)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's own exit(2) with usage, but as a FlowError the caller formats
+        raise UsageError(f"{message}; see `{self.prog} --help`")
+
+
+def _wants_json(argv: list[str]) -> bool:
+    """``validate --format json``: every outcome, errors included, is one JSON object on stdout."""
+    command = next((a for a in argv if not a.startswith("-")), None)
+    flat = " ".join(argv[:argv.index("--")] if "--" in argv else argv)
+    return command == "validate" and ("--format json" in flat or "--format=json" in flat)
+
+
+def _fail(message: str, as_json: bool, issues=(), code: int = 1) -> int:
+    if as_json:
+        dump_json({"valid": False, "error": message, "issues": [i.__dict__ for i in issues]}, None)
+    else:
+        err_console.print(f"[red]error[/red] {escape(message)}", soft_wrap=True)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    as_json = _wants_json(argv)
     beam_args = []
     if "--" in argv:  # everything after -- goes to Beam's PipelineOptions
         cut = argv.index("--")
         argv, beam_args = argv[:cut], argv[cut + 1:]
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as exc:
+        return _fail(str(exc), as_json, code=2)
     if hasattr(args, "beam_args"):
         args.beam_args = beam_args
-    _quiet_logs(getattr(args, "verbose", False))
+    verbose = getattr(args, "verbose", False)
+    _quiet_logs(verbose)
     try:
         return args.fn(args)
     except ValidationFailed as exc:
+        if as_json:
+            return _fail(f"{len([i for i in exc.issues if i.severity == 'error'])} validation error(s)", True,
+                         exc.issues)
         print_issues(exc.issues, header="invalid document")
         return 1
     except FlowError as exc:
-        err_console.print(f"[red]error[/red] {exc}", soft_wrap=True)
-        return 1
+        return _fail(str(exc), as_json)
     except KeyboardInterrupt:
         err_console.print("interrupted")
         return 130
-
-
+    except BrokenPipeError:  # `flow-beam … | head`: the reader left; nothing more to say
+        return 1
+    except OSError as exc:  # disk full, permission denied, … on a path the command wrote or read
+        where = f": {exc.filename}" if exc.filename else ""
+        return _fail(f"{exc.strerror or exc}{where}", as_json)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, never a traceback
+        if verbose:
+            import traceback
+            traceback.print_exc()
+        text = str(exc).splitlines()[0][:300] if str(exc) else ""
+        return _fail(f"internal error ({type(exc).__name__}: {text}); this is a bug in flow-beam, please report "
+                     f"it{'' if verbose else ' (-v shows the traceback)'}", as_json)

@@ -17,6 +17,8 @@ def sql_hook_problem(statement: str | None) -> str | None:
         trees = sqlglot.parse(statement, dialect="postgres")
     except sqlglot.errors.ParseError as exc:
         return f"cannot parse the hook SQL: {exc.errors[0]['description'] if exc.errors else exc}"
+    except (sqlglot.errors.TokenError, RecursionError) as exc:
+        return f"cannot parse the hook SQL: {exc if isinstance(exc, sqlglot.errors.TokenError) else 'nested too deep'}"
     for tree in trees:
         if tree is None:
             continue

@@ -91,6 +91,9 @@ def _literal(c: _Compiler, node: exp.Literal) -> Node:
         return const(node.this, STRING)
     text = node.this
     if re.fullmatch(r"\d+", text):
+        if len(text) > 18 and int(text) > 2 ** 63 - 1:
+            c.fail(f"integer {text[:40]} is out of the int range (at most {2 ** 63 - 1}); use a decimal literal "
+                   f"like CAST('…' AS decimal(38,0))", node)
         return const(int(text), INT)
     return const(float(text), FLOAT)
 
