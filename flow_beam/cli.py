@@ -7,7 +7,8 @@ import sys
 from flow_beam import __version__
 from rich.markup import escape
 
-from flow_beam.reporting import console, dump_json, err_console, print_issues, print_result
+from flow_beam.reporting import (check_writable, console, dump_json, err_console, print_issues, print_result,
+                                 write_text)
 from ir_compiler.errors import FlowError, ValidationFailed
 
 
@@ -93,11 +94,17 @@ def cmd_run(args) -> int:
         opts.job_file = args.job_file
     elif args.dry_run:
         raise FlowError("--dry-run is for --runner dataflow (it writes the job graph without submitting)")
+    if args.result_file:
+        check_writable(args.result_file, "--result-file")
     with console.status(f"running {checked.pipeline.id} on {args.runner}…", spinner="dots"):
         result = run_document(args.file, opts, checked=checked)
     print_result(result)
     if args.result_file:
-        dump_json(result.to_json(), args.result_file)
+        try:  # the run is over: a result file we cannot write is a warning, never the run's outcome
+            dump_json(result.to_json(), args.result_file, "--result-file")
+        except FlowError as exc:
+            err_console.print(f"[yellow]warning[/yellow] {escape(str(exc))} (the run's outcome is above)",
+                              soft_wrap=True)
     return result.exit_code
 
 
@@ -140,6 +147,8 @@ def cmd_template(args) -> int:
     if args.action == "build":
         if bool(args.file) == bool(args.generic):
             raise FlowError("template build takes a pipeline FILE or --generic")
+        if args.output:
+            check_writable(args.output)
         spec = templates.build_spec(args.image, None if args.generic else args.file, java=args.java)
         dump_json(spec, args.output)
         if args.output:
@@ -194,8 +203,7 @@ def cmd_schedule(args) -> int:
     else:
         text = scheduling.airflow_dag(pipeline, args.ir_file or args.target)
         if args.output:
-            with open(args.output, "w", encoding="utf-8") as fh:
-                fh.write(text)
+            write_text(args.output, text)
         else:
             print(text)
     return 0

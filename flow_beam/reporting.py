@@ -2,12 +2,13 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 from rich.console import Console
 from rich.table import Table
 
-from ir_compiler.errors import Issue
+from ir_compiler.errors import FlowError, Issue
 
 def _console(stderr: bool) -> Console:
     probe = Console(stderr=stderr)
@@ -58,13 +59,44 @@ def print_result(result) -> None:
         console.print(f"[yellow]warning[/yellow] {w}", soft_wrap=True)
 
 
-def dump_json(data, path: str | None) -> None:
+def dump_json(data, path: str | None, what: str = "--output") -> None:
+    """JSON to stdout (``path`` None or ``-``) or to a file, written whole or not at all (see :func:`write_text`)."""
     text = json.dumps(data, indent=2, default=str)
     if path in (None, "-"):
         sys.stdout.write(text + "\n")
     else:
-        with open(path, "w", encoding="utf-8") as fh:
-            fh.write(text + "\n")
+        write_text(path, text + "\n", what)
+
+
+def check_writable(path: str, what: str = "--output") -> None:
+    """Fail early, with the option's name, when ``path`` cannot be a file we write (missing folder, a folder)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FlowError(f"cannot write {what} {path}: the folder {folder} does not exist; create it first")
+    if os.path.isdir(path):
+        raise FlowError(f"cannot write {what} {path}: it is a folder; give a file path")
+
+
+def write_text(path: str, text: str, what: str = "--output") -> None:
+    """Write ``text`` to ``path`` whole or not at all: a regular file is written next to it and renamed over it
+    (a full disk leaves the old file, or none, never half a file); a device or pipe is written directly.
+    Every failure is a FlowError naming the option and the reason."""
+    check_writable(path, what)
+    regular = not os.path.exists(path) or os.path.isfile(path)
+    tmp = f"{os.path.join(os.path.dirname(os.path.abspath(path)), '.' + os.path.basename(path))}." \
+          f"{os.getpid()}.tmp" if regular else None
+    try:
+        with open(tmp or path, "x" if tmp else "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            if tmp:
+                os.fsync(fh.fileno())
+        if tmp:
+            os.replace(tmp, path)
+    except OSError as exc:
+        if tmp and os.path.exists(tmp):
+            os.unlink(tmp)
+        raise FlowError(f"cannot write {what} {path}: {exc.strerror or exc}") from None
 
 
 def print_runs(runs: list[dict]) -> None:

@@ -128,3 +128,121 @@ def test_subprocess_validate_of_a_folder_and_deep_file(tmp_path):
         assert code == 1 and json.loads(out)["valid"] is False and "Traceback" not in err
         code, out, err = run_cli("validate", target)
         assert code == 1 and "Traceback" not in err and len(err.strip().splitlines()) == 1, err
+
+
+# ---- section 2: every command's file arguments and outputs ---------------------------------------------------
+
+
+def one_error_line(code, out, err, *needles):
+    assert code == 1, (code, out, err)
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error ") and "Traceback" not in out + err, err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+def test_a_folder_given_as_file(tmp_path, capsys):
+    for args in (["validate"], ["plan"], ["run"], ["test"], ["schedule", "next"], ["schedule", "export"],
+                 ["template", "build"]):
+        extra = ["--image", "a/b"] if "build" in args else []
+        one_error_line(*in_process(capsys, *args, str(tmp_path), *extra), "is a folder")
+    one_error_line(*in_process(capsys, "template", "run", str(tmp_path)), "is a folder")
+
+
+@pytest.mark.parametrize("command", [["schema"], ["template", "build", "--generic", "--image", "a/b"],
+                                     ["schedule", "export", os.path.join(ROOT, "examples", "orders",
+                                                                         "pipeline.json")]])
+def test_output_into_a_missing_folder_or_a_full_device(tmp_path, capsys, command):
+    target = tmp_path / "no" / "such" / "out.json"
+    one_error_line(*in_process(capsys, *command, "--output", str(target)), "--output", "does not exist")
+    assert not (tmp_path / "no").exists()
+    one_error_line(*in_process(capsys, *command, "--output", str(tmp_path)), "is a folder")
+    if os.path.exists("/dev/full"):
+        one_error_line(*in_process(capsys, *command, "--output", "/dev/full"), "No space left on device")
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 64 KiB tmpfs (root only; skipped elsewhere): a real full disk."""
+    mount = tmp_path / "disk"
+    mount.mkdir()
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({proc.stderr.decode().strip()}); /dev/full covers a full disk")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def test_full_disk_leaves_no_half_file(tiny_disk, capsys):
+    target = tiny_disk / "schema.json"
+    target.write_text("old\n")
+    with open(tiny_disk / "fill", "wb") as fh:  # leave 8 KiB: the schema (far larger) cannot fit
+        fh.write(b"\0" * (56 * 1024))
+    one_error_line(*in_process(capsys, "schema", "--output", str(target)), "No space left on device")
+    assert target.read_text() == "old\n" and sorted(p.name for p in tiny_disk.iterdir()) == ["fill", "schema.json"]
+    (tiny_disk / "fill").unlink()
+    (tiny_disk / "small.json").write_text("{}")
+    code, out, err = in_process(capsys, "template", "build", "--generic", "--image", "a/b", "--output",
+                                str(tiny_disk / "small.json"))
+    assert code == 0 and json.loads((tiny_disk / "small.json").read_text())["image"] == "a/b"
+
+
+def test_template_run_on_missing_or_malformed_specs(tmp_path, capsys):
+    one_error_line(*in_process(capsys, "template", "run", str(tmp_path / "nope.json")), "not found",
+                   "template build")
+    for name, text, needle in [("bad.json", '{"x":', "line 1, column 6"), ("arr.json", "[1]", "not a Flex Template"),
+                               ("meta.json", '{"metadata": 5}', "not a Flex Template"),
+                               ("params.json", '{"metadata": {"parameters": [1]}}', "not a Flex Template")]:
+        (tmp_path / name).write_text(text)
+        one_error_line(*in_process(capsys, "template", "run", str(tmp_path / name)), needle)
+    (tmp_path / "latin.json").write_bytes(b'{"metadata": "\xe9"}')
+    one_error_line(*in_process(capsys, "template", "run", str(tmp_path / "latin.json")), "not UTF-8")
+    code, out, err = in_process(capsys, "template", "run", "gs://bucket/spec.json", "--param", "a=b")
+    assert code == 0 and "--template-file-gcs-location=gs://bucket/spec.json" in out
+
+
+def test_init_into_a_file_or_full_device(tmp_path, capsys):
+    (tmp_path / "file").write_text("x")
+    one_error_line(*in_process(capsys, "init", "daily-orders", str(tmp_path / "file")), "is not a folder")
+    one_error_line(*in_process(capsys, "init", "nope", str(tmp_path / "new")), "no template 'nope'")
+
+
+def _tiny_pipeline(tmp_path):
+    data = tmp_path / "in"
+    data.mkdir()
+    (data / "a.csv").write_text("id,name\n1,x\n2,y\n")
+    doc = {"kind": "pipeline", "version": "1.0", "id": "tiny", "nodes": [
+        {"id": "src", "kind": "source", "connector": "local_fs", "config": {"path": str(data) + "/", "format": "csv"},
+         "schema": [{"name": "id", "type": "int"}, {"name": "name", "type": "string"}]},
+        {"id": "tgt", "kind": "target", "input": "src", "schema": "public.tiny"}]}
+    path = tmp_path / "tiny.json"
+    path.write_text(json.dumps(doc))
+    return path
+
+
+def _loaded(warehouse) -> int | None:
+    import duckdb
+    con = duckdb.connect(str(warehouse), read_only=True)
+    try:
+        return con.execute("SELECT count(*) FROM public.tiny").fetchone()[0]
+    except duckdb.CatalogException:
+        return None
+    finally:
+        con.close()
+
+
+def test_result_file_problems_never_turn_a_load_into_a_failure(tmp_path):
+    path, warehouse = _tiny_pipeline(tmp_path), tmp_path / "w.duckdb"
+    code, out, err = run_cli("run", str(path), "--warehouse", f"duckdb:///{warehouse}", "--result-file",
+                             str(tmp_path / "missing" / "r.json"))
+    one_error_line(code, out, err, "--result-file", "does not exist")
+    assert not warehouse.exists() or _loaded(warehouse) is None  # refused before anything ran
+    if os.path.exists("/dev/full"):
+        code, out, err = run_cli("run", str(path), "--warehouse", f"duckdb:///{warehouse}", "--result-file",
+                                 "/dev/full")
+        assert code == 0, out + err
+        assert "completed" in out and "warning cannot write --result-file /dev/full: No space left on device" in err
+        assert "Traceback" not in out + err and _loaded(warehouse) == 2
