@@ -44,7 +44,7 @@ def cmd_validate(args) -> int:
     if args.format == "json":
         dump_json({"valid": True, "issues": [i.__dict__ for i in checked.issues]}, None)
     else:
-        console.print(f"{args.file}: valid ({len(checked.pipeline.nodes)} nodes)")
+        console.print(f"{escape(args.file)}: valid ({len(checked.pipeline.nodes)} nodes)", soft_wrap=True)
         print_issues(checked.notes)
     return 0
 
@@ -115,7 +115,7 @@ def cmd_test(args) -> int:
     failed = 0
     for o in outcomes:
         mark = "[green]PASS[/green]" if o.passed else "[red]FAIL[/red]"
-        console.print(f"{mark} {o.name}")
+        console.print(f"{mark} {escape(o.name)}", soft_wrap=True)
         for line in o.details:
             console.print(f"      {line}", soft_wrap=True, markup=False)
         failed += not o.passed
@@ -152,7 +152,8 @@ def cmd_template(args) -> int:
         spec = templates.build_spec(args.image, None if args.generic else args.file, java=args.java)
         dump_json(spec, args.output)
         if args.output:
-            console.print(f"wrote {args.output}: upload it to gs://… and run `flow-beam template run`")
+            console.print(f"wrote {escape(args.output)}: upload it to gs://… and run `flow-beam template run`",
+                          soft_wrap=True)
         return 0
     if not args.file:
         raise FlowError("usage: flow-beam template run SPEC.json [--param k=v …]")
@@ -167,13 +168,13 @@ def cmd_init(args) -> int:
 
     if args.list or not args.template:
         for name, description in templates.catalog().items():
-            console.print(f"{name:24s} {description}")
+            console.print(escape(f"{name:24s} {description}"), soft_wrap=True)
         return 0
     if not args.folder:
         raise FlowError("usage: flow-beam init TEMPLATE DIR")
     path = templates.init(args.template, args.folder)
-    console.print(f"created {path}; try: cd {args.folder} && flow-beam test pipeline.json && flow-beam run "
-                  f"pipeline.json")
+    console.print(escape(f"created {path}; try: cd {args.folder} && flow-beam test pipeline.json && flow-beam run "
+                         f"pipeline.json"), soft_wrap=True)
     return 0
 
 
@@ -190,7 +191,7 @@ def cmd_schedule(args) -> int:
         if not os.path.isdir(args.target):
             raise FlowError(f"{args.target} is not a folder of pipeline documents")
         sched = scheduling.Scheduler(args.target, args.warehouse, args.runner)
-        console.print(f"serving schedules of {args.target} (Ctrl-C to stop)")
+        console.print(escape(f"serving schedules of {args.target} (Ctrl-C to stop)"), soft_wrap=True)
         sched.serve(max_ticks=args.ticks, interval=args.interval)
         sched.join()
         return 0

@@ -246,3 +246,60 @@ def test_result_file_problems_never_turn_a_load_into_a_failure(tmp_path):
         assert code == 0, out + err
         assert "completed" in out and "warning cannot write --result-file /dev/full: No space left on device" in err
         assert "Traceback" not in out + err and _loaded(warehouse) == 2
+
+
+# ---- section 5: user text is never terminal markup ------------------------------------------------------------
+
+
+def test_validation_messages_keep_their_brackets(tmp_path, capsys):
+    ops = [{"op": "expression", "field": "z", "expr": "nope || '[red]x[/red] [b]'"}]
+    doc = {**GOOD, "nodes": [GOOD["nodes"][0], {"id": "t", "kind": "transform", "input": "src", "ops": ops},
+                             {**GOOD["nodes"][1], "input": "t"}]}
+    path = tmp_path / "[x]doc.json"
+    path.write_text(json.dumps(doc))
+    code, out, err = in_process(capsys, "validate", str(path))
+    assert code == 1 and f"{path}: 1 error(s)" in err
+    assert "nodes[1].ops[0].expr [node t]: unknown column 'nope'" in err and "nope || '[red]x[/red] [b]'" in err
+    ops[0] = {"op": "drop", "fields": ["id"], "[bold]key": 1}
+    path.write_text(json.dumps(doc))
+    code, out, err = in_process(capsys, "validate", str(path))
+    assert 'nodes[1].ops[0]["[bold]key"] [node t]' in err and "unknown field '[bold]key'" in err
+
+
+def test_result_table_and_warnings_keep_user_text():
+    from rich.console import Console
+
+    from flow_beam import reporting
+    from flow_beam.results import NodeResult, RunResult
+
+    result = RunResult("r" * 32, "p", "failed", "direct", "2026-01-01", nodes={
+        "src": NodeResult("source", "completed", rowsIn=2, rowsOut=2, warnings=["regex '^[a-z]*$' :warning:"]),
+        "t": NodeResult("transform", "failed", error='row: {"id": "[b]2[/b]", "name": "[red]y[/red]"}')},
+        warnings=["[dim]w[/dim]"], error="first: '[b]2[/b]'")
+    console = Console(record=True, width=400, highlight=False, emoji=False)
+    saved = reporting.console
+    reporting.console = console
+    try:
+        reporting.print_result(result)
+    finally:
+        reporting.console = saved
+    text = console.export_text()
+    for needle in ("regex '^[a-z]*$' :warning:", '{"id": "[b]2[/b]", "name": "[red]y[/red]"}', "[dim]w[/dim]",
+                   "failed in 0.0s — first: '[b]2[/b]'"):
+        assert needle in text, (needle, text)
+
+
+def test_a_bad_rows_data_shows_as_it_is(tmp_path):
+    data = tmp_path / "in"
+    data.mkdir()
+    (data / "a.csv").write_text("id,name\n1,x\n[b]2[/b],[red]y[/red]\n")
+    doc = {"kind": "pipeline", "version": "1.0", "id": "tiny", "nodes": [
+        {"id": "src", "kind": "source", "connector": "local_fs", "config": {"path": str(data) + "/", "format": "csv"},
+         "schema": [{"name": "id", "type": "string"}, {"name": "name", "type": "string"}]},
+        {"id": "t", "kind": "transform", "input": "src", "ops": [{"op": "cast", "field": "id", "to": "int"}]},
+        {"id": "tgt", "kind": "target", "input": "t", "schema": "public.tiny"}]}
+    (tmp_path / "p.json").write_text(json.dumps(doc))
+    code, out, err = run_cli("run", str(tmp_path / "p.json"), "--warehouse", f"duckdb:///{tmp_path / 'w.duckdb'}",
+                             env={"COLUMNS": "1000"})
+    assert code == 1 and "cannot cast '[b]2[/b]' in column 'id' to int" in out
+    assert '"name": "[red]y[/red]"' in out
