@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass, field as dc_field, replace
 from pathlib import Path
 from typing import Any
 
@@ -312,36 +313,133 @@ def pydantic_issues(exc: ValidationError, raw: dict, prefix: tuple = ()) -> list
 
 def load_document(source: str | Path | dict, params: dict[str, Any] | None = None) -> tuple[Pipeline, dict]:
     """Parse and model-validate a document; raises ValidationFailed with every model-layer issue."""
+    loaded = load_partial(source, params)
+    if loaded.errors:
+        raise ValidationFailed(loaded.issues)
+    return loaded.full, loaded.raw
+
+
+@dataclass
+class Loaded:
+    """A document after the model layer, with what the later layers may still check when parts of it are broken.
+
+    ``pipeline`` holds the nodes that passed their models (the first of each id), so graph, rules and types can
+    still look at them; ``index`` maps its node positions to the document's (for JSON paths); ``invalid`` are the
+    ids of nodes left out (a reference to one is not a dangling reference). ``full`` is the whole validated
+    pipeline, only when the model layer found no error.
+    """
+
+    raw: dict
+    issues: list[Issue]
+    pipeline: Pipeline | None = None
+    full: Pipeline | None = None
+    index: list[int] = dc_field(default_factory=list)
+    invalid: set[str] = dc_field(default_factory=set)
+    duplicates: list[tuple[int, Any]] = dc_field(default_factory=list)  # (document position, node) left out
+
+    @property
+    def errors(self) -> list[Issue]:
+        return [i for i in self.issues if i.severity == "error"]
+
+    def in_document(self, issues: list[Issue]) -> list[Issue]:
+        """Issues found on ``pipeline`` with their ``nodes[k]`` paths moved to the document's positions."""
+        def move(m):
+            k = int(m.group(1))
+            return f"nodes[{self.index[k] if k < len(self.index) else k}]"
+        if self.index == list(range(len(self.index))):
+            return issues
+        return [replace(i, path=_NODE_AT.sub(move, i.path, count=1)) for i in issues]
+
+
+_NODE_AT = re.compile(r"^nodes\[(\d+)\]")
+
+
+def load_partial(source: str | Path | dict, params: dict[str, Any] | None = None) -> Loaded:
+    """Every model-layer issue of a document, and the part of it the later layers can check (see :class:`Loaded`).
+    Raises DocumentError / ValidationFailed only when nothing can be checked (unreadable, beyond the limits)."""
     raw = read_json(source)
     limits = check_limits(raw)
     if limits:
         raise ValidationFailed(limits)
     resolved, issues = resolve_params(raw, params)
+    nodes = resolved.get("nodes")
+    full = None
     try:
-        pipeline = Pipeline.model_validate(resolved)
+        full = Pipeline.model_validate(resolved)
     except ValidationError as exc:
-        raise ValidationFailed(issues + pydantic_issues(exc, resolved)) from None
-    issues += _connector_issues(pipeline, resolved)
-    if [i for i in issues if i.severity == "error"]:
-        raise ValidationFailed(issues)
-    return pipeline, resolved
+        issues += pydantic_issues(exc, resolved)
+    loaded = Loaded(resolved, issues)
+    if not isinstance(nodes, list):
+        return loaded
+    seen: dict[str, int] = {}
+    kept: list = []
+    for i, item in enumerate(nodes):
+        node = full.nodes[i] if full is not None else _node_or_none(item)
+        if node is None:
+            if isinstance(item, dict) and isinstance(item.get("id"), str):
+                loaded.invalid.add(item["id"])
+            continue
+        config_issues = _connector_issues(node, i, resolved)
+        issues += config_issues
+        if node.id in seen:
+            issues.append(Issue(f"nodes[{i}].id", f"duplicate node id '{node.id}' (first used at "
+                                                  f"nodes[{seen[node.id]}])", node.id, "graph"))
+            loaded.duplicates.append((i, node))
+            continue
+        seen[node.id] = i
+        if config_issues:
+            loaded.invalid.add(node.id)
+            continue
+        kept.append(node)
+        loaded.index.append(i)
+    if not loaded.errors and full is not None:
+        loaded.full = full
+    loaded.pipeline = _with_nodes(resolved, kept, full)
+    return loaded
 
 
-def _connector_issues(pipeline: Pipeline, raw: dict) -> list[Issue]:
-    """Validate each source/target ``config`` against its connector's model."""
+def _node_or_none(item):
+    from ir_compiler.models.nodes import NODE_ADAPTER
+    try:
+        return NODE_ADAPTER.validate_python(item)
+    except ValidationError:
+        return None
+
+
+def _with_nodes(resolved: dict, nodes: list, full: Pipeline | None) -> Pipeline | None:
+    """A Pipeline of ``nodes`` with the document's valid top-level fields (the broken ones left at defaults)."""
+    if not nodes:
+        return None
+    if full is not None:
+        return full if list(full.nodes) == nodes else full.model_copy(update={"nodes": nodes})
+    top = {k: v for k, v in resolved.items() if k != "nodes"}
+    for _ in range(len(top) + 2):
+        try:
+            return Pipeline.model_validate({**top, "nodes": nodes})
+        except ValidationError as exc:
+            bad = {e["loc"][0] for e in exc.errors() if e["loc"]} - {"nodes"}
+            if not bad:
+                return None
+            for key in bad:
+                top.pop(key, None)
+            if "id" in bad:
+                top["id"] = "invalid-document"
+    return None
+
+
+def _connector_issues(node, i: int, raw: dict) -> list[Issue]:
+    """Validate a source/target ``config`` against its connector's model."""
     from ir_compiler.models import SINK_CONFIGS, SOURCE_CONFIGS
 
-    issues = []
-    for i, node in enumerate(pipeline.nodes):
-        table = SOURCE_CONFIGS if node.kind == "source" else SINK_CONFIGS if node.kind == "target" else None
-        connector = getattr(node, "connector", None)
-        if table is None or connector is None:
-            continue
-        try:
-            table[connector].model_validate(node.config or {})
-        except ValidationError as exc:
-            issues += pydantic_issues(exc, raw, ("nodes", i, "config"))
-    return issues
+    table = SOURCE_CONFIGS if node.kind == "source" else SINK_CONFIGS if node.kind == "target" else None
+    connector = getattr(node, "connector", None)
+    if table is None or connector is None:
+        return []
+    try:
+        table[connector].model_validate(node.config or {})
+    except ValidationError as exc:
+        return pydantic_issues(exc, raw, ("nodes", i, "config"))
+    return []
 
 
 def connector_config(node):

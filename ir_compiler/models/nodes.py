@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, model_validator
+from pydantic import Field, TypeAdapter, model_validator
 
 from ir_compiler.models.base import MAX_ID_LENGTH, FieldSpec, NodeBase, Strict, Window
 from ir_compiler.models.connectors import SINK_CONNECTORS, SOURCE_CONNECTORS
@@ -220,5 +220,6 @@ Node = Annotated[
     Union[SourceNode, TransformNode, ValidateNode, BranchNode, JoinNode, EnrichNode, TargetNode, ArchiveNode],
     Field(discriminator="kind"),
 ]
+NODE_ADAPTER = TypeAdapter(Node)  # one node on its own (validation reports every node, even next to a broken one)
 NODE_KINDS = {m.model_fields["kind"].default: m for m in
               (SourceNode, TransformNode, ValidateNode, BranchNode, JoinNode, EnrichNode, TargetNode, ArchiveNode)}
