@@ -303,3 +303,33 @@ def test_a_bad_rows_data_shows_as_it_is(tmp_path):
                              env={"COLUMNS": "1000"})
     assert code == 1 and "cannot cast '[b]2[/b]' in column 'id' to int" in out
     assert '"name": "[red]y[/red]"' in out
+
+
+# ---- section 3: a run that fails midway keeps the counts of every node that ran ----------------------------
+
+
+def test_counts_of_nodes_that_ran_survive_a_failure_midway(tmp_path):
+    from flow_beam.history import get_run
+    from flow_beam.running import RunOptions, run_document
+
+    data = tmp_path / "in"
+    data.mkdir()
+    (data / "a.csv").write_text("id,name\n1,x\n2,y\n3,\n")
+    doc = {"kind": "pipeline", "version": "1.0", "id": "midway", "nodes": [
+        {"id": "src", "kind": "source", "connector": "local_fs", "config": {"path": str(data) + "/", "format": "csv"},
+         "schema": [{"name": "id", "type": "int"}, {"name": "name", "type": "string"}]},
+        {"id": "t", "kind": "transform", "input": "src", "ops": [{"op": "expression", "field": "z", "expr": "id * 2"}]},
+        {"id": "v", "kind": "validate", "input": "t", "rowLevel": [{"field": "name", "rule": "not_null"}]},
+        {"id": "files", "kind": "target", "input": "v", "connector": "local_fs",  # fails in the worker: no folder
+         "config": {"path": str(tmp_path / "blocker" / "out") + "/", "format": "jsonl"}}]}
+    (tmp_path / "blocker").write_text("a file where the sink wants a folder")
+    url = f"duckdb:///{tmp_path / 'w.duckdb'}"
+    result = run_document(doc, RunOptions(warehouse=url))
+    assert result.status == "failed" and result.nodes["files"].status == "failed"
+    src, t, v = (result.nodes[n] for n in ("src", "t", "v"))
+    assert (src.status, src.rowsIn, src.rowsOut) == ("completed", 3, 3)
+    assert (t.rowsIn, t.rowsOut) == (3, 3)
+    assert (v.status, v.rowsIn, v.rowsOut, v.rowsQuarantined) == ("completed_with_errors", 3, 2, 1)
+    stored = get_run(url, result.runId)  # the run history table keeps them too
+    assert stored["status"] == "failed" and stored["nodes"]["src"]["rowsIn"] == 3
+    assert stored["nodes"]["v"]["rowsQuarantined"] == 1
