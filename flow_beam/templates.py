@@ -10,15 +10,33 @@ import subprocess
 
 from ir_compiler.errors import FlowError
 
-METADATA = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "templates", "dataflow",
-                        "metadata.json")
+
+
+def _templates_dir() -> str:
+    """``templates/``: inside the installed package (a wheel carries it as ``flow_beam/_templates``, see setup.py)
+    or at the top of the repository (a checkout or an editable install)."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    candidates = (os.path.join(here, "_templates"), os.path.join(os.path.dirname(here), "templates"))
+    return next((c for c in candidates if os.path.isdir(os.path.join(c, "pipelines"))), candidates[-1])
+
+
+TEMPLATES = _templates_dir()
+METADATA = os.path.join(TEMPLATES, "dataflow", "metadata.json")
+_STAND_IN = {"int": "1", "float": "1.0", "bool": "false"}  # a string param stands in as its own ${params.x}
 _PARAM_REGEX = {"int": r"^-?[0-9]+$", "float": r"^-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?$",
                 "bool": r"^(true|false)$"}
 
 
+def _missing(what: str) -> FlowError:
+    return FlowError(f"the flow-beam {what} is missing from this installation ({TEMPLATES}); reinstall flow-beam")
+
+
 def generic_metadata() -> dict:
-    with open(METADATA, encoding="utf-8") as fh:
-        return json.load(fh)
+    try:
+        with open(METADATA, encoding="utf-8") as fh:
+            return json.load(fh)
+    except FileNotFoundError:
+        raise _missing("Flex Template metadata (templates/dataflow/metadata.json)") from None
 
 
 def pipeline_metadata(source) -> dict:
@@ -29,7 +47,11 @@ def pipeline_metadata(source) -> dict:
     from ir_compiler.propagate import SchemaContext
 
     raw = read_json(source)
-    checked = check_document(raw, None, SchemaContext())
+    # a param without a default is a template parameter without a value: validate with a stand-in of its type
+    specs = raw.get("params") if isinstance(raw.get("params"), dict) else {}
+    stand_ins = {name: _STAND_IN.get(str(spec.get("type", "string")), f"${{params.{name}}}")
+                 for name, spec in specs.items() if isinstance(spec, dict) and spec.get("default") is None}
+    checked = check_document(raw, stand_ins, SchemaContext())
     p = checked.pipeline
     streaming = any(n.kind == "source" and n.connector in STREAM_CONNECTORS for n in p.nodes)
     meta = generic_metadata()
@@ -40,7 +62,7 @@ def pipeline_metadata(source) -> dict:
     ir["defaultValue"] = json.dumps(raw, separators=(",", ":"))
     for name, spec in p.params.items():
         param = {"name": name, "label": name, "helpText": spec.description or f"IR param {name} ({spec.type})",
-                 "isOptional": spec.default is not None or not spec.required}
+                 "isOptional": spec.default is not None}  # no default: the launch must give a value
         if spec.type in _PARAM_REGEX:
             param["regexes"] = [_PARAM_REGEX[spec.type]]
         if spec.default is not None:
@@ -119,11 +141,13 @@ def shell_line(cmd: list[str]) -> str:
     return " ".join(shlex.quote(c) for c in cmd)
 
 
-CATALOG = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "templates", "pipelines")
+CATALOG = os.path.join(TEMPLATES, "pipelines")
 
 
 def catalog() -> dict[str, str]:
     """Template name → its description."""
+    if not os.path.isdir(CATALOG):
+        raise _missing("pipeline catalog (templates/pipelines)")
     out = {}
     for name in sorted(os.listdir(CATALOG)):
         path = os.path.join(CATALOG, name, "pipeline.json")
