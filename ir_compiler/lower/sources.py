@@ -23,11 +23,15 @@ def _ords(file_index: int, start: int, n: int) -> pa.Array:
 
 
 class _ReadFilesFn(beam.DoFn):
-    """(file index, path) → Arrow tables (main) and malformed rows (errors port shape)."""
+    """(file index, path) → Arrow tables (main), (file index, malformed rows) (errors port shape), and the index
+    of every file that broke part-way (``unreadable``): :class:`_WholeFiles` drops the rows already emitted for
+    it, so a file is loaded whole or not at all."""
 
-    def __init__(self, node_id, fmt, options, schema, batch_rows, run_dir):
+    UNREADABLE = "unreadable"
+
+    def __init__(self, node_id, fmt, options, schema, batch_rows, run_dir, hint=None):
         self.node_id, self.fmt, self.options = node_id, fmt, options
-        self.schema, self.batch_rows, self.run_dir = schema, batch_rows, run_dir
+        self.schema, self.batch_rows, self.run_dir, self.hint = schema, batch_rows, run_dir, hint
 
     def setup(self):
         self.rows_in = counter(self.node_id, "rows_in")
@@ -37,25 +41,59 @@ class _ReadFilesFn(beam.DoFn):
         from connectors.formats import read_file
 
         index, path = item
-        offset = 0
+        offset, emitted, errored = 0, 0, 0
         try:
-            for chunk in read_file(path, self.fmt, self.options, self.schema, batch_rows=self.batch_rows):
+            for chunk in read_file(path, self.fmt, self.options, self.schema, hint=self.hint,
+                                   batch_rows=self.batch_rows):
                 table = pa.Table.from_batches([chunk.batch])
                 table = table.append_column(ORD, _ords(index, offset, table.num_rows))
                 offset += table.num_rows + len(chunk.bad_rows)
                 self.rows_in.inc(table.num_rows + len(chunk.bad_rows))
+                emitted += table.num_rows + len(chunk.bad_rows)
                 if table.num_rows:
                     yield table
                 if chunk.bad_rows:
                     self.bad.inc(len(chunk.bad_rows))
-                    yield beam.pvalue.TaggedOutput(ERRORS, _bad_rows_table(self.node_id, chunk.bad_rows))
+                    errored += len(chunk.bad_rows)
+                    yield beam.pvalue.TaggedOutput(ERRORS, (index, _bad_rows_table(self.node_id, chunk.bad_rows)))
         except ConnectorError as exc:
-            write_report(self.run_dir, "files", f"{self.node_id}.{index}", {"path": path, "error": str(exc)})
-            self.rows_in.inc(1)
-            self.bad.inc(1)
+            note = f" ({emitted} row(s) read before the break are not loaded)" if emitted else ""
+            write_report(self.run_dir, "files", f"{self.node_id}.{index}",
+                         {"path": path, "error": str(exc) + note, "rowsBeforeBreak": emitted})
+            # the file counts as one row in, set aside (the rows read before the break are taken back)
+            self.rows_in.inc(1 - emitted)
+            self.bad.inc(1 - errored)
+            yield beam.pvalue.TaggedOutput(self.UNREADABLE, index)
             row = json.dumps({"file": path})
-            yield beam.pvalue.TaggedOutput(ERRORS, pa.table({
-                "node_id": [self.node_id], "error": [f"unreadable file: {exc}"], "row": [row]}))
+            yield beam.pvalue.TaggedOutput(ERRORS, (-1, pa.table({
+                "node_id": [self.node_id], "error": [f"unreadable file: {exc}{note}"], "row": [row]})))
+
+
+class _WholeFiles(beam.DoFn):
+    """Drops the rows (main: by the file index in ORD) or error rows ((index, table) pairs) of files that broke
+    part-way. Its side input (every reader's unreadable files) is complete only once every file was read, so
+    nothing downstream sees a row of a file before the whole file was read."""
+
+    def __init__(self, errors: bool):
+        self.errors = errors
+
+    def process(self, item, unreadable):
+        import pyarrow.compute as pc
+
+        bad = set(unreadable)
+        if self.errors:
+            index, table = item
+            if index not in bad:
+                yield table
+            return
+        if not bad or item.num_rows == 0:
+            yield item
+            return
+        files = pc.shift_right(item.column(ORD), 36)
+        keep = pc.invert(pc.is_in(files, pa.array(sorted(bad), pa.int64())))
+        kept = item.filter(keep)
+        if kept.num_rows:
+            yield kept
 
 
 def _bad_rows_table(node_id, bad_rows) -> pa.Table:
@@ -86,30 +124,50 @@ class _ReadTableFn(beam.DoFn):
             yield pa.Table.from_batches([batch])
 
 
-def test_rows_table(rows: list[dict], schema) -> pa.Table:
-    """In-document rows as one Arrow table (typed by the declared schema when there is one)."""
-    from ir_compiler.ops.cast import cast_array
+def test_rows_table(rows: list[dict], schema, strict: bool = True, fmt: str | None = None):
+    """In-document rows as one Arrow table and their bad rows, read the way the source reads its data: converted
+    to the declared (``strict``) or inferred schema like file values are; without a schema, typed by the rules of
+    the source's format (text rules for csv/tsv, JSON rules otherwise). Every key of every row is a column."""
+    from connectors.formats import _conform
+    from connectors.infer import infer_text_schema, rows_table
 
-    if schema is None:
-        table = pa.Table.from_pylist(rows) if rows else pa.table({})
+    table = rows_table(rows)
+    if schema is None and fmt in ("csv", "tsv"):
+        table = as_text(table)
+        schema, strict = infer_text_schema(table), False
+    if schema is not None:
+        table, bad = _conform(table, schema, "test rows", lambda i: i + 1, strict=strict)
     else:
-        cols = {}
-        for f in schema:
-            raw = pa.array([r.get(f.name) for r in rows])
-            cols[f.name], _ = cast_array(raw, f.type, None)
-        table = pa.table(cols) if cols else pa.table({})
-    return table.append_column(ORD, _ords(0, 0, table.num_rows))
+        bad = []
+    return table.append_column(ORD, _ords(0, 0, table.num_rows)), bad
 
 
-def lower_source(p, node, ctx: RunContext, label: str):
-    """{port: PCollection} of a source node."""
+def as_text(table: pa.Table) -> pa.Table:
+    """Every column as the text a CSV file would hold (JSON for nested values)."""
+    from connectors.infer import json_text
+    return pa.table({n: pa.array([None if v is None else v if isinstance(v, str) else
+                                  ("true" if v else "false") if isinstance(v, bool) else json_text(v)
+                                  for v in table.column(n).to_pylist()], pa.string())
+                     for n in table.column_names})
+
+
+def lower_source(p, node, ctx: RunContext, label: str, schema=None):
+    """{port: PCollection} of a source node. ``schema``: its propagated schema (declared, or inferred from a
+    sample at validation), which every file's values are converted to."""
     from ir_compiler.loader import connector_config
 
+    declared = declared_schema(node)
+    hint = None if declared is not None else schema
     if ctx.test_inputs is not None and node.id in ctx.test_inputs:
         rows = ctx.test_inputs[node.id]
-        table = test_rows_table(rows, declared_schema(node))
+        fmt = node.config.get("format") if isinstance(node.config, dict) else getattr(node.config, "format", None)
+        table, bad = test_rows_table(rows, declared or hint, declared is not None, fmt)
         main = p | f"{label}/TestRows" >> beam.Create([table]) | f"{label}/CountIn" >> beam.ParDo(_CountIn(node.id))
-        return {"main": main, ERRORS: p | f"{label}/NoErrors" >> beam.Create([])}
+        errors = p | f"{label}/TestRowErrors" >> beam.Create([_bad_rows_table(node.id, bad)] if bad else [])
+        if bad:
+            errors = (errors | f"{label}/CountBad" >> beam.ParDo(_CountIn(node.id, "rows_errored"))
+                      | f"{label}/CountBadIn" >> beam.ParDo(_CountIn(node.id)))
+        return {"main": main, ERRORS: errors}
     cfg = connector_config(node)
     if node.connector == "local_fs":
         files = list(enumerate(ctx.files.get(node.id, [])))
@@ -117,9 +175,12 @@ def lower_source(p, node, ctx: RunContext, label: str):
         if len(files) > 1:  # spread the files over workers
             matched = matched | f"{label}/Reshuffle" >> beam.Reshuffle()
         read = (matched | f"{label}/ReadFiles" >> beam.ParDo(_ReadFilesFn(
-                    node.id, cfg.format, file_options(cfg), declared_schema(node), ctx.batch_rows, ctx.run_dir))
-                .with_outputs(ERRORS, main="main"))
-        return {"main": read.main, ERRORS: read[ERRORS]}
+                    node.id, cfg.format, file_options(cfg), declared, ctx.batch_rows, ctx.run_dir, hint))
+                .with_outputs(ERRORS, _ReadFilesFn.UNREADABLE, main="main"))
+        broken = beam.pvalue.AsList(read[_ReadFilesFn.UNREADABLE])
+        main = read.main | f"{label}/WholeFiles" >> beam.ParDo(_WholeFiles(False), broken)
+        errors = read[ERRORS] | f"{label}/WholeFileErrors" >> beam.ParDo(_WholeFiles(True), broken)
+        return {"main": main, ERRORS: errors}
     if node.connector == "table":
         main = p | f"{label}/Start" >> beam.Create([None]) | f"{label}/ReadTable" >> beam.ParDo(
             _ReadTableFn(node.id, ctx.warehouse_url, cfg.table, cfg.query, ctx.batch_rows))
@@ -190,9 +251,9 @@ class _ReadKafkaFn(beam.DoFn):
 
 
 class _CountIn(beam.DoFn):
-    def __init__(self, node_id):
-        self.node_id = node_id
+    def __init__(self, node_id, name="rows_in"):
+        self.node_id, self.name = node_id, name
 
     def process(self, table):
-        counter(self.node_id, "rows_in").inc(table.num_rows)
+        counter(self.node_id, self.name).inc(table.num_rows)
         yield table
