@@ -197,3 +197,13 @@ def test_fuzz_script_small_run(capsys):
     assert fuzz_ir.main(["-n", "1500", "--seed", "7"]) == 0
     out = capsys.readouterr().out
     assert "1,500 fuzzed documents" in out and "0 uncaught exceptions, 0 with path-less issues" in out
+
+
+def test_nul_in_a_source_folder_and_huge_exponent_literals():
+    d = doc()
+    d["nodes"][0]["config"].update({"path": "/in\u0000x/", "atomicity": {"stagingFolder": ".s/"}})
+    assert any(i.path == "nodes[0].config.path" and "NUL" in i.message for i in issues(d))
+    d = doc()
+    d["nodes"][1]["ops"][1]["expr"] = "id + 1e308"
+    (issue,) = issues(d)
+    assert issue.path == "nodes[1].ops[1].expr" and "38 digits" in issue.message
