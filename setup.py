@@ -1,4 +1,24 @@
+import os
+import shutil
+
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class BuildWithTemplates(build_py):
+    """Ship the top-level ``templates/`` (the pipeline catalog and the Flex Template files) inside the package as
+    ``flow_beam/_templates``, where flow_beam.templates finds it after a normal (non-editable) install."""
+
+    def run(self):
+        super().run()
+        source = os.path.join(HERE, "templates")
+        if os.path.isdir(source):
+            target = os.path.join(self.build_lib, "flow_beam", "_templates")
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"))
+
 
 setup(
     name="flow-beam",
@@ -8,6 +28,7 @@ setup(
     packages=find_packages(include=["flow_beam*", "ir_compiler*", "connectors*"]),
     include_package_data=True,
     package_data={"flow_beam.service": ["static/*"]},
+    cmdclass={"build_py": BuildWithTemplates},
     install_requires=[
         "apache-beam>=2.77.0,<2.80",
         "pydantic>=2.7,<3",

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from connectors.warehouse import open_warehouse, redact_url, warehouse_url
-from flow_beam.results import NodeResult, RunResult, balance_problem, metric_counts, now_iso
+from flow_beam.results import (NodeResult, RunResult, balance_problem, metric_counts, note_beam_result, now_iso,
+                               partial_metrics)
 from flow_beam.runners import beam_args, make_pipeline
 from ir_compiler.check import CheckedPipeline, check_document, default_context
 from ir_compiler.errors import FlowError
@@ -266,6 +267,8 @@ def run_document(source, opts: RunOptions | None = None, checked: CheckedPipelin
                        startedAt=started, warehouse=redact_url(url))
     run_dir = opts.run_dir or _run_dir(opts, result.runId)
     inputs = _Inputs()
+    recording = partial_metrics()  # the counters of the work that finished, for a run that fails midway
+    partial = recording.__enter__()
     try:
         if opts.runner == "dataflow":  # every missing Dataflow option at once, before anything is touched
             from flow_beam.runners import DataflowProfile, RunnerError
@@ -291,13 +294,16 @@ def run_document(source, opts: RunOptions | None = None, checked: CheckedPipelin
         result.status, result.error = "failed", str(exc)
         if exc.node_id and exc.node_id in result.nodes:
             result.nodes[exc.node_id].status, result.nodes[exc.node_id].error = "failed", exc.message
+        _collect_partial(checked, partial, run_dir, result, inputs)
     except Exception as exc:  # noqa: BLE001 - a runner/worker failure becomes a failed result, not a traceback
         result.status, result.error = "failed", _short(exc)
         step = re.search(r"while running '([^/']+)", str(exc))
         if step and step.group(1) in result.nodes:
             node = result.nodes[step.group(1)]
             node.status, node.error = "failed", result.error
+        _collect_partial(checked, partial, run_dir, result, inputs)
     finally:
+        recording.__exit__(None, None, None)
         _finish_files(checked, result, inputs, run_dir)
         if not opts.keep_run_dir and opts.run_dir is None and "://" not in run_dir:
             shutil.rmtree(run_dir, ignore_errors=True)
@@ -353,6 +359,7 @@ def _execute(checked, opts: RunOptions, url: str, run_dir: str, result: RunResul
         opts.progress(f"running {checked.pipeline.id} on {opts.runner}" + (
             " (streaming: Ctrl-C stops it)" if streaming else ""))
     beam_result = p.run()
+    note_beam_result(beam_result)  # a failure while waiting still has its metrics
     if opts.runner == "dataflow" and getattr(opts.dataflow, "dry_run", False):
         _write_job_graph(beam_result, opts.job_file or f"{checked.pipeline.id}-dataflow-job.json", result)
         return beam_result
@@ -406,18 +413,7 @@ def _collect(checked, beam_result, run_dir: str, result: RunResult, inputs: _Inp
     failures = collect_failures(signals)
     for node in checked.pipeline.nodes:
         r, c = result.nodes[node.id], counts.get(node.id, {})
-        r.rowsIn, r.rowsOut = c.get("rows_in", 0), c.get("rows_out", 0)
-        r.rowsErrored = c.get("rows_errored", 0)
-        r.rowsQuarantined = c.get("rows_quarantined", 0) + r.rowsErrored
-        r.rowsFiltered, r.rowsLoaded = c.get("rows_filtered", 0), c.get("rows_loaded", 0)
-        r.warnings += inputs.warnings.get(node.id, [])
-        r.warnings += [f"rule {k[5:]}: {v} row(s) failed (onFail warn)" for k, v in c.items()
-                       if k.startswith("warn:") and v]
-        r.warnings += [f"{k[5:]}: {v}" for k, v in c.items() if k.startswith("note:") and v and "cache" not in k]
-        if node.kind == "branch":
-            r.routes = {k[6:]: v for k, v in c.items() if k.startswith("route:")}
-        if node.kind == "transform" and any(op.op in ("aggregate", "summarize") for op in node.ops):
-            r.rowsCombined = max(0, r.rowsIn - r.rowsOut - r.rowsFiltered - r.rowsQuarantined)
+        _fill_counts(node, r, c, inputs)
         if node.id in checks:
             r.checks = checks[node.id]["checks"]
             r.warnings += [f"dataset check {x['check']}: {x['message']}" for x in r.checks
@@ -433,6 +429,42 @@ def _collect(checked, beam_result, run_dir: str, result: RunResult, inputs: _Inp
         if problem:
             r.warnings.append(f"row balance does not hold: {problem}")
     _run_status(result, failures)
+
+
+def _fill_counts(node, r: NodeResult, c: dict, inputs: _Inputs) -> None:
+    r.rowsIn, r.rowsOut = c.get("rows_in", 0), c.get("rows_out", 0)
+    r.rowsErrored = c.get("rows_errored", 0)
+    r.rowsQuarantined = c.get("rows_quarantined", 0) + r.rowsErrored
+    r.rowsFiltered, r.rowsLoaded = c.get("rows_filtered", 0), c.get("rows_loaded", 0)
+    r.warnings += inputs.warnings.get(node.id, [])
+    r.warnings += [f"rule {k[5:]}: {v} row(s) failed (onFail warn)" for k, v in c.items()
+                   if k.startswith("warn:") and v]
+    r.warnings += [f"{k[5:]}: {v}" for k, v in c.items() if k.startswith("note:") and v and "cache" not in k]
+    if node.kind == "branch":
+        r.routes = {k[6:]: v for k, v in c.items() if k.startswith("route:")}
+    if node.kind == "transform" and any(op.op in ("aggregate", "summarize") for op in node.ops):
+        r.rowsCombined = max(0, r.rowsIn - r.rowsOut - r.rowsFiltered - r.rowsQuarantined)
+
+
+def _collect_partial(checked, partial, run_dir: str, result: RunResult, inputs: _Inputs) -> None:
+    """A run that failed midway: every node that ran keeps its counts (the runner's metrics of the work that
+    finished) and every target its report from the run folder; a node with no trace stays ``not_run``."""
+    if checked is None or not result.nodes:
+        return
+    try:
+        counts = partial.counts()
+        targets = read_reports(run_dir, "targets")
+    except Exception:  # noqa: BLE001 - the run already failed; its counts are a best effort
+        counts, targets = {}, {}
+    for node in checked.pipeline.nodes:
+        r, c = result.nodes[node.id], counts.get(node.id, {})
+        if not c and node.id not in targets:
+            continue
+        _fill_counts(node, r, c, inputs)
+        if node.kind == "target" and node.id in targets and r.status == "not_run":
+            _node_status(node, r, targets[node.id], [])
+        elif r.status == "not_run":
+            r.status = "completed_with_errors" if r.rowsQuarantined or r.warnings else "completed"
 
 
 def _node_status(node, r: NodeResult, target_report: dict | None, failures: list[str]) -> None:

@@ -171,6 +171,8 @@ def _literal(c: _Compiler, node: exp.Literal) -> Node:
         return const(int(text), INT)
     d = decimal.Decimal(text)  # PostgreSQL: 1.5 and 1e3 are numeric, not double precision
     if d.as_tuple().exponent > 0:
+        if len(d.as_tuple().digits) + d.as_tuple().exponent > 38:
+            c.fail(f"number {text} has more than 38 digits", node)
         d = d.quantize(decimal.Decimal(1), context=pv.DEC)  # 1e3 → 1000
     scale = max(0, -d.as_tuple().exponent)
     precision = max(len(d.as_tuple().digits), scale, 1)

@@ -34,11 +34,21 @@ _NOT_SCALAR = (exp.Select, exp.Subquery, exp.Union, exp.Window, exp.Star, exp.Ag
                exp.Delete, exp.Create, exp.Drop)
 
 
+MAX_EXPRESSION_CHARS = 20_000
+MAX_EXPRESSION_DEPTH = 64  # nesting of the parsed tree (a chain of 60 ANDs is 60 deep)
+
+
 def parse_expression(text: str) -> exp.Expression:
     if not isinstance(text, str) or not text.strip():
         raise ExpressionError("the expression is empty", expr=str(text))
+    if len(text) > MAX_EXPRESSION_CHARS:
+        raise ExpressionError(f"the expression is {len(text):,} characters; at most {MAX_EXPRESSION_CHARS:,}",
+                              expr=text[:60] + "…")
     try:
         tree = sqlglot.parse_one(text, dialect=FlowPostgres)
+    except RecursionError:
+        raise ExpressionError(f"the expression nests deeper than {MAX_EXPRESSION_DEPTH} levels; split it into "
+                              f"several expression ops", expr=text[:60] + "…") from None
     except ParseError as exc:
         err = exc.errors[0] if exc.errors else {}
         raise ExpressionError(f"cannot parse SQL: {err.get('description', str(exc))}", expr=text,
@@ -47,12 +57,24 @@ def parse_expression(text: str) -> exp.Expression:
         raise ExpressionError(f"cannot tokenize SQL: {exc}", expr=text) from None
     if tree is None:
         raise ExpressionError("the expression is empty", expr=text)
+    if _depth(tree) > MAX_EXPRESSION_DEPTH:
+        raise ExpressionError(f"the expression nests deeper than {MAX_EXPRESSION_DEPTH} levels; split it into "
+                              f"several expression ops (or use IN (…) for long OR chains)", expr=text[:60] + "…")
     for node in tree.walk():
         if isinstance(node, _NOT_SCALAR):
             what = "an aggregate function" if isinstance(node, exp.AggFunc) else type(node).__name__.upper()
             raise ExpressionError(f"{what} is not allowed in a row expression (use a transform op such as "
                                   f"aggregate for that)", expr=text, position=_pos(text, node))
     return tree
+
+
+def _depth(tree: exp.Expression) -> int:
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack += [(child, depth + 1) for child in node.iter_expressions()]
+    return deepest
 
 
 def _pos(text: str, node: exp.Expression) -> int | None:
