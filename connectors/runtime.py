@@ -67,3 +67,15 @@ def bad_rows_table(node_id, bad_rows) -> pa.Table:
                            for b in bad_rows], pa.string()),
         "row": pa.array([json.dumps({"raw": b.raw}) for b in bad_rows], pa.string()),
     })
+
+
+def count_rows_in(pcoll, node_id: str):
+    """``pcoll`` (Arrow tables) with its rows counted as the node's ``rows_in``: for a reader whose own steps do
+    not count what they read (the run result's row balance needs it)."""
+    import apache_beam as beam
+    return pcoll | f"{node_id}/CountRead" >> beam.Map(_counted, node_id)
+
+
+def _counted(table: pa.Table, node_id: str) -> pa.Table:
+    counter(node_id, "rows_in").inc(table.num_rows)
+    return table

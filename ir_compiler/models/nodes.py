@@ -242,9 +242,21 @@ def _target_tag(value) -> str:
     return TABLE_TAG if connector is None else connector if isinstance(connector, str) else repr(connector)
 
 
-SourceNodes = Annotated[Union[tuple(SOURCE_NODES.values())], Field(discriminator="connector")]
+class _Named:
+    """Names a union in the JSON Schema (``$defs/SourceNode``), so the ``kind`` mapping points at one definition."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get_pydantic_core_schema__(self, source, handler):
+        schema = handler(source)
+        schema["ref"] = self.name
+        return schema
+
+
+SourceNodes = Annotated[Union[tuple(SOURCE_NODES.values())], Field(discriminator="connector"), _Named("SourceNode")]
 TargetNodes = Annotated[Union[tuple([Annotated[TableTarget, Tag(TABLE_TAG)]] + [
-    Annotated[m, Tag(name)] for name, m in TARGET_NODES.items()])], Discriminator(_target_tag)]
+    Annotated[m, Tag(name)] for name, m in TARGET_NODES.items()])], Discriminator(_target_tag), _Named("TargetNode")]
 
 
 class ArchiveNode(NodeBase):
