@@ -14,7 +14,7 @@
 # Needs /usr/sbin/sshd and ssh-keygen: `install` runs apt-get install openssh-server when missing (with a
 # policy-rc.d that keeps Debian from starting the system sshd).
 # Measured here (2 cores): cold install (apt-get update + openssh-server) ~23 s; warm install ~0.01 s;
-# start (keys generated on the first start) ~0.8 s; stop ~0.2 s; disk ~5 MB of Debian packages, keys a few KB.
+# start (keys generated on the first start) ~0.8 s; stop ~1.3 s; disk ~5 MB of Debian packages, keys a few KB.
 set -euo pipefail
 # shellcheck disable=SC2034  # read by lib/common.sh
 FB_COMPONENT=sftp
