@@ -43,9 +43,10 @@ answers() { command -v curl >/dev/null 2>&1 && curl -sf -o /dev/null -m 5 "http:
 
 env_lines() {
   echo "export FLOW_BEAM_S3_ENDPOINT=http://127.0.0.1:$PORT"
-  echo "export AWS_ACCESS_KEY_ID=flowbeam-test"
-  echo "export AWS_SECRET_ACCESS_KEY=flowbeam-test-secret"
-  echo "export AWS_DEFAULT_REGION=us-east-1"
+  # moto accepts any key: keep the caller's AWS_* when set (requests go to 127.0.0.1 only)
+  echo "export AWS_ACCESS_KEY_ID=\${AWS_ACCESS_KEY_ID:-flowbeam-test}"
+  echo "export AWS_SECRET_ACCESS_KEY=\${AWS_SECRET_ACCESS_KEY:-flowbeam-test-secret}"
+  echo "export AWS_DEFAULT_REGION=\${AWS_DEFAULT_REGION:-us-east-1}"
 }
 
 fb_server_main "$@"
