@@ -518,7 +518,7 @@ class _ObjectStoreFS(_FsspecFS):
                 return False
             raise self.error("create", path, e) from None
 
-    def _copy(self, src: str, dst: str, src_info: FileInfo | None = None) -> None:
+    def _copy(self, src: str, dst: str, src_info: FileInfo | None = None, overwrite: bool = False) -> None:
         self._guard("copy", src, self.fs.cp_file, self._full(src), self._full(dst))
 
     def _delete_version(self, path: str, info: FileInfo) -> None:
@@ -541,7 +541,7 @@ class _ObjectStoreFS(_FsspecFS):
         if not overwrite and self.exists(dst):
             raise ConnectorError(f"{self.connector} move {self.url(src)} → {self.url(dst)}: the destination exists "
                                  f"(never overwritten)")
-        self._copy(src, dst, info)
+        self._copy(src, dst, info, overwrite)
         self._delete_version(src, info)
         return dst
 
@@ -577,9 +577,12 @@ class _ObjectStoreFS(_FsspecFS):
             try:
                 self._delete_version(path, info)
             except ConnectorError as e:
-                if getattr(e, "kind", "") not in ("missing",):
-                    self.delete(dest, missing_ok=True)
-                    raise
+                if getattr(e, "kind", "") == "missing":  # our version is gone (deleted by someone, or replaced
+                    return dest                          # by a newer one, which stays for a later claim)
+                self.delete(dest, missing_ok=True)  # back out: the source stays for a later claim
+                if getattr(e, "kind", "") == "exists":  # replaced by a newer version while we copied
+                    return None
+                raise
             return dest
         finally:
             self.delete(marker, missing_ok=True)
@@ -606,10 +609,10 @@ class S3FS(_ObjectStoreFS):
         from fsspec.asyn import sync
         return self._guard(op, path, sync, self.fs.loop, self.fs._call_s3, method, **kwargs)
 
-    def _copy(self, src: str, dst: str, src_info: FileInfo | None = None) -> None:
+    def _copy(self, src: str, dst: str, src_info: FileInfo | None = None, overwrite: bool = False) -> None:
         extra = {"CopySourceIfMatch": f'"{src_info.etag}"'} if src_info and src_info.etag else {}
         if src_info and src_info.size > 5 * 2**30:  # above a single CopyObject's limit: s3fs' multipart copy
-            return super()._copy(src, dst, src_info)
+            return super()._copy(src, dst, src_info, overwrite)
         self._call("copy", src, "copy_object", Bucket=self.bucket, Key=dst.lstrip("/"),
                    CopySource={"Bucket": self.bucket, "Key": src.lstrip("/")}, **extra)
         self.fs.invalidate_cache()
@@ -630,9 +633,35 @@ class GCSFS(_ObjectStoreFS):
         return FileInfo(self._user(d["name"]), int(d.get("size") or 0), _as_utc(d.get("updated") or d.get("mtime")),
                         str(gen) if gen else d.get("etag"), md5)
 
+    def _call(self, op: str, path: str, *args, **kwargs):
+        from fsspec.asyn import sync
+        return self._guard(op, path, sync, self.fs.loop, self.fs._call, *args, **kwargs)
+
+    def _copy(self, src: str, dst: str, src_info: FileInfo | None = None, overwrite: bool = False) -> None:
+        """Rewrite exactly the listed generation of ``src`` onto an absent ``dst`` (ifGenerationMatch=0)."""
+        if not src_info or not (src_info.etag or "").isdigit():
+            return super()._copy(src, dst, src_info, overwrite)
+        args = ("POST", "b/{}/o/{}/rewriteTo/b/{}/o/{}", self.bucket, src.lstrip("/"), self.bucket, dst.lstrip("/"))
+        kw = {"headers": {"Content-Type": "application/json"}, "json_out": True, "sourceGeneration": src_info.etag,
+              "ifSourceGenerationMatch": src_info.etag, **({} if overwrite else {"ifGenerationMatch": "0"})}
+        out = self._call("copy", src, *args, **kw)
+        while out.get("done") is not True:  # large objects are rewritten in several calls
+            out = self._call("copy", src, *args, rewriteToken=out["rewriteToken"], **kw)
+        self.fs.invalidate_cache()
+
+    def _delete_version(self, path: str, info: FileInfo) -> None:
+        if not (info.etag or "").isdigit():
+            return self.delete(path)
+        # generation= deletes exactly that version (fake-gcs-server ignores ifGenerationMatch on DELETE; GCS
+        # honours both): a newer version written meanwhile survives, and the delete reports it missing
+        self._call("delete", path, "DELETE", "b/{}/o/{}", self.bucket, path.lstrip("/"), generation=info.etag,
+                   ifGenerationMatch=info.etag)
+        self.fs.invalidate_cache()
+
 
 class AzureBlobFS(_ObjectStoreFS):
     connector = "azure_blob"
+    COPY_WAIT_S = 3600
 
     def _file_info(self, d: dict) -> FileInfo:
         cs = d.get("content_settings") or {}
@@ -640,6 +669,50 @@ class AzureBlobFS(_ObjectStoreFS):
         md5 = bytes(raw_md5).hex() if raw_md5 else None
         etag = (d.get("etag") or "").strip('"') or None
         return FileInfo(self._user(d["name"]), int(d.get("size") or 0), _as_utc(d.get("last_modified")), etag, md5)
+
+    def _run(self, op: str, path: str, make_coro: Callable):
+        from fsspec.asyn import sync
+        return self._guard(op, path, sync, self.fs.loop, make_coro)
+
+    def _copy(self, src: str, dst: str, src_info: FileInfo | None = None, overwrite: bool = False) -> None:
+        """Server-side copy of exactly the listed version (source ETag) onto an absent ``dst``, waiting until the
+        copy completed (Azure copies asynchronously: deleting the source before would lose it)."""
+        import asyncio
+
+        from azure.core import MatchConditions
+        cond: dict[str, Any] = {} if overwrite else {"match_condition": MatchConditions.IfMissing}
+        if src_info and src_info.etag:
+            cond.update(source_etag=src_info.etag, source_match_condition=MatchConditions.IfNotModified)
+
+        async def go():
+            cc = self.fs.service_client.get_container_client(self.bucket)
+            source = cc.get_blob_client(src.lstrip("/"))
+            target = cc.get_blob_client(dst.lstrip("/"))
+            props = await target.start_copy_from_url(source.url, **cond)
+            status, waited = props.get("copy_status"), 0.0
+            while status == "pending":
+                if waited > self.COPY_WAIT_S:
+                    await target.abort_copy(props["copy_id"])
+                    raise ConnectorError(f"azure_blob copy {self.url(src)}: not done after {self.COPY_WAIT_S} s")
+                await asyncio.sleep(0.5)
+                waited += 0.5
+                status = (await target.get_blob_properties()).copy.status
+            if status != "success":
+                raise ConnectorError(f"azure_blob copy {self.url(src)} → {self.url(dst)}: copy {status}")
+        self._run("copy", src, go)
+        self.fs.invalidate_cache()
+
+    def _delete_version(self, path: str, info: FileInfo) -> None:
+        if not info.etag:
+            return self.delete(path)
+        from azure.core import MatchConditions
+
+        async def go():
+            cc = self.fs.service_client.get_container_client(self.bucket)
+            await cc.get_blob_client(path.lstrip("/")).delete_blob(
+                etag=info.etag, match_condition=MatchConditions.IfNotModified)
+        self._run("delete", path, go)
+        self.fs.invalidate_cache()
 
 
 # ---- sftp and ftp: real folders with an atomic rename --------------------------------------------------------
@@ -740,10 +813,7 @@ class SFTPFS(_RenameFS):
         try:
             self._channel_call("rename", src, "rename", src, dst)
         except ConnectorError as e:
-            if getattr(e, "kind", "") == "other" and self.exists(dst) and not self.exists(src):
-                raise  # pragma: no cover - unexpected
-            if getattr(e, "kind", "") == "other":
-                # OpenSSH answers "Failure" for an existing target: tell the two cases apart
+            if getattr(e, "kind", "") == "other":  # OpenSSH answers a bare "Failure": tell the cases apart
                 if not self.exists(src):
                     e.kind = "missing"  # type: ignore[attr-defined]
                 elif self.exists(dst):

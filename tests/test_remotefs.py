@@ -291,6 +291,35 @@ def test_claim_race_from_two_threads(store, tmp_path):
             assert fh.read() == f"id\n{i}\n".encode()
 
 
+def test_claim_backs_out_when_the_source_is_replaced_mid_claim(store, tmp_path):
+    """A writer replaces the file between the claim's copy and its delete: the new version must survive."""
+    if store.name in ("sftp", "ftp"):
+        pytest.skip("sftp/ftp claims are one rename: there is no copy-then-delete window")
+    fs, writer = store.open(), store.open()
+    src = store.p("in", "r.csv")
+    fs.write(src, _local(tmp_path, "r1.csv", b"v1\n"))
+    copy = fs._copy
+
+    def copy_then_replace(*args, **kwargs):
+        copy(*args, **kwargs)
+        writer.write(src, _local(tmp_path, "r2.csv", b"v2, newer\n"), overwrite=True)
+    fs._copy = copy_then_replace
+    staged = fs.claim(src, store.p(".processing"))
+    with writer.open_read(src) as fh:
+        assert fh.read() == b"v2, newer\n"  # the newer version is never deleted
+    if staged is None:  # s3, azure: the delete's precondition failed; the staged copy was backed out
+        assert writer.list(store.p(".processing")) == []
+    else:  # gcs: exactly the copied generation was claimed (and deleted); the newer one waits
+        assert staged == store.p(".processing", "r.csv")
+        with writer.open_read(staged) as fh:
+            assert fh.read() == b"v1\n"
+    fs._copy = copy
+    again = fs.claim(src, store.p(".processing"))
+    assert again is not None
+    with writer.open_read(again) as fh:
+        assert fh.read() == b"v2, newer\n"
+
+
 def test_claim_of_a_missing_file_is_none(store):
     fs = store.open()
     assert fs.claim(store.p("in", "gone.csv"), store.p(".processing")) is None
