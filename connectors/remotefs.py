@@ -178,7 +178,7 @@ def _kind(e: BaseException) -> str:
         return "missing"
     if code == 412 or "PreconditionFailed" in text or "ConditionNotMet" in text:
         return "exists"
-    if isinstance(e, (ConnectionError, TimeoutError, socket.timeout, socket.gaierror)) or names & {
+    if isinstance(e, (ConnectionError, TimeoutError, socket.timeout, socket.gaierror, EOFError)) or names & {
             "EndpointConnectionError", "ConnectTimeoutError", "ServiceRequestError", "ClientConnectorError",
             "ServerDisconnectedError", "ConnectionLost", "DisconnectError", "ConnectionError", "ServerTimeoutError"}:
         return "unreachable"
@@ -240,7 +240,8 @@ class RemoteFS:
         kind = _kind(e)
         where = self.url(path) if path is not None else self.display
         if kind == "unreachable":
-            msg = f"{self.connector} {op} {where}: cannot reach {self.endpoint} ({_first_line(e)})"
+            msg = (f"{self.connector} {op} {where}: cannot reach {self.endpoint} (server down or connection lost: "
+                   f"{_first_line(e)})")
         elif kind == "denied":
             msg = (f"{self.connector} {op} {where}: {_KIND_TEXT[kind]} ({_first_line(e)}); check the credentials "
                    f"and the permissions of this account")
@@ -1325,6 +1326,11 @@ def _open_azure(c: dict) -> RemoteFS:
     display = f"az://{container}"
     try:
         fs = adlfs.AzureBlobFileSystem(connection_string=conn, skip_instance_cache=True)
+        # the SDK's default retry waits 15 s, 18 s, 24 s... (a dead endpoint takes minutes to report); this one
+        # retries 3 times after ~2, 3 and 5 s
+        from azure.storage.blob.aio import BlobServiceClient
+        fs.service_client = BlobServiceClient.from_connection_string(
+            conn, retry_total=3, initial_backoff=1, increment_base=2, connection_timeout=10)
     except Exception as e:  # noqa: BLE001
         raise RemoteFS(display, endpoint or "Azure Blob", secrets).error("open", None, e) from None
     store = AzureBlobFS(fs, container, display, endpoint or "Azure Blob", secrets)

@@ -118,6 +118,38 @@ answers() {
   fb_port_open "$PORT" && timeout 3 bash -c "exec 3<>/dev/tcp/127.0.0.1/$PORT; head -c 7 <&3" 2>/dev/null | grep -q '^SSH-2.0'
 }
 
+# Every descendant of PID (from /proc: no procps needed).
+descendants() {
+  local f line rest pid ppid
+  for f in /proc/[0-9]*/stat; do
+    read -r line <"$f" 2>/dev/null || continue
+    pid="${line%% *}"; rest="${line##*) }"; ppid="$(echo "$rest" | cut -d' ' -f2)"
+    if [ "$ppid" = "$1" ]; then echo "$pid"; descendants "$pid"; fi
+  done
+}
+
+# sshd puts each connection in a session of its own (setsid), outside the listener's process group: stop kills
+# the listener's group and every process descended from it, so no open SFTP session outlives `stop`.
+sftp_stop() {
+  local pid kids k i
+  if pid="$(fb_pid_alive "$PIDFILE" "$MARKER")"; then
+    kids="$(descendants "$pid")"
+    fb_kill_group "$PIDFILE" "$MARKER" 10
+    for k in $kids; do kill -TERM "$k" 2>/dev/null || true; done
+    for ((i = 0; i < 25; i++)); do
+      local alive=""
+      for k in $kids; do kill -0 "$k" 2>/dev/null && alive=1; done
+      [ -n "$alive" ] || break
+      sleep 0.2
+    done
+    for k in $kids; do kill -KILL "$k" 2>/dev/null || true; done
+    fb_log "stopped"
+  else
+    rm -f "$PIDFILE"
+    fb_log "not running"
+  fi
+}
+
 env_lines() {
   echo "export FLOW_BEAM_SFTP_HOST=127.0.0.1"
   echo "export FLOW_BEAM_SFTP_PORT=$PORT"
@@ -127,4 +159,7 @@ env_lines() {
   echo "export FLOW_BEAM_SFTP_ROOT=$ROOT"
 }
 
-fb_server_main "$@"
+case "${1:-}" in
+  stop) sftp_stop ;;
+  *) fb_server_main "$@" ;;
+esac

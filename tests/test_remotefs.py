@@ -528,3 +528,34 @@ def test_unknown_connector_and_missing_fields():
     with pytest.raises(ConnectorError, match="http:// or https://"):
         open_fs("http_pull", {"url": "file:///etc/passwd"})
     assert FileInfo("a/b.csv", 1, None).name == "b.csv"
+
+
+@pytest.mark.parametrize("name", [pytest.param(s, marks=pytest.mark.slow) if s in ("gcs", "azure_blob") else s
+                                  for s in STORES])
+def test_server_stopping_mid_run_is_a_clear_error(name, monkeypatch, tmp_path):
+    """A dedicated server: open, write and list, then the server really stops; the next read names the endpoint.
+    (slow for gcs: gcsfs retries a dead endpoint 6 times with exponential backoff, ~35 s, and cannot be told
+    less; azure_blob ~18 s with 3 retries.)"""
+    srv = ScriptServer(SCRIPT[name])
+    try:
+        srv.start()
+    except ServerUnavailable as e:
+        pytest.skip(str(e))
+    try:
+        _buckets_made.discard(name)
+        _make_bucket(name, srv)
+        _buckets_made.discard(name)
+        st = Store(name, srv, _cfg(name, srv, monkeypatch))
+        fs = st.open()
+        fs.write(st.p("in", "a.csv"), _local(tmp_path, "a.csv", b"id\n1\n"))
+        [info] = fs.list(st.p("in"))
+        srv.stop()
+        with pytest.raises(ConnectorError) as e:
+            fs.fetch_local(info.path, str(tmp_path / "fetch"), expect=info)
+        msg = str(e.value)
+        assert "a.csv" in msg and (f"127.0.0.1:{srv.port}" in msg), msg
+        assert "cannot reach" in msg or "connection" in msg.lower(), msg
+        assert list((tmp_path / "fetch").rglob("a.csv")) == []
+        fs.close()
+    finally:
+        srv.cleanup()
