@@ -43,7 +43,7 @@ def infer_source_schema(node, warehouse=None) -> Schema | None:
     if node.connector == "table" and warehouse is not None:
         cfg = _file_config(node)
         if cfg.query:
-            return Schema.from_arrow(warehouse.read(None, cfg.query).schema)
+            return warehouse.describe_query(cfg.query)  # learned without running the query
         return warehouse.table_schema(cfg.table)
     return None
 

@@ -122,10 +122,11 @@ def _branch(node, graph):
 
 
 def _source(node, graph):
-    if node.eventTime and node.connector not in STREAM_CONNECTORS:
-        return  # event times on files are allowed (windowed batch)
-    return
-    yield
+    if node.connector == "table" and isinstance(node.config, dict) and isinstance(node.config.get("query"), str):
+        from ir_compiler.hooks import query_problem
+        problem = query_problem(node.config["query"])
+        if problem:
+            yield "config.query", problem
 
 
 def _enrich(node, graph):

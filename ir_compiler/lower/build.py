@@ -19,7 +19,7 @@ from ir_compiler.lower.branch_join import lower_branch, lower_join
 from ir_compiler.lower.context import RunContext, count
 from ir_compiler.lower.gates import ReportGateFn
 from ir_compiler.lower.sources import lower_source
-from ir_compiler.lower.targets import lower_append, lower_target
+from ir_compiler.lower.targets import lower_append, lower_target, split_unstorable
 from ir_compiler.lower.transform import lower_transform
 from ir_compiler.lower.validate import lower_validate
 from ir_compiler.propagate import declared_schema
@@ -220,8 +220,9 @@ class Builder:
                                        self._accumulating(node))
             self._set_ports(node, {"main": done}, [])
             return
+        pcoll, unstorable = split_unstorable(pcoll, node, self.ctx, node.id)  # NUL bytes on PostgreSQL
         done = lower_target(pcoll, node, self.ctx, node.id, self._gate(node), ",".join(sources), fields)
-        self._set_ports(node, {"main": done}, [])
+        self._set_ports(node, {"main": done}, [unstorable])
 
     def _lateness_us(self, node) -> int:
         """The largest allowedLateness of the windows upstream of a target (a pane is final that long after)."""
