@@ -9,7 +9,6 @@ import asyncio
 import ftplib
 import io
 import json
-import os
 import urllib.error
 import urllib.request
 import uuid
