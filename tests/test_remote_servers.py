@@ -9,6 +9,7 @@ import asyncio
 import ftplib
 import io
 import json
+import time
 import urllib.error
 import urllib.request
 import uuid
@@ -175,7 +176,11 @@ def test_kinesis_kinesalite(server):
         "kinesis", endpoint_url=env["FLOW_BEAM_KINESIS_ENDPOINT"], region_name=env["AWS_DEFAULT_REGION"],
         aws_access_key_id=env["AWS_ACCESS_KEY_ID"], aws_secret_access_key=env["AWS_SECRET_ACCESS_KEY"])
     kin.create_stream(StreamName="fb-servers", ShardCount=2)
-    assert kin.describe_stream(StreamName="fb-servers")["StreamDescription"]["StreamStatus"] == "ACTIVE"
+    status, deadline = None, time.monotonic() + 30  # --createStreamMs 0: ACTIVE on kinesalite's next tick
+    while status != "ACTIVE" and time.monotonic() < deadline:
+        status = kin.describe_stream(StreamName="fb-servers")["StreamDescription"]["StreamStatus"]
+        time.sleep(0 if status == "ACTIVE" else 0.1)
+    assert status == "ACTIVE"
     sent = [json.dumps({"n": i}).encode() for i in range(6)]
     for i, data in enumerate(sent):
         kin.put_record(StreamName="fb-servers", Data=data, PartitionKey=str(i))
