@@ -25,6 +25,7 @@ pytestmark = pytest.mark.infra
 
 STORES = ("s3", "gcs", "azure_blob", "sftp", "ftp")
 SCRIPT = {"s3": "s3", "gcs": "gcs", "azure_blob": "azurite", "sftp": "sftp", "ftp": "ftp"}
+EXTRA = {"s3": {"FLOW_BEAM_S3_AUTH": "1"}}  # moto checks signatures and IAM policies (a read-only user exists)
 BUCKET = "fb-remotefs"
 
 
@@ -36,7 +37,7 @@ class _Servers:
 
     def get(self, store: str) -> ScriptServer:
         if store not in self.started:
-            srv = ScriptServer(SCRIPT[store])
+            srv = ScriptServer(SCRIPT[store], EXTRA.get(store))
             try:
                 self.started[store] = srv.start()
             except ServerUnavailable as e:
@@ -358,15 +359,11 @@ def test_server_down_names_the_endpoint(store):
 
 
 def test_bad_credentials_are_a_clear_error_without_the_secret(store, monkeypatch, tmp_path):
-    if store.name in ("s3", "gcs"):
-        pytest.skip(f"the local {store.name} server ({'moto' if store.name == 's3' else 'fake-gcs-server'}) "
-                    f"accepts any credentials")
-    if store.name == "azure_blob":
-        bad = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3ODk="
-        monkeypatch.setenv("FB_TEST_BAD", bad)
-        override = {"passwordSecret": "env:FB_TEST_BAD"}
-    elif store.name == "ftp":
-        bad = "wrong-" + uuid.uuid4().hex
+    if store.name == "gcs":
+        pytest.skip("the local gcs server (fake-gcs-server) has no authentication: it accepts any credentials")
+    if store.name in ("s3", "azure_blob", "ftp"):
+        bad = {"s3": "wrongSecretKey0123456789abcdefghijklmnop", "ftp": "wrong-" + uuid.uuid4().hex,
+               "azure_blob": "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVo0NTY3ODk="}[store.name]
         monkeypatch.setenv("FB_TEST_BAD", bad)
         override = {"passwordSecret": "env:FB_TEST_BAD"}
     else:
@@ -384,15 +381,26 @@ def test_bad_credentials_are_a_clear_error_without_the_secret(store, monkeypatch
     assert "127.0.0.1" in msg or BUCKET in msg
 
 
-def test_permission_denied_names_the_path(store, tmp_path):
-    if store.name != "ftp":
-        pytest.skip("only the ftp server here has a read-only account (the others run as root or accept any key)")
+def test_permission_denied_names_the_path(store, monkeypatch, tmp_path):
+    """A real read-only account (pyftpdlib's second user, an IAM user on moto with read/list only)."""
+    if store.name not in ("ftp", "s3"):
+        pytest.skip(f"the local {store.name} server has no read-only account here (sshd runs sessions as root; "
+                    f"fake-gcs-server has no auth; Azurite's one account key can do everything)")
     store.open().write(store.p("in", "a.csv"), _local(tmp_path, "a.csv", b"a"))
-    fs = store.open(username=store.srv.env["FLOW_BEAM_FTP_RO_USER"])
-    assert [f.name for f in fs.list(store.p("in"))] == ["a.csv"]  # it may read
+    if store.name == "ftp":
+        fs = store.open(username=store.srv.env["FLOW_BEAM_FTP_RO_USER"])
+    else:
+        monkeypatch.setenv("FB_TEST_RO_SECRET", store.srv.env["FLOW_BEAM_S3_RO_SECRET_ACCESS_KEY"])
+        fs = store.open(username=store.srv.env["FLOW_BEAM_S3_RO_ACCESS_KEY_ID"], passwordSecret="env:FB_TEST_RO_SECRET")
+    assert [f.name for f in fs.list(store.p("in"))] == ["a.csv"]  # it may list and read
+    with fs.open_read(store.p("in", "a.csv")) as fh:
+        assert fh.read() == b"a"
     with pytest.raises(ConnectorError) as e:
         fs.write(store.p("in", "x.csv"), _local(tmp_path, "x.csv", b"x"))
     assert "permission denied" in str(e.value) and "x.csv" in str(e.value)
+    with pytest.raises(ConnectorError, match="permission denied") as e:
+        fs.claim(store.p("in", "a.csv"), store.p(".processing"))
+    assert fs.exists(store.p("in", "a.csv"))  # a refused claim leaves the file where it was
 
 
 def test_secrets_must_be_env_references(store):
@@ -536,7 +544,7 @@ def test_server_stopping_mid_run_is_a_clear_error(name, monkeypatch, tmp_path):
     """A dedicated server: open, write and list, then the server really stops; the next read names the endpoint.
     (slow for gcs: gcsfs retries a dead endpoint 6 times with exponential backoff, ~35 s, and cannot be told
     less; azure_blob ~18 s with 3 retries.)"""
-    srv = ScriptServer(SCRIPT[name])
+    srv = ScriptServer(SCRIPT[name], EXTRA.get(name))
     try:
         srv.start()
     except ServerUnavailable as e:
