@@ -1304,9 +1304,13 @@ def _open_azure(c: dict) -> RemoteFS:
         conn = secret
         m = re.search(r"BlobEndpoint=([^;]+)", conn)
         endpoint = endpoint or (m.group(1).rstrip("/") if m else "")
-        m = re.search(r"AccountKey=([^;]+)", conn)
-        if m:
-            secrets.append(m.group(1))
+        for field in ("AccountKey", "SharedAccessSignature"):  # scrubbed from messages on their own too
+            m = re.search(field + r"=([^;]+)", conn)
+            if m:
+                secrets.append(m.group(1))
+                sig = re.search(r"(?:^|&)sig=([^&]+)", m.group(1))
+                if sig:
+                    secrets += [sig.group(1), urllib.parse.unquote(sig.group(1))]
     else:
         account = c.get("username")
         if not account and endpoint:

@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import threading
+import urllib.parse
 import uuid
 from pathlib import Path
 
@@ -382,13 +383,25 @@ def test_bad_credentials_are_a_clear_error_without_the_secret(store, monkeypatch
 
 
 def test_permission_denied_names_the_path(store, monkeypatch, tmp_path):
-    """A real read-only account (pyftpdlib's second user, an IAM user on moto with read/list only)."""
-    if store.name not in ("ftp", "s3"):
-        pytest.skip(f"the local {store.name} server has no read-only account here (sshd runs sessions as root; "
-                    f"fake-gcs-server has no auth; Azurite's one account key can do everything)")
+    """A real read-only account: pyftpdlib's second user, an IAM user on moto with read/list only, an Azure
+    account SAS with read/list permissions only."""
+    if store.name not in ("ftp", "s3", "azure_blob"):
+        pytest.skip(f"the local {store.name} server has no read-only account here (sshd runs sessions as root, "
+                    f"which file permissions do not stop; fake-gcs-server has no auth)")
     store.open().write(store.p("in", "a.csv"), _local(tmp_path, "a.csv", b"a"))
+    sig = None
     if store.name == "ftp":
         fs = store.open(username=store.srv.env["FLOW_BEAM_FTP_RO_USER"])
+    elif store.name == "azure_blob":
+        from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
+        e = store.srv.env
+        sas = generate_account_sas(e["FLOW_BEAM_AZURE_ACCOUNT"], e["FLOW_BEAM_AZURE_KEY"],
+                                   ResourceTypes(service=True, container=True, object=True),
+                                   AccountSasPermissions(read=True, list=True),
+                                   expiry=dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1))
+        sig = sas.split("sig=")[1].split("&")[0]
+        monkeypatch.setenv("FB_TEST_RO_CONN", f"BlobEndpoint={e['FLOW_BEAM_AZURE_ENDPOINT']};SharedAccessSignature={sas}")
+        fs = store.open(passwordSecret="env:FB_TEST_RO_CONN", username=None, endpoint=None)
     else:
         monkeypatch.setenv("FB_TEST_RO_SECRET", store.srv.env["FLOW_BEAM_S3_RO_SECRET_ACCESS_KEY"])
         fs = store.open(username=store.srv.env["FLOW_BEAM_S3_RO_ACCESS_KEY_ID"], passwordSecret="env:FB_TEST_RO_SECRET")
@@ -398,6 +411,7 @@ def test_permission_denied_names_the_path(store, monkeypatch, tmp_path):
     with pytest.raises(ConnectorError) as e:
         fs.write(store.p("in", "x.csv"), _local(tmp_path, "x.csv", b"x"))
     assert "permission denied" in str(e.value) and "x.csv" in str(e.value)
+    assert sig is None or (sig not in str(e.value) and urllib.parse.unquote(sig) not in str(e.value))
     with pytest.raises(ConnectorError, match="permission denied") as e:
         fs.claim(store.p("in", "a.csv"), store.p(".processing"))
     assert fs.exists(store.p("in", "a.csv"))  # a refused claim leaves the file where it was
