@@ -169,11 +169,18 @@ def _text_timestamp(a, t):
     return pc.if_else(zoned, utc, _bisect_cast(pc.if_else(zoned, null, a), _cast_to(t), t))
 
 
+def _text_float(a, t):
+    """Numbers as float64; a finite number too large for it (``1e999``) fails instead of becoming Infinity."""
+    out = _bisect_cast(_keep(a, r"(?i)^([+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?|[+-]?(nan|inf|infinity))$"),
+                       _cast_to(t), t)
+    overflow = pc.and_(pc.is_inf(out), pc.invert(pc.match_substring_regex(a, r"(?i)inf")))
+    return pc.if_else(pc.fill_null(overflow, False), pa.scalar(None, t), out)
+
+
 _TEXT = {
     "int": lambda a, t: _bisect_cast(_keep(pc.replace_substring_regex(
         pc.replace_substring_regex(a, r"^\+", ""), r"\.0*$", ""), r"^-?\d+$"), _cast_to(t), t),
-    "float": lambda a, t: _bisect_cast(_keep(
-        a, r"(?i)^([+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?|[+-]?(nan|inf|infinity))$"), _cast_to(t), t),
+    "float": _text_float,
     "array": lambda a, t: _bisect_cast(
         a, lambda x: pa.array([None if v is None else json.loads(v) for v in x.to_pylist()], t), t),
     "decimal": _text_decimal, "bool": _text_bool, "date": _text_date, "timestamp": _text_timestamp}
@@ -192,7 +199,9 @@ def convert_column(col, ctype: ColumnType) -> tuple[pa.Array, pa.Array | None]:
     elif arr.type == pa.string() and ctype.name in _TEXT:
         if ctype.name != "array":  # fast path: Arrow's strict cast accepts only text the rules below accept too
             try:
-                return arr.cast(target), None
+                fast = arr.cast(target)
+                if not (ctype.name == "float" and pc.any(pc.is_inf(fast)).as_py()):  # 1e999 is no Infinity
+                    return fast, None
             except _CAST_ERRORS:
                 pass
         arr = pc.utf8_trim_whitespace(arr)
@@ -209,6 +218,8 @@ def _castable_to_text(t: pa.DataType) -> bool:
 
 
 def _cast_value(x: pa.Array, target: pa.DataType) -> pa.Array:
+    if pa.types.is_decimal(x.type) and pa.types.is_decimal(target) and x.type.scale > target.scale:
+        x = pc.round(x, ndigits=target.scale, round_mode="half_towards_infinity")  # as PostgreSQL rounds numeric
     if pa.types.is_timestamp(x.type) and pa.types.is_date(target):
         return x.cast(target, safe=False)
     if pa.types.is_timestamp(x.type) and pa.types.is_timestamp(target):
@@ -217,26 +228,55 @@ def _cast_value(x: pa.Array, target: pa.DataType) -> pa.Array:
 
 
 def _conform(table: pa.Table, schema: Schema | None, path: str,
-             line_of: Callable[[int], int | None]) -> tuple[pa.Table, list[BadRow]]:
-    """Convert ``table`` to the declared schema; rows whose values do not convert become BadRows."""
+             line_of: Callable[[int], int | None], *, strict: bool = True) -> tuple[pa.Table, list[BadRow]]:
+    """Convert ``table`` to ``schema``; rows whose values do not convert become BadRows.
+
+    ``strict`` (a declared schema): exactly the declared columns, in order; a declared column missing from the
+    data is an error. Not strict (a schema inferred from a sample): the known columns get their types, a column
+    missing from this data is null, and columns the schema does not know are kept with their own types.
+    """
     if schema is None:
         return normalise(table), []
     missing = [f.name for f in schema if f.name not in table.column_names]
-    if missing:
+    if missing and strict:
         raise ConnectorError(f"{path}: declared column(s) {', '.join(map(repr, missing))} not found in the "
                              f"file (it has {table.column_names}); fix the declared schema or the file")
     cols, failures = [], []
+    hint = "" if strict else " (the type was inferred from a sample of the data: declare the column's type in " \
+                             "the source's schema to choose another)"
     for f in schema:
+        if f.name not in table.column_names:
+            cols.append(pa.nulls(table.num_rows, to_arrow(f.type)))
+            continue
         out, failed = convert_column(table.column(f.name), f.type)
         cols.append(out)
         if failed is not None:
-            failures.append((f, failed, "cannot convert {value!r} to " + str(f.type)))
+            failures.append((f, failed, "cannot convert {value!r} to " + str(f.type) + hint))
         if not f.nullable and out.null_count:
             failures.append((f, pc.is_null(out), "missing value (declared not null)"))
-    result = pa.Table.from_arrays(cols, schema=schema.to_arrow())
+    fields = list(schema.to_arrow())
+    if not strict:
+        extra = table.drop_columns([n for n in table.column_names if n in schema])
+        extra = _infer_extra(extra)
+        cols += extra.columns
+        fields += list(extra.schema)
+    result = pa.Table.from_arrays(cols, schema=pa.schema(fields))
     if not failures:
         return result, []
     return _split_bad(table, result, failures, path, line_of)
+
+
+def _infer_extra(table: pa.Table) -> pa.Table:
+    """Columns a sampled schema did not know: text is typed by the text rules, anything else normalised."""
+    from connectors.infer import infer_text_schema
+
+    texts = [n for n, t in zip(table.column_names, table.schema.types) if pa.types.is_string(t)]
+    typed = infer_text_schema(table.select(texts))
+    cols = {}
+    for name in table.column_names:
+        col = table.column(name)
+        cols[name] = convert_column(col, typed[name].type)[0] if name in typed else _normalise_column(col)
+    return pa.table(cols) if cols else table
 
 
 def _split_bad(source, result, failures, path, line_of):
@@ -251,7 +291,7 @@ def _split_bad(source, result, failures, path, line_of):
                 reasons[i] = f"column '{f.name}': " + template.format(value=value)
     idx = sorted(reasons)
     rows = source.take(pa.array(idx, pa.int64())).to_pylist()
-    bad = [BadRow(path, line_of(i), json.dumps(r, default=_json_default), reasons[i]) for i, r in zip(idx, rows)]
+    bad = [BadRow(path, line_of(i), _dumps(r), reasons[i]) for i, r in zip(idx, rows)]
     return result.filter(pc.invert(mask)), bad
 
 
@@ -301,7 +341,7 @@ def _csv_options(path, fmt, options, bad, names=None, types=None, threads=True):
                           f"expected {row.expected_columns} fields, found {row.actual_columns}"))
         return "skip"
     header = options.get("header", True)
-    read = pacsv.ReadOptions(use_threads=threads, block_size=1 << 22, encoding=options.get("encoding") or "utf8",
+    read = pacsv.ReadOptions(use_threads=threads, block_size=options.get("_block_size", 1 << 22), encoding=options.get("encoding") or "utf8",
                              column_names=None if header else names, autogenerate_column_names=not header and not names)
     parse = pacsv.ParseOptions(delimiter=options.get("delimiter") or ("\t" if fmt == "tsv" else ","),
                                quote_char=options.get("quote") or '"', invalid_row_handler=on_invalid)
@@ -320,34 +360,26 @@ def _csv_names(path, fmt, options) -> list[str]:
         return reader.schema.names
 
 
-def _csv_parts(path, fmt, options, schema, batch_rows):
+def _csv_parts(path, fmt, options, schema, batch_rows, strict=True):
+    """Every CSV value is read as text (streamed, in file order); typing is ``_conform``'s job, so a schema
+    inferred from a sample and a declared one convert the same way, and nothing is guessed twice."""
     import pyarrow.csv as pacsv
     lines = _Lines(2 if options.get("header", True) else 1)
     bad: list[BadRow] = []
     try:
-        if schema is None:  # whole file, parallel parse and inference; ordered re-parse only for line numbers
-            table = pacsv.read_csv(_csv_source(path, options), **_csv_options(path, fmt, options, bad))
-            if bad:
-                bad.clear()
-                table = pacsv.read_csv(_csv_source(path, options),
-                                       **_csv_options(path, fmt, options, bad, threads=False))
-        else:
-            names = schema.names if not options.get("header", True) else _csv_names(path, fmt, options)
+        header = options.get("header", True)
+        names = schema.names if not header and schema is not None else _csv_names(path, fmt, options)
     except pa.ArrowInvalid as exc:
         if "empty csv" in str(exc).lower():
             return
         raise
-    if schema is None:
-        if any(pa.types.is_binary(t) for t in table.schema.types):  # pyarrow's sign of text that is not UTF-8
-            raise UnicodeError(f"text is not {options.get('encoding') or 'utf-8'}; set the encoding option")
-        lines.skipped = sorted(b.line for b in bad if b.line)
-        yield table, bad, lines.line
+    strict = schema is not None and strict
+    wanted = [n for n in names if n in schema] if strict else names
+    types = {n: pa.string() for n in wanted}
+    if strict and len(types) < len(schema):
+        yield pa.table({n: pa.array([], pa.string()) for n in names}), [], lines.line  # _conform names them
         return
-    types = {n: pa.string() for n in names if n in schema} or None
-    if types is None or len(types) < len(schema):  # let _conform name every missing column
-        yield pa.table({n: pa.array([], pa.string()) for n in names}), [], lines.line
-        return
-    opts = _csv_options(path, fmt, options, bad, names=names, types=types, threads=False)
+    opts = _csv_options(path, fmt, options, bad, names=names, types=types or None, threads=False)
     done = 0
     with pacsv.open_csv(_csv_source(path, options), **opts) as reader:
         for batch in reader:
@@ -360,21 +392,80 @@ def _csv_parts(path, fmt, options, schema, batch_rows):
 
 
 def _columns_table(rows: list[dict], types: dict | None = None) -> pa.Table:
-    """Rows → table column by column; a column whose values do not share a type becomes JSON text."""
-    names = list(types or {}) or list(dict.fromkeys(k for r in rows for k in r))
+    """Rows → table column by column. Without ``types`` every value is kept exact (connectors.infer); with
+    them, a column whose values do not fit its type becomes JSON text."""
+    if types is None:
+        from connectors.infer import rows_table
+        return rows_table(rows)
     cols = {}
-    for name in names:
+    for name in types:
         values = [r.get(name) for r in rows]
         try:
-            cols[name] = pa.array(values, (types or {}).get(name))
+            cols[name] = pa.array(values, types.get(name))
         except _CAST_ERRORS:
             cols[name] = _to_json_text(pa.array([json.dumps(v, default=_json_default) if v is not None and
                                                  not isinstance(v, str) else v for v in values], pa.string()))
     return pa.table(cols) if cols else pa.table({"__empty": pa.nulls(len(rows))}).drop(["__empty"])
 
 
-def _jsonl_parts(path, fmt, options, schema, batch_rows):
+_AS_TEXT = ("string", "date", "timestamp", "json")  # read as JSON text, then converted by the text rules
+
+
+def _has_timestamp(t: pa.DataType) -> bool:
+    if pa.types.is_timestamp(t):
+        return True
+    if pa.types.is_struct(t):
+        return any(_has_timestamp(f.type) for f in t)
+    if pa.types.is_list(t) or pa.types.is_large_list(t) or pa.types.is_map(t):
+        return _has_timestamp(t.value_type if not pa.types.is_map(t) else t.item_type)
+    return False
+
+
+def _inexact_floats(col) -> bool:
+    """Whether Arrow's JSON parser may have changed a number: Infinity from ``1e999``, or an integer beyond 2^53
+    parsed as a double."""
+    if not pa.types.is_floating(col.type) or not len(col):
+        return False
+    finite = pc.is_finite(col)
+    if not pc.all(pc.fill_null(finite, True)).as_py():
+        return True
+    big = pc.greater_equal(pc.abs(col), 2.0 ** 53)
+    return bool(pc.any(pc.fill_null(big, False)).as_py())
+
+
+def _fast_json(data: bytes, schema: Schema | None) -> pa.Table | None:
+    """Arrow's JSON reader, when its result is exact: strings it would turn into timestamps are read again as
+    text, declared text/date/timestamp/decimal columns are read as text or wide decimals; None when a value could
+    have changed (the caller then parses exactly)."""
     import pyarrow.json as pajson
+    forced = {}
+    for f in schema or ():
+        if f.type.name in _AS_TEXT:
+            forced[f.name] = pa.string()
+        elif f.type.name == "decimal":
+            forced[f.name] = pa.decimal128(38, max(f.type.scale, 18))
+    for _ in range(2):
+        opts = pajson.ParseOptions(explicit_schema=pa.schema(forced) if forced else None,
+                                   unexpected_field_behavior="infer")
+        try:
+            table = pajson.read_json(io.BytesIO(data), parse_options=opts)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return None
+        stamps = {n: pa.string() for n, t in zip(table.column_names, table.schema.types)
+                  if pa.types.is_timestamp(t) and n not in forced}
+        if not stamps:
+            break
+        forced.update(stamps)
+    else:
+        return None
+    if any(_has_timestamp(t) for t in table.schema.types):  # nested: not re-readable as text
+        return None
+    if any(_inexact_floats(table.column(n)) for n in table.column_names):
+        return None
+    return table
+
+
+def _jsonl_parts(path, fmt, options, schema, batch_rows, strict=True):
     data = _read_text_bytes(path, options)
     texts = None
 
@@ -382,43 +473,40 @@ def _jsonl_parts(path, fmt, options, schema, batch_rows):
         nonlocal texts
         texts = texts or [n for n, t in enumerate(data.split(b"\n"), 1) if t.strip()]
         return texts[i] if i < len(texts) else None
-    try:
-        yield pajson.read_json(io.BytesIO(data)), [], line_of
+    table = _fast_json(data, schema)
+    if table is not None:
+        yield table, [], line_of
         return
-    except pa.ArrowInvalid:
-        pass
+    from connectors.infer import loads_exact, rows_table
     rows, good, bad = [], [], []
     for n, raw in enumerate(data.decode("utf-8").split("\n"), 1):
         if raw.strip():
             try:
-                value = json.loads(raw)
+                value = loads_exact(raw)
                 if not isinstance(value, dict):
                     raise ValueError("a JSON line must hold an object")
                 rows.append(value)
                 good.append(n)
             except ValueError as exc:
                 bad.append(BadRow(path, n, raw[:10000], f"invalid JSON line: {exc}"))
-    try:
-        table = pajson.read_json(io.BytesIO("\n".join(map(json.dumps, rows)).encode())) if rows else pa.table({})
-    except pa.ArrowInvalid:
-        table = _columns_table(rows)
-    yield table, bad, (lambda i: good[i] if i < len(good) else None)
+    yield rows_table(rows), bad, (lambda i: good[i] if i < len(good) else None)
 
 
-def _json_parts(path, fmt, options, schema, batch_rows):
+def _json_parts(path, fmt, options, schema, batch_rows, strict=True):
+    from connectors.infer import loads_exact, rows_table
     try:
-        value = json.loads(_read_text_bytes(path, options).decode("utf-8"))
+        value = loads_exact(_read_text_bytes(path, options).decode("utf-8"))
     except ValueError as exc:
         raise ConnectorError(f"cannot read {path} as JSON: {exc}") from None
     items = value if isinstance(value, list) else [value]
     rows = [r for r in items if isinstance(r, dict)]
     index = [n for n, r in enumerate(items, 1) if isinstance(r, dict)]
-    bad = [BadRow(path, n, json.dumps(r)[:10000], "array item is not a JSON object")
+    bad = [BadRow(path, n, _dumps(r)[:10000], "array item is not a JSON object")
            for n, r in enumerate(items, 1) if not isinstance(r, dict)]
-    yield _columns_table(rows), bad, (lambda i: index[i] if i < len(index) else None)
+    yield rows_table(rows), bad, (lambda i: index[i] if i < len(index) else None)
 
 
-def _parquet_parts(path, fmt, options, schema, batch_rows):
+def _parquet_parts(path, fmt, options, schema, batch_rows, strict=True):
     import pyarrow.parquet as pq
     pf = pq.ParquetFile(path)
     names = pf.schema_arrow.names
@@ -447,7 +535,7 @@ def _arrow_of_avro(t) -> pa.DataType | None:
     return _AVRO_TYPES.get(t)
 
 
-def _avro_parts(path, fmt, options, schema, batch_rows):
+def _avro_parts(path, fmt, options, schema, batch_rows, strict=True):
     import fastavro
     try:
         with open(path, "rb") as fh:
@@ -484,10 +572,16 @@ def _guarded(parts: Iterator, path: str, fmt: str) -> Iterator:
         yield item
 
 
+TEXT_FORMATS = ("csv", "tsv")
+
+
 def read_file(path: str, fmt: str, options: dict | None = None, schema: Schema | None = None, *,
-              batch_rows: int = 65536) -> Iterator[ReadChunk]:
+              hint: Schema | None = None, batch_rows: int = 65536) -> Iterator[ReadChunk]:
     """Read one file as chunks of at most ``batch_rows`` rows plus the file's bad rows (see module doc).
 
+    ``schema`` is a declared schema (exactly its columns); ``hint`` a schema inferred from a sample (its columns
+    get its types, other columns are kept). With neither, CSV/TSV text is typed by the text rules over the
+    file's first chunk (connectors.infer) and other formats keep their own types.
     Always yields at least one chunk (an empty batch for an empty file).
     """
     options = options or {}
@@ -495,9 +589,15 @@ def read_file(path: str, fmt: str, options: dict | None = None, schema: Schema |
         raise ConnectorError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     if not os.path.isfile(path):
         raise ConnectorError(f"file {path} does not exist (moved or deleted while the run was starting?)")
+    strict = schema is not None
+    target = schema if strict else hint
     yielded = False
-    for table, bad, line_of in _guarded(_READERS[fmt](path, fmt, options, schema, batch_rows), path, fmt):
-        table, conv_bad = _conform(table, schema, path, line_of)
+    parts = _READERS[fmt](path, fmt, options, target, batch_rows, strict)
+    for table, bad, line_of in _guarded(parts, path, fmt):
+        if target is None and fmt in TEXT_FORMATS:
+            from connectors.infer import infer_text_schema
+            target = infer_text_schema(table)
+        table, conv_bad = _conform(table, target, path, line_of, strict=strict)
         bad = bad + conv_bad
         batches = table.to_batches(max_chunksize=batch_rows)
         if not batches and bad:
@@ -506,33 +606,157 @@ def read_file(path: str, fmt: str, options: dict | None = None, schema: Schema |
             yielded = True
             yield ReadChunk(batch, bad if i == 0 else [], path)
     if not yielded:
-        yield ReadChunk(_empty_batch(schema.to_arrow() if schema is not None else pa.schema([])), [], path)
+        empty = target.to_arrow() if target is not None else pa.schema([])
+        yield ReadChunk(_empty_batch(empty), [], path)
+    check_complete(path, fmt, options)
+
+
+def check_complete(path: str, fmt: str, options: dict | None = None) -> None:
+    """Raise ConnectorError if a text file looks cut off: it does not end with a line break and its last line is
+    not a whole record (jsonl: not valid JSON; csv/tsv: another number of fields than its first line).
+
+    Called after a file was read, so the rows already emitted are dropped with the file (whole file or
+    nothing). Gzip files need no such guess: a cut-off gzip stream fails when read (its trailer is missing).
+    Parquet and Avro fail on their own framing. Limit: a plain text file cut exactly at a line break, or whose
+    cut-off last line still parses (``1,abc,12`` from ``1,abc,125``), cannot be told from a whole one.
+    """
+    options = options or {}
+    if fmt not in ("jsonl", "csv", "tsv") or _compressed(path, options):
+        return
+    size = os.path.getsize(path)
+    if size == 0:
+        return
+    with open(path, "rb") as fh:
+        fh.seek(max(0, size - 65536))
+        tail = fh.read()
+        fh.seek(0)
+        head = fh.readline(1 << 20)
+    if tail.endswith((b"\n", b"\r")) or (b"\n" not in tail and size > len(tail)):  # (a huge last line: no guess)
+        return
+    if _whole_last_line(tail.rsplit(b"\n", 1)[-1], head, head == tail, fmt, options):
+        return
+    raise ConnectorError(f"{path} ends in the middle of a record (no line break after its last line, which is "
+                         f"not a whole {fmt} record): the file looks cut off (still being written, or a failed "
+                         f"copy); it is not loaded")
+
+
+def _whole_last_line(last: bytes, head: bytes, single: bool, fmt: str, options: dict) -> bool:
+    import csv
+
+    enc = options.get("encoding") or "utf-8"
+    try:
+        text = last.decode(enc)
+        if fmt == "jsonl":
+            json.loads(text) if text.strip() else None
+            return True
+        quote = options.get("quote") or '"'
+        if single or quote in text:  # a quoted value may span lines: no guess
+            return True
+        delim = options.get("delimiter") or ("\t" if fmt == "tsv" else ",")
+        width = lambda line: len(next(csv.reader([line], delimiter=delim, quotechar=quote), []))  # noqa: E731
+        return width(text) == width(head.decode(enc).rstrip("\r\n"))
+    except (ValueError, UnicodeError, LookupError, csv.Error):
+        return False
 
 
 def _empty_batch(schema: pa.Schema) -> pa.RecordBatch:
     return pa.RecordBatch.from_arrays([pa.array([], f.type) for f in schema], schema=schema)
 
 
-def infer_schema(paths: list[str], fmt: str, options: dict | None = None, sample_rows: int = 1000) -> Schema:
+SAMPLE_ROWS = 10_000
+SAMPLE_BYTES = 4 << 20
+
+
+def _head_text(path: str, options: dict, limit: int) -> tuple[str, bool]:
+    """The first ``limit`` bytes of the (decompressed) file as text, and whether that is the whole file."""
+    opener = gzip.open if _compressed(path, options) else open
+    with opener(path, "rb") as fh:
+        data = fh.read(limit + 1)
+    whole = len(data) <= limit
+    data = data[:limit]
+    enc = (options.get("encoding") or "utf-8").lower().replace("_", "-")
+    return data.decode(enc, errors="strict" if whole else "ignore"), whole
+
+
+def _json_sample(path: str, fmt: str, options: dict, rows: int, limit: int) -> pa.Table:
+    """The first ``rows`` objects of a JSON/JSONL file, reading at most ``limit`` bytes."""
+    from connectors.infer import loads_exact, rows_table
+    text, whole = _head_text(path, options, limit)
+    out = []
+    if fmt == "jsonl":
+        lines = text.split("\n")
+        for raw in lines if whole else lines[:-1]:  # the last line of a cut sample may be cut too
+            if raw.strip() and len(out) < rows:
+                try:
+                    value = loads_exact(raw)
+                except ValueError:
+                    continue
+                if isinstance(value, dict):
+                    out.append(value)
+        return rows_table(out)
+    from connectors.infer import JsonNumber
+    decoder, i = json.JSONDecoder(parse_float=JsonNumber), 0
+    text = text.lstrip()
+    if not text.startswith("["):
+        value = loads_exact(text)
+        return rows_table([value] if isinstance(value, dict) else [])
+    i = 1
+    while len(out) < rows:
+        while i < len(text) and text[i] in " \t\r\n,":
+            i += 1
+        if i >= len(text) or text[i] == "]":
+            break
+        try:
+            value, i = decoder.raw_decode(text, i)
+        except ValueError:
+            if whole:
+                raise
+            break
+        if isinstance(value, dict):
+            out.append(value)
+    return rows_table(out)
+
+
+def sample_file(path: str, fmt: str, options: dict | None = None, rows: int = SAMPLE_ROWS,
+                limit: int = SAMPLE_BYTES) -> pa.Table:
+    """A bounded sample of one file — its first ``rows`` rows, reading a few MB at most — typed as a reader
+    without a schema types it (never the whole file)."""
+    options = options or {}
+    if fmt in ("json", "jsonl"):
+        try:
+            return _json_sample(path, fmt, options, rows, limit)
+        except (OSError, EOFError, UnicodeError, ValueError) as exc:
+            raise ConnectorError(f"cannot read {path} as {fmt}: {exc}") from None
+    if fmt in TEXT_FORMATS:
+        options = {**options, "_block_size": min(limit, 1 << 22)}
+    chunk = next(read_file(path, fmt, options, None, batch_rows=rows))
+    return pa.Table.from_batches([chunk.batch])
+
+
+def infer_schema(paths: list[str], fmt: str, options: dict | None = None, sample_rows: int = SAMPLE_ROWS) -> Schema:
     """The engine schema of the files: columns in order of first appearance, types unified across files.
 
-    Each readable, non-empty file contributes its first ``sample_rows`` rows' inferred schema (CSV inference
-    itself looks at the whole file). Unreadable files are skipped; ConnectorError if none is readable.
+    Each readable, non-empty file contributes a bounded sample (:func:`sample_file`: its first ``sample_rows``
+    rows within a few MB); a column gets a type only if it holds every sampled value exactly. Unreadable files
+    are skipped; ConnectorError if none is readable.
     """
     errors, fields = [], {}
     for path in paths:
         try:
-            batch = next(read_file(path, fmt, options, None, batch_rows=sample_rows)).batch
+            sample = sample_file(path, fmt, options, sample_rows)
         except ConnectorError as exc:
             errors.append(str(exc))
             continue
-        for name, ctype in Schema.from_arrow(batch.schema).types().items():
+        for name, ctype in Schema.from_arrow(sample.schema).types().items():
             old = fields.get(name)
+            if sample.column(name).null_count == sample.num_rows:  # no value: says nothing of the type
+                fields.setdefault(name, None)
+                continue
             fields[name] = ctype if old is None else (common_type(old, ctype) or ColumnType("string"))
     if not fields and errors:
         raise ConnectorError("; ".join(errors))
     from ir_compiler.types import Field
-    return Schema([Field(n, t) for n, t in fields.items()])
+    return Schema([Field(n, t or ColumnType("string")) for n, t in fields.items()])
 
 
 # ---- writers -------------------------------------------------------------------------------------------
@@ -641,7 +865,7 @@ def write_table(table: pa.Table, folder: str, fmt: str, *, prefix: str = "part",
     tmp = os.path.join(folder, f".{prefix}-{uuid.uuid4().hex}.tmp")
     try:
         _write_payload(table, tmp, fmt, compression)
-        from connectors.files import _place
+        from connectors.local_fs.files import _place
         return _place(tmp, folder, f"{prefix}-{shard:05d}.{ext}")
     finally:
         if os.path.exists(tmp):

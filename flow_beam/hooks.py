@@ -1,6 +1,7 @@
-"""Target hooks at run time: SQL statements (validated read-only/admin at validation time) and webhooks
-(POST a JSON body; retried per ``errorHandling.retry``). A pre-hook runs before the load (inside its
-transaction for SQL); a post-hook runs only after the load committed, and its failure is a warning."""
+"""Target hooks at run time: SQL statements (allowlisted by ``ir_compiler.hooks`` at validation AND at run time, then
+run by ``Warehouse.run_hook`` in a read-only transaction) and webhooks (POST a JSON body; retried per
+``errorHandling.retry``). A pre-hook runs before the load (SQL: in its own read-only transaction, before the load
+transaction begins); a post-hook runs only after the load committed, and its failure is a warning."""
 from __future__ import annotations
 
 import json

@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from connectors.warehouse import open_warehouse, redact_url, warehouse_url
-from flow_beam.results import NodeResult, RunResult, balance_problem, metric_counts, now_iso
+from flow_beam.results import (NodeResult, RunResult, balance_problem, metric_counts, note_beam_result, now_iso,
+                               partial_metrics)
 from flow_beam.runners import beam_args, make_pipeline
 from ir_compiler.check import CheckedPipeline, check_document, default_context
 from ir_compiler.errors import FlowError
@@ -39,15 +40,21 @@ class RunOptions:
     sink_root: str | None = None  # embedded tests: file sinks write under this folder
     streaming: bool | None = None  # None: streaming when a stream source runs on prism, flink or dataflow
     stop_after_idle_s: float | None = None  # streaming: end the run once no partition got a message this long
+    root: str | None = None  # confinement root for every path of the document (default $FLOW_BEAM_ROOT)
+    run_id: str | None = None  # set by a caller that must know the id before the run starts (the service)
+
+
+def _tested(opts: RunOptions, node) -> bool:
+    return opts.test_inputs is not None and node.id in opts.test_inputs
 
 
 def streaming_mode(checked: CheckedPipeline, opts: RunOptions) -> bool:
-    """A pipeline with a (non-test) stream source runs unbounded on prism/flink/dataflow, or when asked;
-    on the direct runner it drains what the topics hold now (a bounded run)."""
-    from ir_compiler.models import STREAM_CONNECTORS
+    """A pipeline with a (non-test) unbounded source runs unbounded on prism/flink/dataflow, or when asked;
+    on the direct runner it drains what the streams hold now (a bounded run)."""
+    from connectors.registry import get_source
 
-    streams = [n for n in checked.pipeline.nodes if n.kind == "source" and n.connector in STREAM_CONNECTORS
-               and not (opts.test_inputs is not None and n.id in opts.test_inputs)]
+    streams = [n for n in checked.pipeline.nodes if n.kind == "source" and not _tested(opts, n)
+               and not get_source(n.connector).capabilities.bounded]
     if not streams:
         return False
     if opts.streaming is None:
@@ -61,76 +68,98 @@ def streaming_mode(checked: CheckedPipeline, opts: RunOptions) -> bool:
 
 @dataclass
 class _Inputs:
-    kafka: dict = field(default_factory=dict)  # kafka source id -> (config, offset ranges read by this run)
-    kafka_starts: dict = field(default_factory=dict)  # streaming: kafka source id -> [(topic, partition, start)]
-    staged: dict = field(default_factory=dict)  # source id -> StagedFiles | None
-    paths: dict[str, list[str]] = field(default_factory=dict)
-    warnings: dict[str, list[str]] = field(default_factory=dict)
-    warehouse_url: str = ""  # drained Kafka sources with windowed targets settle their frontier there
-    run_dir: str = ""
-    pipeline_id: str = ""
+    run: Any = None  # connectors.base.RunInfo: what the connectors' prepare/finish see of the run
+    prepared: dict = field(default_factory=dict)  # source id -> connectors.base.Prepared (files, offsets...)
+    ledger: dict = field(default_factory=dict)  # target id -> LoadRequest.ledger (files for _flow_files)
+
+    @property
+    def paths(self) -> dict[str, list[str]]:
+        """source id -> the input files it reads (after the run: where they went)."""
+        return {k: v.paths for k, v in self.prepared.items() if v is not None and v.paths}
 
 
-def _stage_inputs(checked: CheckedPipeline, opts: RunOptions, streaming: bool = False) -> _Inputs:
-    from connectors.files import StagedFiles, recover_staged, wait_for_files
-    from ir_compiler.loader import connector_config
+def _stage_inputs(checked: CheckedPipeline, opts: RunOptions, streaming: bool = False,
+                  run_id: str | None = None, url: str = "", run_dir: str = "") -> _Inputs:
+    """Every source's driver-side preparation (``Source.prepare``: list and claim files, plan offsets), then the
+    ledger of every table target (the input identities its load records in ``_flow_files``)."""
+    from connectors.base import RunInfo
+    from connectors.registry import get_source
 
-    out = _Inputs()
-    for node in checked.pipeline.nodes:
-        if streaming and node.kind == "source" and node.connector == "kafka_consumer" and not (
-                opts.test_inputs is not None and node.id in opts.test_inputs):
-            from connectors.kafka import start_positions
+    out = _Inputs(run=RunInfo(run_id or uuid.uuid4().hex, checked.pipeline.id, opts.runner,
+                              url or warehouse_url(opts.warehouse), run_dir, streaming,
+                              {n.id: _table_targets(checked, n.id) for n in checked.pipeline.nodes
+                               if n.kind == "source"}))
+    try:
+        for node in checked.pipeline.nodes:
+            if node.kind != "source" or _tested(opts, node):
+                continue
+            source = get_source(node.connector)
+            if not source.capabilities.prepares:
+                continue
             try:
-                out.kafka_starts[node.id] = start_positions(connector_config(node))
+                out.prepared[node.id] = source.prepare(node, out.run)
             except FlowError as exc:
                 exc.node_id = exc.node_id or node.id
                 raise
-            continue
-        if node.kind == "source" and node.connector == "kafka_consumer" and opts.runner != "dataflow" and not (
-                opts.test_inputs is not None and node.id in opts.test_inputs):
-            from connectors.kafka import plan_ranges
-            cfg = connector_config(node)
-            try:
-                out.kafka[node.id] = (cfg, plan_ranges(cfg))
-            except FlowError as exc:
-                exc.node_id = exc.node_id or node.id
-                raise
-            continue
-        if node.kind != "source" or node.connector != "local_fs":
-            continue
-        if opts.test_inputs is not None and node.id in opts.test_inputs:
-            continue
-        if opts.runner == "dataflow":
-            out.warnings[node.id] = ["local_fs files are not read on Dataflow workers (gcs sources are planned)"]
-            continue
-        cfg = connector_config(node)
-        dump = (lambda m: m.model_dump() if m is not None else None)
-        try:
-            listing = wait_for_files(cfg.path, dump(cfg.pattern), cfg.ordering, dump(cfg.waitPolicy))
-        except FlowError as exc:
-            exc.node_id = exc.node_id or node.id
-            raise
-        out.warnings[node.id] = list(listing.warnings)
-        if cfg.atomicity is not None and opts.runner == "dataflow":
-            out.warnings[node.id].append("atomicity (staging/success/failure folders) applies on local runners")
-            out.paths[node.id] = list(listing.files)
-        elif cfg.atomicity is not None:
-            atom = cfg.atomicity.model_dump()
-            leftover = recover_staged(cfg.path, atom)  # a crashed run's files: never committed, so read them now
-            if leftover:
-                out.warnings[node.id].append(f"{len(leftover)} file(s) left in staging by an interrupted run "
-                                             f"are read again")
-            staged = StagedFiles.stage(listing.files, cfg.path, atom)
-            staged.paths = leftover + staged.paths
-            out.staged[node.id] = staged
-            out.paths[node.id] = list(staged.paths)
-        else:
-            out.paths[node.id] = list(listing.files)
+    except BaseException:
+        for prepared in out.prepared.values():  # the files stay in the run's folder; the next run recovers them
+            if prepared is not None:
+                prepared.release()
+        raise
+    _plan_ledger(checked, out, out.run.run_id)
     return out
 
 
+def _table_targets(checked, source_id: str) -> tuple[list, bool]:
+    """(the table names of the table targets downstream of a source, whether every target downstream is a
+    table)."""
+    graph = checked.graph
+    targets = [graph.nodes[n] for n in graph.order if graph.nodes[n].kind == "target"
+               and source_id in graph.upstream(n)]
+    tables = [t.schema_ for t in targets if t.connector is None]
+    return tables, len(tables) == len(targets)
+
+
+_ROW_WISE = {"source", "validate", "branch", "enrich", "target"}
+
+
+def _by_file(checked, target_id: str) -> str | None:
+    """The one source whose file index the target's rows still carry (every node between them keeps rows as
+    they are: no aggregation, deduplication or join), else None."""
+    graph = checked.graph
+    ups = graph.upstream(target_id)
+    sources = [n for n in ups if graph.nodes[n].kind == "source"]
+    if len(sources) != 1:
+        return None
+    for n in ups:
+        node = graph.nodes[n]
+        if node.kind == "transform" and any(op.op in ("aggregate", "summarize", "deduplicate") for op in node.ops):
+            return None
+        if node.kind not in _ROW_WISE and node.kind != "transform":
+            return None
+    return sources[0]
+
+
+def _plan_ledger(checked, out: _Inputs, run_id: str) -> None:
+    """Per table target: the input identities of the sources it loads (they commit with its rows)."""
+    graph = checked.graph
+    for tid in graph.order:
+        node = graph.nodes[tid]
+        if node.kind != "target" or node.connector is not None:
+            continue
+        srcs = [s for s in sorted(graph.upstream(tid)) if s in out.prepared and out.prepared[s] is not None
+                and out.prepared[s].ledger is not None]
+        if not srcs:
+            continue
+        files = [{**entry, "source": s} for s in srcs for entry in out.prepared[s].ledger]
+        files = [{"source": f["source"], "index": f["index"], **{k: v for k, v in f.items()
+                                                                 if k not in ("source", "index")}} for f in files]
+        by_file = _by_file(checked, tid)
+        out.ledger[tid] = {"files": files, "by_file": by_file if by_file in srcs else None, "run_id": run_id}
+
+
 def _load_lookups(checked: CheckedPipeline, url: str) -> dict:
-    from connectors.registry import read_enrich_lookup, read_lookup
+    from connectors.lookups import read_enrich_lookup, read_lookup
     from ir_compiler.ops.lookup import prepare_lookup
 
     out: dict = {}
@@ -150,10 +179,12 @@ def run_document(source, opts: RunOptions | None = None, checked: CheckedPipelin
     opts = opts or RunOptions()
     url = warehouse_url(opts.warehouse)
     started, t0 = now_iso(), time.monotonic()
-    result = RunResult(runId=uuid.uuid4().hex, pipelineId="?", status="failed", runner=opts.runner,
+    result = RunResult(runId=opts.run_id or uuid.uuid4().hex, pipelineId="?", status="failed", runner=opts.runner,
                        startedAt=started, warehouse=redact_url(url))
     run_dir = opts.run_dir or _run_dir(opts, result.runId)
     inputs = _Inputs()
+    recording = partial_metrics()  # the counters of the work that finished, for a run that fails midway
+    partial = recording.__enter__()
     try:
         if opts.runner == "dataflow":  # every missing Dataflow option at once, before anything is touched
             from flow_beam.runners import DataflowProfile, RunnerError
@@ -161,12 +192,15 @@ def run_document(source, opts: RunOptions | None = None, checked: CheckedPipelin
             if problems:
                 raise RunnerError("the Dataflow profile is incomplete: " + "; ".join(problems))
         if checked is None:
-            checked = check_document(source, opts.params, default_context(open_warehouse(url)))
+            from ir_compiler.confine import effective_root
+            checked = check_document(source, opts.params, default_context(open_warehouse(url)),
+                                     root=effective_root(opts.root))
+        from ir_compiler.secrets import register_env, secret_env_names
+        register_env(secret_env_names(checked.raw))  # scrubbed from every text this run stores or prints
         result.pipelineId = checked.pipeline.id
         result.nodes = {n.id: NodeResult(kind=n.kind) for n in checked.pipeline.nodes}
         streaming = streaming_mode(checked, opts)
-        inputs = _stage_inputs(checked, opts, streaming)
-        inputs.warehouse_url, inputs.run_dir, inputs.pipeline_id = url, run_dir, checked.pipeline.id
+        inputs = _stage_inputs(checked, opts, streaming, result.runId, url, run_dir)
         beam_result = _execute(checked, opts, url, run_dir, result, inputs, streaming)
         if opts.runner == "dataflow":  # submitted (or dry run): the job runs on Dataflow, not here
             result.status = "completed"
@@ -176,16 +210,21 @@ def run_document(source, opts: RunOptions | None = None, checked: CheckedPipelin
         result.status, result.error = "failed", str(exc)
         if exc.node_id and exc.node_id in result.nodes:
             result.nodes[exc.node_id].status, result.nodes[exc.node_id].error = "failed", exc.message
+        _collect_partial(checked, partial, run_dir, result, inputs)
     except Exception as exc:  # noqa: BLE001 - a runner/worker failure becomes a failed result, not a traceback
         result.status, result.error = "failed", _short(exc)
         step = re.search(r"while running '([^/']+)", str(exc))
         if step and step.group(1) in result.nodes:
             node = result.nodes[step.group(1)]
             node.status, node.error = "failed", result.error
+        _collect_partial(checked, partial, run_dir, result, inputs)
     finally:
+        recording.__exit__(None, None, None)
         _finish_files(checked, result, inputs, run_dir)
         if not opts.keep_run_dir and opts.run_dir is None and "://" not in run_dir:
             shutil.rmtree(run_dir, ignore_errors=True)
+        from ir_compiler.secrets import scrub_obj
+        scrub_obj(result)  # errors and warnings may quote an answer that echoed a secret
         result.finishedAt = now_iso()
         result.durationMs = int((time.monotonic() - t0) * 1000)
         if checked is not None and opts.record_history and opts.runner != "dataflow":
@@ -214,9 +253,9 @@ def _execute(checked, opts: RunOptions, url: str, run_dir: str, result: RunResul
     ctx = RunContext(run_id=result.runId, pipeline_id=checked.pipeline.id, run_dir=run_dir, warehouse_url=url,
                      test_inputs=opts.test_inputs, capture=opts.capture, files=inputs.paths, buckets=opts.buckets,
                      retry=checked.pipeline.errorHandling.retry if checked.pipeline.errorHandling else None,
-                     sink_root=opts.sink_root, kafka_ranges={k: v[1] for k, v in inputs.kafka.items()},
-                     streaming=streaming, kafka_starts=inputs.kafka_starts, idle_stop_s=opts.stop_after_idle_s,
-                     on_dataflow=opts.runner == "dataflow")
+                     sink_root=opts.sink_root, prepared=inputs.prepared,
+                     streaming=streaming, idle_stop_s=opts.stop_after_idle_s,
+                     on_dataflow=opts.runner == "dataflow", ledger=inputs.ledger)
     lookups = _load_lookups(checked, url)
     if opts.runner == "dataflow":
         from flow_beam.runners import DataflowProfile, dataflow_args
@@ -225,8 +264,9 @@ def _execute(checked, opts: RunOptions, url: str, run_dir: str, result: RunResul
         args = dataflow_args(profile, checked.pipeline.id, opts.beam_args)
     else:
         from flow_beam.runners import job_name_args, streaming_args
-        args = beam_args(opts.runner, (streaming_args(opts.runner, opts.stop_after_idle_s is not None) if streaming else []) + job_name_args(
-            opts.runner, checked.pipeline.id, result.runId, opts.beam_args) + list(opts.beam_args), opts.flink_master)
+        extra = (streaming_args(opts.runner, opts.stop_after_idle_s is not None) if streaming else []) + \
+            job_name_args(opts.runner, checked.pipeline.id, result.runId, opts.beam_args) + list(opts.beam_args)
+        args = beam_args(opts.runner, extra, opts.flink_master)
     p = make_pipeline(opts.runner, args)
     lowered = build_pipeline(p, checked, ctx, lookups)
     result.warnings += lowered.warnings
@@ -234,6 +274,7 @@ def _execute(checked, opts: RunOptions, url: str, run_dir: str, result: RunResul
         opts.progress(f"running {checked.pipeline.id} on {opts.runner}" + (
             " (streaming: Ctrl-C stops it)" if streaming else ""))
     beam_result = p.run()
+    note_beam_result(beam_result)  # a failure while waiting still has its metrics
     if opts.runner == "dataflow" and getattr(opts.dataflow, "dry_run", False):
         _write_job_graph(beam_result, opts.job_file or f"{checked.pipeline.id}-dataflow-job.json", result)
         return beam_result
@@ -245,7 +286,8 @@ def _execute(checked, opts: RunOptions, url: str, run_dir: str, result: RunResul
         if streaming and opts.runner == "flink" and opts.stop_after_idle_s is not None:
             from flow_beam.runners import stop_when_drained
             targets = [n.id for n in checked.pipeline.nodes if n.kind == "target"]
-            readers = sum(len(v) for v in inputs.kafka_starts.values()) + sum(
+            readers = sum(len(v.starts) for v in inputs.prepared.values()
+                          if v is not None and getattr(v, "starts", None) is not None) + sum(
                 1 for n in checked.pipeline.nodes if n.kind == "source" and n.connector == "pubsub_subscription"
                 and not (opts.test_inputs and n.id in opts.test_inputs))
             result.warnings += stop_when_drained(beam_result, opts.flink_master, args, result.runId, targets,
@@ -293,22 +335,7 @@ def _collect(checked, beam_result, run_dir: str, result: RunResult, inputs: _Inp
     failures = collect_failures(signals)
     for node in checked.pipeline.nodes:
         r, c = result.nodes[node.id], counts.get(node.id, {})
-        r.rowsIn, r.rowsOut = c.get("rows_in", 0), c.get("rows_out", 0)
-        r.rowsErrored = c.get("rows_errored", 0)
-        r.rowsQuarantined = c.get("rows_quarantined", 0) + r.rowsErrored
-        r.rowsFiltered, r.rowsLoaded = c.get("rows_filtered", 0), c.get("rows_loaded", 0)
-        r.warnings += inputs.warnings.get(node.id, [])
-        r.warnings += [f"rule {k[5:]}: {v} row(s) failed (onFail warn)" for k, v in c.items()
-                       if k.startswith("warn:") and v]
-        r.warnings += [f"{k[5:]}: {v}" for k, v in c.items() if k.startswith("note:") and v and "cache" not in k]
-        if node.kind == "branch":
-            r.routes = {k[6:]: v for k, v in c.items() if k.startswith("route:")}
-        if node.kind == "transform" and any(op.op in ("aggregate", "summarize") for op in node.ops):
-            r.rowsCombined = max(0, r.rowsIn - r.rowsOut - r.rowsFiltered - r.rowsQuarantined - c.get("rows_late", 0))
-        r.rowsLate = c.get("rows_late", 0)
-        if r.rowsLate:
-            r.warnings.append(f"{r.rowsLate} late row(s): their window had closed (beyond allowedLateness); not "
-                              f"in the table" + (", written to the DLQ" if checked.pipeline.dlq_enabled else ""))
+        _fill_counts(node, r, c, inputs)
         if node.id in checks:
             r.checks = checks[node.id]["checks"]
             r.warnings += [f"dataset check {x['check']}: {x['message']}" for x in r.checks
@@ -324,6 +351,47 @@ def _collect(checked, beam_result, run_dir: str, result: RunResult, inputs: _Inp
         if problem:
             r.warnings.append(f"row balance does not hold: {problem}")
     _run_status(result, failures)
+
+
+def _fill_counts(node, r: NodeResult, c: dict, inputs: _Inputs) -> None:
+    r.rowsIn, r.rowsOut = c.get("rows_in", 0), c.get("rows_out", 0)
+    r.rowsErrored = c.get("rows_errored", 0)
+    r.rowsQuarantined = c.get("rows_quarantined", 0) + r.rowsErrored
+    r.rowsFiltered, r.rowsLoaded = c.get("rows_filtered", 0), c.get("rows_loaded", 0)
+    prepared = inputs.prepared.get(node.id)
+    r.warnings += prepared.warnings if prepared is not None else []
+    r.warnings += [f"rule {k[5:]}: {v} row(s) failed (onFail warn)" for k, v in c.items()
+                   if k.startswith("warn:") and v]
+    r.warnings += [f"{k[5:]}: {v}" for k, v in c.items() if k.startswith("note:") and v and "cache" not in k]
+    if node.kind == "branch":
+        r.routes = {k[6:]: v for k, v in c.items() if k.startswith("route:")}
+    if node.kind == "transform" and any(op.op in ("aggregate", "summarize") for op in node.ops):
+        r.rowsCombined = max(0, r.rowsIn - r.rowsOut - r.rowsFiltered - r.rowsQuarantined - c.get("rows_late", 0))
+    r.rowsLate = c.get("rows_late", 0)
+    if r.rowsLate:
+        r.warnings.append(f"{r.rowsLate} late row(s): their window had closed (beyond allowedLateness); not in the "
+                          f"table (written to the DLQ when the pipeline has one)")
+
+
+def _collect_partial(checked, partial, run_dir: str, result: RunResult, inputs: _Inputs) -> None:
+    """A run that failed midway: every node that ran keeps its counts (the runner's metrics of the work that
+    finished) and every target its report from the run folder; a node with no trace stays ``not_run``."""
+    if checked is None or not result.nodes:
+        return
+    try:
+        counts = partial.counts()
+        targets = read_reports(run_dir, "targets")
+    except Exception:  # noqa: BLE001 - the run already failed; its counts are a best effort
+        counts, targets = {}, {}
+    for node in checked.pipeline.nodes:
+        r, c = result.nodes[node.id], counts.get(node.id, {})
+        if not c and node.id not in targets:
+            continue
+        _fill_counts(node, r, c, inputs)
+        if node.kind == "target" and node.id in targets and r.status == "not_run":
+            _node_status(node, r, targets[node.id], [])
+        elif r.status == "not_run":
+            r.status = "completed_with_errors" if r.rowsQuarantined or r.warnings else "completed"
 
 
 def _node_status(node, r: NodeResult, target_report: dict | None, failures: list[str]) -> None:
@@ -358,40 +426,42 @@ def _run_status(result: RunResult, failures: list[str]) -> None:
 
 
 def _finish_files(checked, result: RunResult, inputs: _Inputs, run_dir: str) -> None:
-    """Staged input files → success folder, or failure folder on a failed run / for unreadable files."""
+    """Every source's driver-side end (``Source.finish``: move input files to success/failure, ack messages,
+    commit offsets — only once the loads committed), then the archive nodes."""
     if checked is None:
         return
-    if any(n.kind == "source" and n.connector == "pubsub_subscription" for n in checked.pipeline.nodes):
-        from ir_compiler.lower.pubsub import ack_drained
-        result.warnings += ack_drained(run_dir, result.status != "failed")
-    failed_paths = {rep["path"] for rep in read_reports(run_dir, "files").values()}
-    for node_id, staged in inputs.staged.items():
-        try:
-            if result.status == "failed":
-                staged.fail()
-            else:
-                inputs.paths[node_id] = staged.commit(failed=failed_paths)
-        except (OSError, FlowError) as exc:
-            result.warnings.append(f"node '{node_id}': could not move input files: {exc}")
+    _lost_side_rows(result, run_dir)
+    _finish_sources(checked, result, inputs, run_dir)
     if result.status != "failed":
         from flow_beam.archive import run_archives
         run_archives(checked, result, inputs)
-        _commit_offsets(result, inputs)
 
 
-def _commit_offsets(result: RunResult, inputs: _Inputs) -> None:
-    """Kafka offsets are committed only now, after the loads committed (at-least-once end to end)."""
-    from connectors.kafka import commit_ranges
+def _finish_sources(checked, result: RunResult, inputs: _Inputs, run_dir: str) -> None:
+    from connectors.base import RunInfo
+    from connectors.registry import get_source
 
-    for node_id, (cfg, ranges) in inputs.kafka.items():
-        if not cfg.commitOffsets:
+    ok = result.status != "failed"
+    run = inputs.run or RunInfo(result.runId, checked.pipeline.id, result.runner, "", run_dir)
+    run.run_dir = run_dir
+    for node in checked.pipeline.nodes:
+        if node.kind != "source" or not get_source(node.connector).capabilities.finishes:
             continue
-        try:
-            from ir_compiler.lower.drain import settle  # windowed targets: commit only what is final
-            ranges = settle(inputs.run_dir, inputs.warehouse_url, inputs.pipeline_id, node_id, ranges)
-            commit_ranges(cfg, ranges)
-        except Exception as exc:  # noqa: BLE001 - the rows are loaded; the next run reads them again
-            result.warnings.append(f"node '{node_id}': could not commit Kafka offsets ({exc}); the next run "
-                                   f"re-reads those messages")
+        if node.id not in inputs.prepared and get_source(node.connector).capabilities.prepares:
+            continue  # never prepared (a test input, or the run failed before): nothing to finish
+        done = get_source(node.connector).finish(node, inputs.prepared.get(node.id), ok, run)
+        result.warnings += done.warnings
+        if done.degraded and result.status == "completed":
+            result.status = "completed_with_errors"
 
 
+def _lost_side_rows(result: RunResult, run_dir: str) -> None:
+    """DLQ rows that could not be written are said loudly (a run warning; a completed run exits 2)."""
+    if "://" in run_dir or not os.path.isdir(run_dir):
+        return
+    for name, rep in read_reports(run_dir, "side_tables").items():
+        if rep.get("error") and name == "dlq":
+            result.warnings.append(f"{rep.get('lost', '?')} row(s) could not be written to the DLQ table "
+                                   f"{rep['table']} and are lost: {rep['error']}")
+            if result.status == "completed":
+                result.status = "completed_with_errors"

@@ -75,38 +75,55 @@ def _sink_rows(node, files: list[str]) -> list[dict]:
 
     rows = []
     for path in files:
-        for chunk in read_file(path, node.config.get("format", "jsonl")):
+        for chunk in read_file(path, node.config.format):
             rows += chunk.batch.to_pylist()
     return rows
 
 
-def run_embedded_tests(source, params: dict | None = None) -> list[TestOutcome]:
+def run_embedded_tests(source, params: dict | None = None, root: str | None = None) -> list[TestOutcome]:
     pipeline, _ = load_document(source, params)
     if not pipeline.tests:
         return [TestOutcome("(no tests)", False, ["the document has no 'tests' block"])]
-    return [_run_case(source, params, pipeline, case) for case in pipeline.tests]
+    return [_run_case(source, params, pipeline, case, root) for case in pipeline.tests]
 
 
-def _run_case(source, params, pipeline, case) -> TestOutcome:
-    from flow_beam.running import RunOptions, run_document
+def _test_schema(node, rows: list[dict], sample: bool = True):
+    """The schema test rows are converted to — the one a real run reads with: declared, else inferred from the
+    source's data when it is reachable, else inferred from the rows by the source format's rules."""
     from ir_compiler.lower.sources import test_rows_table
     from ir_compiler.types import Schema
+
+    declared = declared_schema(node)
+    if declared is not None:
+        return declared
+    try:
+        from connectors.registry import infer_source_schema
+        real = infer_source_schema(node) if sample else None
+    except Exception:  # noqa: BLE001 - the data is not reachable here: the rows decide
+        real = None
+    if real is not None or not rows:
+        return real
+    fmt = getattr(node.config, "format", None)
+    table, _ = test_rows_table(rows, None, False, fmt)
+    return Schema.from_arrow(table.drop_columns(["__fb_ord"]).schema)
+
+
+def _run_case(source, params, pipeline, case, root=None) -> TestOutcome:
+    from flow_beam.running import RunOptions, run_document
+    from ir_compiler.confine import confinement_issues
 
     sources = [n for n in pipeline.nodes if n.kind == "source"]
     unknown = [k for k in case.inputs if k not in {s.id for s in sources}]
     if unknown:
         return TestOutcome(case.name, False, [f"inputs name {unknown}, which are not source nodes"])
     inputs = {s.id: case.inputs.get(s.id, []) for s in sources}
-    overrides = {}
-    for s in sources:
-        t = test_rows_table(inputs[s.id], declared_schema(s))
-        overrides[s.id] = Schema.from_arrow(t.select([c for c in t.column_names if c != "__fb_ord"]).schema) \
-            if inputs[s.id] or declared_schema(s) else declared_schema(s)
+    sample = not confinement_issues(pipeline, root)  # never sample data outside the confinement root
+    overrides = {s.id: _test_schema(s, inputs[s.id], sample) for s in sources}
     with tempfile.TemporaryDirectory(prefix="flow-beam-test-") as tmp:
         url = f"duckdb://{os.path.join(tmp, 'test.duckdb')}"
         try:
             checked = check_document(source, {**(params or {}), **(case.params or {})},
-                                     SchemaContext(overrides=overrides))
+                                     SchemaContext(overrides=overrides), root=root)
         except FlowError as exc:
             return TestOutcome(case.name, False, [str(exc)])
         run_dir = os.path.join(tmp, "run")

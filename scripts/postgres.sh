@@ -2,9 +2,13 @@
 # PostgreSQL for tests and CI: Debian's `postgresql` package, a private cluster on 127.0.0.1.
 #   bash scripts/postgres.sh install|start|stop|status|env
 #   port      FLOW_BEAM_PG_PORT (default 54329); trust auth, user postgres
-#   state     $FLOW_BEAM_STATE/postgres (default ~/.cache/flow-beam/run/postgres): data/, server.log, unix socket
-# The server refuses to run as root, so initdb/pg_ctl run as the `postgres` user; when the state dir sits under
-# a directory that user cannot traverse (e.g. /root, mode 700), `start` adds o+x (traverse only, no listing) to it.
+#   state     FLOW_BEAM_PG_STATE if set; else $FLOW_BEAM_STATE/postgres (default ~/.cache/flow-beam/run/postgres)
+#             when the server user can reach it (or a cluster already lives there); else, as root with a home the
+#             `postgres` user cannot traverse (e.g. /root, mode 700), /var/tmp/flow-beam-pg-<uid>-<port> (owned by
+#             postgres, mode 700). Holds data/, server.log and the unix socket.
+# The server refuses to run as root, so initdb/pg_ctl run as the `postgres` user. The script never changes the
+# permissions of your home or any other folder it did not create: a state folder the server user cannot reach is
+# a clear error naming FLOW_BEAM_PG_STATE.
 # Measured here (2 cores): first start (initdb) ~1 s; start of an existing cluster ~0.2 s; start when already
 # running ~0.05 s; stop ~0.1 s. Cold apt install (update + postgresql) ~40 s (earlier estimate: the package was
 # already installed on the machine these scripts were written on).
@@ -15,7 +19,29 @@ FB_COMPONENT=postgres
 . "$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/lib/common.sh"
 
 PORT="${FLOW_BEAM_PG_PORT:-54329}"
-STATE="$FB_STATE_ROOT/postgres"
+LEGACY_STATE="$FB_STATE_ROOT/postgres"
+
+# True when the postgres user can traverse every existing ancestor of $1 (and $1 itself when it exists).
+pg_can_reach() {
+  [ "$(id -u)" = 0 ] || return 0
+  id -u postgres >/dev/null 2>&1 || return 0  # not installed yet: decided again at start
+  local d="" part
+  local IFS=/
+  for part in $1; do
+    [ -n "$part" ] || continue
+    d="$d/$part"
+    [ -d "$d" ] || break
+    runuser -u postgres -- test -x "$d" 2>/dev/null || return 1
+  done
+}
+
+state_dir() {
+  if [ -n "${FLOW_BEAM_PG_STATE:-}" ]; then echo "$FLOW_BEAM_PG_STATE"; return; fi
+  if [ -f "$LEGACY_STATE/data/PG_VERSION" ] || pg_can_reach "$LEGACY_STATE"; then echo "$LEGACY_STATE"; return; fi
+  echo "/var/tmp/flow-beam-pg-$(id -u)-$PORT"
+}
+
+STATE="$(state_dir)"
 DATA="$STATE/data"
 LOG="$STATE/server.log"
 TIMEOUT="${FLOW_BEAM_START_TIMEOUT:-60}"
@@ -51,20 +77,13 @@ running() {
   [ -f "$DATA/postmaster.pid" ] && as_pg "$bin/pg_ctl" -D "$DATA" status >/dev/null 2>&1
 }
 
-# The postgres user must be able to reach the state dir: give it traverse (x) on each ancestor lacking it.
-make_reachable() {
+# The postgres user must be able to reach the state dir; nothing here changes a folder's permissions to get there.
+check_reachable() {
   [ "$(id -u)" = 0 ] || return 0
-  local d="" part
-  local IFS=/
-  for part in $STATE; do
-    [ -n "$part" ] || continue
-    d="$d/$part"
-    [ -d "$d" ] || break
-    if ! runuser -u postgres -- test -x "$d" 2>/dev/null; then
-      fb_log "granting traverse permission (o+x) on $d so the postgres user can reach $STATE"
-      chmod o+x "$d"
-    fi
-  done
+  if [ -L "$STATE" ] || { [ -e "$STATE" ] && [ "$(stat -c %U "$STATE")" != postgres ] && [ "$STATE" != "$LEGACY_STATE" ]; }; then
+    fb_die "$STATE exists but is not a folder owned by postgres (refusing to use it); remove it or set FLOW_BEAM_PG_STATE"
+  fi
+  pg_can_reach "$STATE" || fb_die "the postgres user cannot reach $STATE (a parent folder is not traversable); set FLOW_BEAM_PG_STATE to a folder outside your home, e.g. /var/tmp/flow-beam-pg"
 }
 
 start() {
@@ -75,10 +94,11 @@ start() {
   if ! running && fb_port_open "$PORT"; then
     fb_die "port 127.0.0.1:$PORT is already in use by another process (not the cluster in $DATA); stop it or set FLOW_BEAM_PG_PORT"
   fi
+  STATE="$(state_dir)"; DATA="$STATE/data"; LOG="$STATE/server.log"  # postgres may exist only now
+  check_reachable
   mkdir -p "$STATE"
   touch "$LOG"
   if [ "$(id -u)" = 0 ]; then
-    make_reachable
     chown -R postgres:postgres "$STATE"
   fi
   chmod 700 "$STATE"

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Set up and run the test suite. Brings up the real components the tests use (scripts/services.sh: PostgreSQL,
-# Kafka, Prism, the Pub/Sub stand-in), stops what it started when done. FLOW_BEAM_NO_SERVICES=1 skips that (those tests then skip,
+# Kafka, Prism, the Pub/Sub emulator), stops what it started when done. FLOW_BEAM_NO_SERVICES=1 skips that (those tests then skip,
 # saying why). Extra arguments go to pytest, e.g. the quick subset:
 #   FLOW_BEAM_NO_SERVICES=1 bash scripts/test.sh -m "not infra and not slow"
 set -euo pipefail

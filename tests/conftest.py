@@ -9,6 +9,16 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
+def pytest_report_header(config):
+    """Which real components the infra tests run against."""
+    kind = os.environ.get("FLOW_BEAM_PUBSUB_KIND")
+    host = os.environ.get("FLOW_BEAM_PUBSUB")
+    if not host:
+        return "pubsub: not running (its tests skip)"
+    what = "Google's Pub/Sub emulator" if kind == "google" else "the in-repo Pub/Sub stand-in (emulator missing)"
+    return f"pubsub: {what} at {host}"
+
+
 # The SPEC's validate example (source → validate → target), completed with a source and a target.
 SPEC_VALIDATE_DOC = {
     "kind": "pipeline", "version": "1.0", "id": "spec-validate",

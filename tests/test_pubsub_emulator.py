@@ -1,8 +1,10 @@
-"""connectors/pubsub.py end to end against the Pub/Sub server started by scripts/pubsub.sh.
+"""connectors/pubsub/client.py end to end against the Pub/Sub server started by scripts/pubsub.sh.
 
-That server is the in-repo stand-in scripts/pubsub_emulator.py (an in-memory gRPC implementation of the
-google.pubsub.v1 services written for these tests), NOT Google's Pub/Sub emulator; the client is the real
-google-cloud-pubsub library, pointed at it through PUBSUB_EMULATOR_HOST. Skips when FLOW_BEAM_PUBSUB is unset:
+That server is Google's Pub/Sub emulator (the machine image's google-cloud-cli-pubsub-emulator package); only
+where it is missing does the script fall back to the in-repo stand-in scripts/pubsub_emulator.py.
+FLOW_BEAM_PUBSUB_KIND says which one ran (google | standin), and pytest's header line "pubsub:" prints it. The
+client is the real google-cloud-pubsub library, pointed at the server through PUBSUB_EMULATOR_HOST. Skips when
+FLOW_BEAM_PUBSUB is unset:
     bash scripts/pubsub.sh start && eval "$(bash scripts/pubsub.sh env)"
 """
 import os
@@ -21,9 +23,9 @@ pytestmark = pytest.mark.infra
 def ps(monkeypatch):
     host = os.environ.get("FLOW_BEAM_PUBSUB")
     if not host:
-        pytest.skip("FLOW_BEAM_PUBSUB is unset: start the in-repo Pub/Sub stand-in with "
+        pytest.skip("FLOW_BEAM_PUBSUB is unset: start the Pub/Sub emulator with "
                     "`bash scripts/pubsub.sh start` and `eval \"$(bash scripts/pubsub.sh env)\"`")
-    # always the stand-in, never the real service, whatever else the environment says
+    # always the local server, never the real service, whatever else the environment says
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", host)
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "flow-beam-test")
     from connectors import pubsub
@@ -177,3 +179,14 @@ def test_streaming_pull_subscribe(ps):
     assert sorted(seen) == [f"m{i}".encode() for i in range(5)]
     time.sleep(0.5)  # the acks travel on the stream; give them a moment before checking
     assert ps.pull(sub, timeout_s=1.0) == []
+
+
+def test_the_server_is_googles_emulator_where_the_machine_has_it(ps):
+    """On a machine with the emulator package the tests must not quietly run against the stand-in."""
+    import glob
+    installed = glob.glob("/usr/lib/google-cloud-sdk/platform/pubsub-emulator/bin/cloud-pubsub-emulator")
+    kind = os.environ.get("FLOW_BEAM_PUBSUB_KIND")
+    if installed and os.environ.get("FLOW_BEAM_PUBSUB_IMPL") != "standin":
+        assert kind == "google", f"Google's emulator is installed but the tests ran against: {kind}"
+    else:
+        assert kind in ("google", "standin")

@@ -1,6 +1,6 @@
-"""pubsub_subscription sources and pubsub_topic sinks in pipelines, against the in-repo Pub/Sub stand-in
-(scripts/pubsub_emulator.py, started by scripts/pubsub.sh — not Google's emulator, which cannot be installed
-here): drain mode on the direct runner (acked only after the load committed; a failed run hands the messages
+"""pubsub_subscription sources and pubsub_topic sinks in pipelines, against the Pub/Sub server started by
+scripts/pubsub.sh — Google's Pub/Sub emulator, or where it is missing the in-repo stand-in (FLOW_BEAM_PUBSUB_KIND
+and pytest's "pubsub:" header line say which): drain mode on the direct runner (acked only after the load committed; a failed run hands the messages
 back), streaming on Prism (windowed aggregate, acked once the windows are final), and a topic sink.
 On Dataflow the same nodes compile to Beam's ReadFromPubSub / WriteToPubSub (tests/test_deploy.py)."""
 import json
@@ -20,7 +20,7 @@ T0 = 1767225600
 def ps(monkeypatch):
     host = os.environ.get("FLOW_BEAM_PUBSUB")
     if not host:
-        pytest.skip("Pub/Sub stand-in not running: bash scripts/pubsub.sh start && "
+        pytest.skip("Pub/Sub emulator not running: bash scripts/pubsub.sh start && "
                     "eval \"$(bash scripts/pubsub.sh env)\"")
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", host)
     from connectors import pubsub

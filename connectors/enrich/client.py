@@ -1,16 +1,23 @@
 """The HTTP side of enrich: JSON requests with a timeout, retry with backoff on transient failures (timeouts,
-connection errors, 429, 5xx), a shared rate limit and an in-run response cache."""
+connection errors, 429, 5xx), a shared rate limit and an in-run response cache. Redirects are followed, but
+credentials never follow one to another origin (scheme + host + port)."""
 from __future__ import annotations
 
 import json
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 
 
 class CallError(Exception):
-    """A provider call failed for good (after retries, or a non-retryable answer); the row is routed."""
+    """A provider call failed for good (after retries, or a non-retryable answer); the row is routed. The message
+    never holds a known secret (an answer may echo the request's credentials)."""
+
+    def __init__(self, message: str):
+        from ir_compiler.secrets import scrub_text
+        super().__init__(scrub_text(message))
 
 
 class RateLimiter:
@@ -73,7 +80,7 @@ class HttpClient:
                                      headers={"Content-Type": "application/json", "Accept": "application/json",
                                               **headers})
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            with _OPENER.open(req, timeout=self.timeout) as resp:
                 raw = resp.read()
         except urllib.error.HTTPError as exc:
             if exc.code == 429 or exc.code >= 500:
@@ -91,6 +98,31 @@ class HttpClient:
 
 class _Transient(Exception):
     pass
+
+
+def origin(url: str) -> tuple[str, str, int | None]:
+    """(scheme, host, port) — the port made explicit for http/https."""
+    p = urllib.parse.urlsplit(url)
+    port = p.port or {"http": 80, "https": 443}.get(p.scheme.lower())
+    return p.scheme.lower(), (p.hostname or "").lower(), port
+
+
+class SameOriginCredentials(urllib.request.HTTPRedirectHandler):
+    """Follows redirects, but a redirect to another origin (scheme, host or port) carries no credentials: every
+    header but Content-Type/Accept/User-Agent (Authorization, Cookie, provider headers) is dropped."""
+
+    KEEP = {"content-type", "accept", "user-agent", "content-length"}
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        new = super().redirect_request(req, fp, code, msg, headers, newurl)
+        if new is not None and origin(req.full_url) != origin(new.full_url):
+            for name in list(new.headers) + list(new.unredirected_hdrs):
+                if name.lower() not in self.KEEP:
+                    new.remove_header(name)
+        return new
+
+
+_OPENER = urllib.request.build_opener(SameOriginCredentials)
 
 
 def _safe(url: str) -> str:

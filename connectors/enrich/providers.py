@@ -55,7 +55,10 @@ def secret(provider: dict, key: str = "apiKey") -> str | None:
     env = provider.get(f"{key}Env")
     if isinstance(ref, str) and ref.startswith("env:"):
         env = ref[4:]
-    return os.environ.get(env) if env else None
+    value = os.environ.get(env) if env else None
+    from ir_compiler.secrets import register_value
+    register_value(value)  # known from now on: scrubbed from errors, DLQ rows and results
+    return value
 
 
 class HttpProvider:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-import sqlglot
 from sqlglot import exp
 
 from ir_compiler.errors import ConnectorError, LoadError
@@ -28,6 +27,7 @@ class LoadRequest:
     lineage: dict | None = None  # {runId, pipelineId, sourceNodeId}
     pre_sql: str | None = None
     post_sql: str | None = None
+    ledger: dict | None = None  # input files for ``_flow_files`` (exactly once per file, see ledger.py)
 
 
 @dataclass
@@ -92,19 +92,20 @@ class Warehouse:
 
     # ---- operations, written once over the dialect primitives ------------------------------------------
     def load(self, req: LoadRequest) -> LoadReport:
-        """Apply ``req.mode`` in one transaction (pre/post SQL hooks inside it); roll back on any error."""
+        """Apply ``req.mode`` in one transaction; roll back on any error. ``pre_sql`` (a preHook) runs first in its
+        own read-only transaction; ``post_sql`` is an allowlisted query run inside the load transaction."""
         from connectors.warehouse.loading import staged_rows
         from connectors.warehouse.modes import MODES
 
         rows = staged_rows(req)
+        if req.pre_sql:  # its own read-only transaction before the load (a failure stops the load)
+            self.run_hook(req.pre_sql, "preHook")
         with self.session() as con:
             self.begin(con)
             try:
-                if req.pre_sql:
-                    self.execute(con, req.pre_sql)
                 report = MODES[req.mode](self, con, req, rows)
-                if req.post_sql:
-                    self.execute(con, req.post_sql)
+                if req.post_sql:  # in-transaction check (allowlisted; its failure rolls the load back)
+                    self.execute(con, check_read_only_query(req.post_sql, self.dialect))
                 self.commit(con)
                 return report
             except LoadError:
@@ -116,9 +117,12 @@ class Warehouse:
                                 f"{str(exc).strip().splitlines()[0]}") from None
 
     def append_rows(self, name: str, table: pa.Table) -> int:
-        """Append rows (quarantine, DLQ, run history), creating the table if needed, in one transaction."""
+        """Append rows (quarantine, DLQ, run history), creating the table if needed, in one transaction; known
+        secret values in text columns are replaced by ``***`` first (ir_compiler.secrets)."""
         from connectors.warehouse.modes import ensure_table, insert_rows
+        from ir_compiler.secrets import scrub_table
 
+        table = scrub_table(table)  # known secret values never reach a stored row
         with self.session() as con:
             self.begin(con)
             try:
@@ -131,26 +135,55 @@ class Warehouse:
                 raise LoadError(f"cannot write to {name}: {exc}") from None
 
     def read(self, name: str | None = None, query: str | None = None) -> pa.Table:
-        if query is not None:
-            check_read_only_query(query, self.dialect)
-        sql = f"SELECT * FROM {self.qualified(name)}" if query is None else query
-        with self.session() as con:
+        """A whole table, or a table source query (allowlisted), read in a read-only transaction."""
+        sql = f"SELECT * FROM {self.qualified(name)}" if query is None else check_read_only_query(query, self.dialect)
+        return self.query_read_only(sql, name or "query")
+
+    # ---- the read-only surface: hooks, table queries, lookup tables ------------------------------------
+    def run_hook(self, statement: str, what: str = "hook") -> None:
+        """A SQL hook: allowlisted (ir_compiler.hooks), then a query runs in a read-only transaction and a
+        maintenance verb (ANALYZE / VACUUM / CHECKPOINT, re-built from quoted names) on its own."""
+        from ir_compiler.hooks import SqlRejected, check_sql
+
+        try:
+            safe = check_sql(statement, self.dialect)
+        except SqlRejected as exc:
+            raise LoadError(f"{what} was refused: {exc}") from None
+        try:
+            if safe.kind == "maintenance":
+                self.run_maintenance(safe.sql)
+            else:
+                self.query_read_only(safe.sql, what)
+        except ConnectorError as exc:
+            raise LoadError(f"{what} failed: {exc.message}") from None
+
+    def query_read_only(self, sql: str, what: str = "query") -> pa.Table:
+        """Run ``sql`` inside a read-only transaction (layer 1: this alone blocks writes even when the allowlist
+        was bypassed) and return its rows."""
+        with self.read_only_session() as con:
             try:
                 return self.fetch_arrow(con, sql)
             except self.db_errors as exc:
-                raise ConnectorError(f"cannot read {name or 'query'} from the warehouse: "
+                raise ConnectorError(f"cannot read {what} from the warehouse: "
                                      f"{str(exc).strip().splitlines()[0]}") from None
 
-    def run_statement(self, sql: str) -> None:
-        """One statement in its own transaction (post-load SQL hooks)."""
-        with self.session() as con:
-            self.begin(con)
+    def describe_query(self, query: str) -> Schema:
+        """The columns a table source query would return, learned WITHOUT running it (validation)."""
+        sql = check_read_only_query(query, self.dialect)
+        with self.read_only_session() as con:
             try:
-                self.execute(con, sql)
-                self.commit(con)
-            except self.db_errors:
-                self.rollback(con)
-                raise
+                return self.describe_in(con, sql)
+            except self.db_errors as exc:
+                raise ConnectorError(f"cannot describe the query: {str(exc).strip().splitlines()[0]}") from None
+
+    def read_only_session(self):  # context manager yielding a connection inside a read-only transaction
+        raise NotImplementedError
+
+    def run_maintenance(self, sql: str) -> None:  # ANALYZE / VACUUM / CHECKPOINT built by ir_compiler.hooks
+        raise NotImplementedError
+
+    def describe_in(self, con, sql: str) -> Schema:
+        raise NotImplementedError
 
     def table_schema(self, name: str) -> Schema | None:
         with self.session() as con:
@@ -191,11 +224,12 @@ class Warehouse:
         raise NotImplementedError
 
 
-def check_read_only_query(query: str, dialect: str) -> None:
-    """A table source's ``query`` must be a single SELECT."""
+def check_read_only_query(query: str, dialect: str) -> str:
+    """A table source ``query`` must be one allowlisted read-only SELECT; returns the SQL to run (re-generated
+    from the checked tree)."""
+    from ir_compiler.hooks import SqlRejected, check_sql
+
     try:
-        trees = sqlglot.parse(query, dialect=dialect)
-    except sqlglot.errors.ParseError as exc:
-        raise LoadError(f"cannot parse the query: {exc}") from None
-    if len(trees) != 1 or not isinstance(trees[0], (exp.Select, exp.Union, exp.Subquery)):
-        raise LoadError("a table source query must be one SELECT statement")
+        return check_sql(query, dialect, maintenance=False, query_only=True).sql
+    except SqlRejected as exc:
+        raise LoadError(f"a table source query must be one read-only SELECT: {exc}") from None

@@ -23,6 +23,13 @@ _PG_TYPES = {"text": STRING, "character varying": STRING, "character": STRING, "
              "jsonb": JSON}
 
 
+_CAN_READ_ALL = ("SELECT CASE WHEN to_regrole('pg_read_all_data') IS NULL THEN false "
+                 "ELSE pg_has_role(current_user, to_regrole('pg_read_all_data')::oid, 'MEMBER') END")
+_OID_TYPES = {"text": STRING, "varchar": STRING, "bpchar": STRING, "name": STRING, "int2": INT, "int4": INT,
+              "int8": INT, "float4": FLOAT, "float8": FLOAT, "bool": BOOL, "date": DATE, "timestamp": TIMESTAMP,
+              "timestamptz": TIMESTAMP, "json": JSON, "jsonb": JSON}
+
+
 class PostgresWarehouse(Warehouse):
     dialect = "postgres"
     ph = "%s"
@@ -54,12 +61,6 @@ class PostgresWarehouse(Warehouse):
 
     def begin(self, con):
         pass  # psycopg opens a transaction with the first statement
-
-    def run_statement(self, sql: str) -> None:
-        """Post-load hooks run in autocommit (VACUUM and friends refuse a transaction block)."""
-        with self.session() as con:
-            con.autocommit = True
-            con.execute(sql)
 
     def commit(self, con):
         con.commit()
@@ -106,8 +107,56 @@ class PostgresWarehouse(Warehouse):
             return None
         return Schema([Field(n, _pg_type(dt_, p, s, udt), nullable == "YES") for n, dt_, p, s, udt, nullable in rows])
 
+    # ---- read-only surface (hooks, table queries, lookups) -------------------------------------------------
+    @contextmanager
+    def read_only_session(self):
+        """A connection inside ``BEGIN READ ONLY``, with privileges dropped to ``pg_read_all_data`` when the
+        warehouse user may take that role (then file, large-object and signalling functions are denied even
+        to a superuser's URL); always rolled back."""
+        with self.session() as con:
+            con.read_only = True
+            try:
+                if con.execute(_CAN_READ_ALL).fetchone()[0]:
+                    con.execute("SET LOCAL ROLE pg_read_all_data")
+                yield con
+            finally:
+                con.rollback()
+
+    def run_maintenance(self, sql: str) -> None:
+        """ANALYZE / VACUUM / CHECKPOINT (built from quoted names by ir_compiler.hooks): autocommit, since VACUUM
+        refuses a transaction block, with ``default_transaction_read_only`` on."""
+        with self.session() as con:
+            con.autocommit = True
+            try:
+                con.execute("SET default_transaction_read_only = on")
+                con.execute(sql)
+            except psycopg.Error as exc:
+                raise ConnectorError(str(exc).strip().splitlines()[0]) from None
+
+    def describe_in(self, con, sql: str) -> Schema:
+        """Parse + describe a prepared statement (the protocol's Parse/Describe): nothing is executed."""
+        pg = con.pgconn
+        res = pg.prepare(b"", sql.encode())
+        if res.status != 1:  # COMMAND_OK
+            raise psycopg.ProgrammingError(res.error_message.decode(errors="replace").removeprefix("ERROR:  "))
+        desc = pg.describe_prepared(b"")
+        fields = []
+        for i in range(desc.nfields):
+            oid, mod = desc.ftype(i), desc.fmod(i)
+            info = con.adapters.types.get(oid)
+            name = info.name if info is not None else "text"
+            if info is not None and info.array_oid == oid:
+                fields.append(Field(desc.fname(i).decode(), array_of(_OID_TYPES.get(name, STRING))))
+            elif name == "numeric":
+                p, s = ((mod - 4) >> 16) & 0xFFFF if mod >= 4 else None, (mod - 4) & 0xFFFF if mod >= 4 else None
+                fields.append(Field(desc.fname(i).decode(), _pg_type("numeric", p, s, None)))
+            else:
+                fields.append(Field(desc.fname(i).decode(), _OID_TYPES.get(name, STRING)))
+        return Schema(fields)
+
     def fetch_arrow(self, con, sql: str) -> pa.Table:
-        cur = con.execute(sql)
+        cur = con.cursor()
+        cur.execute(sql, prepare=True)  # the extended protocol: one statement, never a batch
         names = [d.name for d in cur.description]
         rows = cur.fetchall()
         cols = list(zip(*rows)) if rows else [[] for _ in names]

@@ -19,7 +19,7 @@ from ir_compiler.lower.branch_join import lower_branch, lower_join
 from ir_compiler.lower.context import RunContext, count
 from ir_compiler.lower.gates import ReportGateFn
 from ir_compiler.lower.sources import lower_source
-from ir_compiler.lower.targets import lower_append, lower_target
+from ir_compiler.lower.targets import lower_append, lower_target, split_unstorable
 from ir_compiler.lower.transform import lower_transform
 from ir_compiler.lower.validate import lower_validate
 from ir_compiler.propagate import declared_schema
@@ -114,7 +114,7 @@ class Builder:
         else:
             if node.connector == "kafka_consumer" and not self.ctx.streaming and not tested:
                 self._drain_windowed(node)
-            ports = lower_source(self.p, node, self.ctx, node.id)
+            ports = lower_source(self.p, node, self.ctx, node.id, self._schema(node.id))
         main = count(ports["main"], node.id, "rows_out", f"{node.id}/CountOut")
         self._set_ports(node, {"main": main}, [ports["errors"]])
 
@@ -145,7 +145,11 @@ class Builder:
         targets, _, retention = self._frontier_of(node)
         if not targets or retention >= NEVER_FINAL:
             return  # no fixed/sliding window downstream: every offset read is committed
-        self.ctx.drain_windowed[node.id] = {"targets": targets, "retention_us": retention}
+        import functools
+
+        from ir_compiler.lower.drain import event_micros
+        self.ctx.drain_windowed[node.id] = {"targets": targets, "retention_us": retention,
+                                            "event_us": functools.partial(event_micros, node.eventTime)}
         for n in self.graph.order:
             if node.id in self.graph.upstream(n) and self.graph.nodes[n].kind == "transform" and any(
                     getattr(op, "window", None) is not None for op in self.graph.nodes[n].ops):
@@ -270,8 +274,9 @@ class Builder:
                                        self._accumulating(node))
             self._set_ports(node, {"main": done}, [])
             return
+        pcoll, unstorable = split_unstorable(pcoll, node, self.ctx, node.id)  # NUL bytes on PostgreSQL
         done = lower_target(pcoll, node, self.ctx, node.id, self._gate(node), ",".join(sources), fields)
-        self._set_ports(node, {"main": done}, [])
+        self._set_ports(node, {"main": done}, [unstorable])
 
     def _lateness_us(self, node) -> int:
         """The largest allowedLateness of the windows upstream of a target (a pane is final that long after)."""

@@ -54,8 +54,10 @@ class _EnrichFn(beam.DoFn):
 
     def _one(self, row):
         from connectors.enrich.client import CallError
+        from ir_compiler.secrets import scrub_text
         try:
-            return output_values(self.node, self.provider.call(self.client, row)), None
+            values = output_values(self.node, self.provider.call(self.client, row))
+            return {k: scrub_text(v) for k, v in values.items()}, None  # an echoed credential is not data
         except CallError as exc:
             return None, str(exc)
 

@@ -1,218 +1,68 @@
-"""Sources → Beam: files (Create of the staged paths + a reading DoFn emitting Arrow tables), warehouse
-tables, and in-document rows for embedded tests."""
+"""Sources → Beam: in-document rows for embedded tests here; everything else is the connector's own read step
+(``connectors.registry.get_source(node.connector).read``: files, warehouse tables, streams)."""
 from __future__ import annotations
 
-import json
-
 import apache_beam as beam
-import numpy as np
 import pyarrow as pa
 
-from ir_compiler.errors import ConnectorError, NotAvailableError
-from ir_compiler.lower.context import RunContext, counter, write_report
-from ir_compiler.models import FILE_CONNECTORS
-from ir_compiler.ops.common import ORD
+from connectors.runtime import ERRORS, ORD, bad_rows_table, counter, ords
+from ir_compiler.lower.context import RunContext
 from ir_compiler.propagate import declared_schema
 
-ERRORS = "errors"
-FORMAT_OPTIONS = ("delimiter", "header", "encoding", "compression", "quote", "nullValues")
+def test_rows_table(rows: list[dict], schema, strict: bool = True, fmt: str | None = None):
+    """In-document rows as one Arrow table and their bad rows, read the way the source reads its data: converted
+    to the declared (``strict``) or inferred schema like file values are; without a schema, typed by the rules of
+    the source's format (text rules for csv/tsv, JSON rules otherwise). Every key of every row is a column."""
+    from connectors.formats import _conform
+    from connectors.infer import infer_text_schema, rows_table
 
-
-def _ords(file_index: int, start: int, n: int) -> pa.Array:
-    return pa.array(np.arange(start, start + n, dtype=np.int64) + (file_index << 36))
-
-
-class _ReadFilesFn(beam.DoFn):
-    """(file index, path) → Arrow tables (main) and malformed rows (errors port shape)."""
-
-    def __init__(self, node_id, fmt, options, schema, batch_rows, run_dir):
-        self.node_id, self.fmt, self.options = node_id, fmt, options
-        self.schema, self.batch_rows, self.run_dir = schema, batch_rows, run_dir
-
-    def setup(self):
-        self.rows_in = counter(self.node_id, "rows_in")
-        self.bad = counter(self.node_id, "rows_errored")
-
-    def process(self, item):
-        from connectors.formats import read_file
-
-        index, path = item
-        offset = 0
-        try:
-            for chunk in read_file(path, self.fmt, self.options, self.schema, batch_rows=self.batch_rows):
-                table = pa.Table.from_batches([chunk.batch])
-                table = table.append_column(ORD, _ords(index, offset, table.num_rows))
-                offset += table.num_rows + len(chunk.bad_rows)
-                self.rows_in.inc(table.num_rows + len(chunk.bad_rows))
-                if table.num_rows:
-                    yield table
-                if chunk.bad_rows:
-                    self.bad.inc(len(chunk.bad_rows))
-                    yield beam.pvalue.TaggedOutput(ERRORS, _bad_rows_table(self.node_id, chunk.bad_rows))
-        except ConnectorError as exc:
-            write_report(self.run_dir, "files", f"{self.node_id}.{index}", {"path": path, "error": str(exc)})
-            self.rows_in.inc(1)
-            self.bad.inc(1)
-            row = json.dumps({"file": path})
-            yield beam.pvalue.TaggedOutput(ERRORS, pa.table({
-                "node_id": [self.node_id], "error": [f"unreadable file: {exc}"], "row": [row]}))
-
-
-def _bad_rows_table(node_id, bad_rows) -> pa.Table:
-    return pa.table({
-        "node_id": pa.array([node_id] * len(bad_rows), pa.string()),
-        "error": pa.array([f"{b.file}, line {b.line}: {b.reason}" if b.line else f"{b.file}: {b.reason}"
-                           for b in bad_rows], pa.string()),
-        "row": pa.array([json.dumps({"raw": b.raw}) for b in bad_rows], pa.string()),
-    })
-
-
-def file_options(cfg) -> dict:
-    return {k: getattr(cfg, k) for k in FORMAT_OPTIONS if getattr(cfg, k) is not None}
-
-
-class _ReadTableFn(beam.DoFn):
-    def __init__(self, node_id, url, table, query, batch_rows):
-        self.node_id, self.url, self.table, self.query, self.batch_rows = node_id, url, table, query, batch_rows
-
-    def process(self, _):
-        from connectors.warehouse import open_warehouse
-
-        wh = open_warehouse(self.url)
-        data = wh.read(self.table if not self.query else None, self.query)
-        counter(self.node_id, "rows_in").inc(data.num_rows)
-        data = data.append_column(ORD, _ords(0, 0, data.num_rows))
-        for batch in data.to_batches(max_chunksize=self.batch_rows):
-            yield pa.Table.from_batches([batch])
-
-
-def test_rows_table(rows: list[dict], schema) -> pa.Table:
-    """In-document rows as one Arrow table (typed by the declared schema when there is one)."""
-    from ir_compiler.ops.cast import cast_array
-
-    if schema is None:
-        table = pa.Table.from_pylist(rows) if rows else pa.table({})
+    table = rows_table(rows)
+    if schema is None and fmt in ("csv", "tsv"):
+        table = as_text(table)
+        schema, strict = infer_text_schema(table), False
+    if schema is not None:
+        table, bad = _conform(table, schema, "test rows", lambda i: i + 1, strict=strict)
     else:
-        cols = {}
-        for f in schema:
-            raw = pa.array([r.get(f.name) for r in rows])
-            cols[f.name], _ = cast_array(raw, f.type, None)
-        table = pa.table(cols) if cols else pa.table({})
-    return table.append_column(ORD, _ords(0, 0, table.num_rows))
+        bad = []
+    return table.append_column(ORD, ords(0, 0, table.num_rows)), bad
 
 
-def lower_source(p, node, ctx: RunContext, label: str):
-    """{port: PCollection} of a source node."""
-    from ir_compiler.loader import connector_config
+def as_text(table: pa.Table) -> pa.Table:
+    """Every column as the text a CSV file would hold (JSON for nested values)."""
+    from connectors.infer import json_text
+    return pa.table({n: pa.array([None if v is None else v if isinstance(v, str) else
+                                  ("true" if v else "false") if isinstance(v, bool) else json_text(v)
+                                  for v in table.column(n).to_pylist()], pa.string())
+                     for n in table.column_names})
 
+
+def lower_source(p, node, ctx: RunContext, label: str, schema=None):
+    """{port: PCollection} of a source node. ``schema``: its propagated schema (declared, or inferred from a
+    sample at validation), which every value read is converted to."""
+    from connectors.base import not_available
+    from connectors.registry import get_source
+
+    declared = declared_schema(node)
+    hint = None if declared is not None else schema
     if ctx.test_inputs is not None and node.id in ctx.test_inputs:
         rows = ctx.test_inputs[node.id]
-        table = test_rows_table(rows, declared_schema(node))
+        table, bad = test_rows_table(rows, declared or hint, declared is not None, getattr(node.config, "format", None))
         main = p | f"{label}/TestRows" >> beam.Create([table]) | f"{label}/CountIn" >> beam.ParDo(_CountIn(node.id))
-        return {"main": main, ERRORS: p | f"{label}/NoErrors" >> beam.Create([])}
-    cfg = connector_config(node)
-    if node.connector == "local_fs":
-        files = list(enumerate(ctx.files.get(node.id, [])))
-        matched = p | f"{label}/MatchedFiles" >> beam.Create(files)
-        if len(files) > 1:  # spread the files over workers
-            matched = matched | f"{label}/Reshuffle" >> beam.Reshuffle()
-        read = (matched | f"{label}/ReadFiles" >> beam.ParDo(_ReadFilesFn(
-                    node.id, cfg.format, file_options(cfg), declared_schema(node), ctx.batch_rows, ctx.run_dir))
-                .with_outputs(ERRORS, main="main"))
-        return {"main": read.main, ERRORS: read[ERRORS]}
-    if node.connector == "table":
-        main = p | f"{label}/Start" >> beam.Create([None]) | f"{label}/ReadTable" >> beam.ParDo(
-            _ReadTableFn(node.id, ctx.warehouse_url, cfg.table, cfg.query, ctx.batch_rows))
-        return {"main": main, ERRORS: p | f"{label}/NoErrors" >> beam.Create([])}
-    if node.connector == "kafka_consumer":
-        ranges = ctx.kafka_ranges.get(node.id, [])
-        read = (p | f"{label}/OffsetRanges" >> beam.Create(ranges)
-                | f"{label}/ReadKafka" >> beam.ParDo(_ReadKafkaFn(
-                    node.id, cfg, declared_schema(node), ctx.batch_rows, node.eventTime,
-                    ctx.drain_windowed.get(node.id), ctx.run_dir)).with_outputs(ERRORS, main="main"))
-        return {"main": read.main, ERRORS: read[ERRORS]}
-    if node.connector in FILE_CONNECTORS:
-        raise NotAvailableError(f"connector '{node.connector}' validates but has no runtime in this build yet; "
-                                f"use local_fs (or mount the files locally)", node_id=node.id)
-    raise NotAvailableError(
-        f"stream connector '{node.connector}' is out of scope in this build: Beam's Python SDK reads it only "
-        f"through a Java cross-language expansion service that this build does not ship; the document validates "
-        f"and plans — use kafka_consumer or pubsub_subscription", node_id=node.id)
-
-
-class _ReadKafkaFn(beam.DoFn):
-    """One partition's offset range → Arrow tables (typed by the declared schema); undecodable messages and
-    values that do not convert leave through ``errors`` with topic, partition and offset."""
-
-    def __init__(self, node_id, cfg, schema, batch_rows, event_time=None, windowed=None, run_dir=None):
-        self.node_id, self.cfg, self.schema, self.batch_rows = node_id, cfg, schema, batch_rows
-        # windowed targets downstream (ir_compiler.lower.drain): record each message's event time
-        self.event_time, self.windowed, self.run_dir = event_time, windowed, run_dir
-
-    def process(self, rng):
-        from connectors.kafka import decode, read_range
-
-        rows, bad = [], []
-        self.seen = {} if self.windowed else None  # offset -> event µs
-        self.stamps = {}
-        for msg in read_range(self.cfg, rng, self.cfg.pollTimeoutMs):
-            where = {"topic": msg.topic, "partition": msg.partition, "offset": msg.offset}
-            if self.seen is not None:
-                self.seen[msg.offset] = -1  # undecodable: final (it went to errors)
-                self.stamps[msg.offset] = msg.timestamp * 1000 if msg.timestamp is not None and msg.timestamp >= 0 \
-                    else -1
-            try:
-                rows.append((msg.offset, decode(self.cfg, msg)))
-            except (ValueError, UnicodeDecodeError) as exc:
-                raw = msg.value.decode("utf-8", "replace")[:2000] if msg.value else None
-                bad.append((f"{msg.topic}[{msg.partition}]@{msg.offset}: {exc}", json.dumps({**where, "raw": raw})))
-            if len(rows) >= self.batch_rows:
-                yield from self._emit(rng, rows)
-                rows = []
-        if rows:
-            yield from self._emit(rng, rows)
-        if self.seen is not None:
-            from ir_compiler.lower.drain import record
-            offsets = sorted(self.seen)
-            record(self.run_dir, self.node_id, rng, offsets, [self.seen[o] for o in offsets], self.windowed)
-        counter(self.node_id, "rows_in").inc(len(bad))
-        counter(self.node_id, "rows_errored").inc(len(bad))
+        errors = p | f"{label}/TestRowErrors" >> beam.Create([bad_rows_table(node.id, bad)] if bad else [])
         if bad:
-            yield beam.pvalue.TaggedOutput(ERRORS, pa.table({
-                "node_id": [self.node_id] * len(bad), "error": [b[0] for b in bad], "row": [b[1] for b in bad]}))
-
-    def _emit(self, rng, rows):
-        from connectors.formats import _columns_table, _conform
-
-        offsets = [o for o, _ in rows]
-        table = _columns_table([r for _, r in rows])
-        table, bad_rows = _conform(table, self.schema, f"{rng.topic}[{rng.partition}]",
-                                   lambda i: offsets[i] if i < len(offsets) else None)
-        counter(self.node_id, "rows_in").inc(len(rows))
-        if bad_rows:
-            counter(self.node_id, "rows_errored").inc(len(bad_rows))
-            yield beam.pvalue.TaggedOutput(ERRORS, pa.table({
-                "node_id": [self.node_id] * len(bad_rows),
-                "error": [f"{b.file}@{b.line}: {b.reason}" for b in bad_rows],
-                "row": [b.raw for b in bad_rows]}))
-        if table.num_rows:
-            rejected = {b.line for b in bad_rows}  # the offsets of rows whose values did not convert
-            good = [o for o in offsets if o not in rejected]
-            ords = pa.array(np.array(good, dtype=np.int64) + (rng.partition << 40))
-            if self.seen is not None:
-                events = [self.stamps.get(o, -1) for o in good]
-                if self.event_time is not None and self.event_time.field in table.column_names:
-                    from ir_compiler.windows import to_timestamps
-                    et = to_timestamps(table.column(self.event_time.field), self.event_time.format).cast(pa.int64())
-                    events = [e if e is not None else s for e, s in zip(et.to_pylist(), events)]
-                self.seen.update(zip(good, events))
-            yield table.append_column(ORD, ords)
+            errors = (errors | f"{label}/CountBad" >> beam.ParDo(_CountIn(node.id, "rows_errored"))
+                      | f"{label}/CountBadIn" >> beam.ParDo(_CountIn(node.id)))
+        return {"main": main, ERRORS: errors}
+    source = get_source(node.connector)
+    if source.available() is not None:
+        raise not_available(source, node.id)
+    return source.read(p, node, ctx, ctx.prepared.get(node.id), declared if declared is not None else schema)
 
 
 class _CountIn(beam.DoFn):
-    def __init__(self, node_id):
-        self.node_id = node_id
+    def __init__(self, node_id, name="rows_in"):
+        self.node_id, self.name = node_id, name
 
     def process(self, table):
-        counter(self.node_id, "rows_in").inc(table.num_rows)
+        counter(self.node_id, self.name).inc(table.num_rows)
         yield table

@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from ir_compiler.errors import FlowError
 from ir_compiler.lower.context import counter, dlq_rows, quarantine_rows, write_report
-from ir_compiler.ops.common import ORD, strip_internal
+from ir_compiler.ops.common import ORD
 
 
 class _StageFn(beam.DoFn):
@@ -74,22 +74,36 @@ class _CommitFn(beam.DoFn):
         req = LoadRequest(table=node.schema_, mode=node.loadMode, files=files, schema=schema,
                           keys=node.upsert_keys, watermark=node.watermarkColumn, pipeline_id=info["pipeline_id"],
                           node_id=node.id, lineage=lineage,
-                          pre_sql=node.preHook.statement if node.preHook and node.preHook.type == "sql" else None)
+                          pre_sql=node.preHook.statement if node.preHook and node.preHook.type == "sql" else None,
+                          ledger=self._ledger())
         self._webhook(node.preHook, "pre", None)  # a failing pre webhook stops the load (raises FlowError)
         wh = open_warehouse(info["warehouse_url"])
         rep = self._with_retry(lambda: wh.load(req))
+        from ir_compiler.faults import fault
+        fault("after_commit")
         warnings = list(rep.warnings)
         post = node.postHook
         if post is not None:  # only after the load committed; a failure is a warning, the load stays
             try:
                 if post.type == "sql":
-                    wh.run_statement(post.statement)
+                    wh.run_hook(post.statement, "postHook")  # read-only / maintenance only
                 else:
                     self._webhook(post, "post", rep.rows_loaded)
             except Exception as exc:  # noqa: BLE001 - reported in the run result
                 warnings.append(f"postHook failed after the load committed: {str(exc).splitlines()[0]}")
         return {"rowsLoaded": rep.rows_loaded, "rowsSkipped": rep.rows_skipped, "warnings": warnings,
                 "table": node.schema_}
+
+    def _ledger(self) -> dict | None:
+        """The input files this load records in ``_flow_files``, minus the unreadable ones (their rows never
+        reach a target: the source drops them, so they are not loaded)."""
+        from ir_compiler.lower.context import read_reports
+
+        led = self.info.get("ledger")
+        if not led:
+            return None
+        bad = set(read_reports(self.info["run_dir"], "files"))
+        return {**led, "files": [e for e in led["files"] if f"{e['source']}.{e['index']}" not in bad]}
 
     def _with_retry(self, fn):
         """errorHandling.retry for the load: an unreachable warehouse is retried (a failed load rolled back, so
@@ -132,44 +146,109 @@ class _CommitFn(beam.DoFn):
 
 
 def write_sink(node, cfg: dict, table: pa.Table, prefix: str) -> tuple[int, list[str]]:
-    """Rows (in input order) to a sink connector: Pub/Sub or Kafka messages (acknowledged before returning), or
-    one file under ``cfg['path']``. Returns (rows written, files written)."""
+    """Rows (in input order) to the target's sink connector (messages acknowledged, or one file, before this
+    returns). ``cfg``: the node's config as a dict, ``path`` possibly moved (embedded tests' sink root).
+    Returns (rows written, files written)."""
+    from connectors.registry import get_sink
+
     if ORD in table.column_names:
         table = table.sort_by([(ORD, "ascending")])
-    if node.connector == "pubsub_topic":
-        from ir_compiler.lower.pubsub import publish_table
-        return publish_table(node, table), []
-    if node.connector == "kafka_producer":
-        from ir_compiler.loader import connector_config
-        return produce_rows(connector_config(node), table), []
-    from connectors.formats import write_table
-    path = write_table(strip_internal(table), cfg["path"], cfg.get("format", "jsonl"), prefix=prefix,
-                       compression=cfg.get("compression"))
-    return table.num_rows, [path]
+    config = node.config
+    if cfg.get("path") is not None and cfg.get("path") != getattr(config, "path", None):
+        config = config.model_copy(update={"path": cfg["path"]})
+    return get_sink(node.connector).write(node, config, table, prefix)
 
 
 def lower_target(pcoll, node, ctx, label, gate, lineage_source: str, schema_fields):
-    if node.connector not in (None, "local_fs", "kafka_producer", "pubsub_topic"):
-        from ir_compiler.errors import NotAvailableError
-        raise NotAvailableError(f"sink connector '{node.connector}' is not available yet in this build",
-                                node_id=node.id)
+    if node.connector is not None:
+        from connectors.base import not_available
+        from connectors.registry import get_sink
+        if get_sink(node.connector).available() is not None:
+            raise not_available(get_sink(node.connector), node.id)
     from ir_compiler.lower import runfs
     folder = runfs.join(ctx.run_dir, "staging", node.id)
     info = {"run_dir": ctx.run_dir, "run_id": ctx.run_id, "pipeline_id": ctx.pipeline_id,
-            "warehouse_url": ctx.warehouse_url, "schema": schema_fields, "retry": ctx.retry}
+            "warehouse_url": ctx.warehouse_url, "schema": schema_fields, "retry": ctx.retry,
+            "ledger": ctx.ledger.get(node.id)}
     staged = (pcoll | f"{label}/StageArrow" >> beam.ParDo(_StageFn(node.id, folder))
               | f"{label}/CollectStaged" >> beam.combiners.ToList())
     side = [beam.pvalue.AsList(g) for g in gate or []]
     sink = dict(node.config) if node.connector else None
-    if sink is not None and ctx.sink_root and node.connector == "local_fs":
+    if sink is not None and ctx.sink_root and _writes_files(node):
         sink["path"] = os.path.join(ctx.sink_root, node.id)
     return staged | f"{label}/Commit" >> beam.ParDo(_CommitFn(node, info, lineage_source, sink), *side)
 
 
-def produce_rows(cfg, table: pa.Table) -> int:
-    """Rows (in input order, internal columns dropped) → Kafka messages; acknowledged before returning."""
-    from connectors.kafka import produce
-    return produce(cfg, strip_internal(table).to_pylist())
+NUL_REASON = "text contains a NUL byte, which PostgreSQL text cannot store"
+
+
+def nul_rows(table: pa.Table):
+    """A boolean mask of the rows holding a NUL byte in a text (or list-of-text) column, or None when none does."""
+    import numpy as np
+    import pyarrow.compute as pc
+
+    hit = None
+    for i, f in enumerate(table.schema):
+        if f.name.startswith("__fb_"):
+            continue
+        col = table.column(i)
+        if pa.types.is_string(f.type) or pa.types.is_large_string(f.type):
+            m = pc.fill_null(pc.match_substring(col, "\x00"), False).to_numpy(zero_copy_only=False)
+        elif (pa.types.is_list(f.type) or pa.types.is_large_list(f.type)) and (
+                pa.types.is_string(f.type.value_type) or pa.types.is_large_string(f.type.value_type)):
+            m = np.zeros(table.num_rows, dtype=bool)
+            flat = col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+            found = pc.fill_null(pc.match_substring(pc.list_flatten(flat), "\x00"), False)
+            parents = pc.filter(pc.list_parent_indices(flat), found).to_numpy(zero_copy_only=False)
+            m[parents] = True
+        else:
+            continue
+        if m.any():
+            hit = m if hit is None else (hit | m)
+    return hit
+
+
+class _StorableFn(beam.DoFn):
+    """PostgreSQL targets: a row whose text holds a NUL byte cannot be stored (COPY would fail the whole load), so
+    it leaves through the target's error output with the reason (→ DLQ, or an ``errors`` consumer); the rest
+    load."""
+
+    def __init__(self, node_id):
+        self.node_id = node_id
+
+    def process(self, table):
+        import pyarrow.compute as pc
+
+        from ir_compiler.lower.context import to_error_table
+        from ir_compiler.ops.common import ERROR
+
+        hit = nul_rows(table)
+        if hit is None:
+            yield table
+            return
+        mask = pa.array(hit)
+        bad = table.filter(mask)
+        counter(self.node_id, "rows_errored").inc(bad.num_rows)
+        counter(self.node_id, f"note:rows sent to the error output ({NUL_REASON})").inc(bad.num_rows)
+        bad = bad.append_column(ERROR, pa.array([NUL_REASON] * bad.num_rows, pa.string()))
+        yield beam.pvalue.TaggedOutput("errors", to_error_table(self.node_id, bad))
+        good = table.filter(pc.invert(mask))
+        if good.num_rows:
+            yield good
+
+
+def split_unstorable(pcoll, node, ctx, label):
+    """(rows the target's warehouse can store, error rows); only PostgreSQL table targets split (see
+    :class:`_StorableFn`), every other target gets all rows and no errors."""
+    if node.schema_ is None or ctx.warehouse_url.split("://", 1)[0] not in ("postgresql", "postgres"):
+        return pcoll, None
+    out = pcoll | f"{label}/NulBytes" >> beam.ParDo(_StorableFn(node.id)).with_outputs("errors", main="main")
+    return out.main, out.errors
+
+
+def _writes_files(node) -> bool:
+    from connectors.registry import get_sink
+    return get_sink(node.connector).capabilities.writes_files
 
 
 class _AppendFn(beam.DoFn):
@@ -179,8 +258,6 @@ class _AppendFn(beam.DoFn):
         self.table_name, self.kind, self.node_id, self.info = table_name, kind, node_id, ctx_info
 
     def process(self, tables):
-        from connectors.warehouse import open_warehouse
-
         tables = [t for t in tables if t.num_rows]
         if not tables:
             return
@@ -191,11 +268,29 @@ class _AppendFn(beam.DoFn):
             rows = dlq_rows(rows, self.info["run_id"], self.info["pipeline_id"])
         name = f"{self.kind}.{self.node_id}" if self.kind == "quarantine" else "dlq"
         try:
-            wh = open_warehouse(self.info["warehouse_url"])
-            n = wh.append_rows(self.table_name, rows)
+            n = _append_retrying(self.info["warehouse_url"], self.table_name, rows)
             write_report(self.info["run_dir"], "side_tables", name, {"table": self.table_name, "rows": n})
         except FlowError as exc:
-            write_report(self.info["run_dir"], "side_tables", name, {"table": self.table_name, "error": exc.message})
+            write_report(self.info["run_dir"], "side_tables", name, {"table": self.table_name, "error": exc.message,
+                                                                     "lost": rows.num_rows})
+
+
+def _append_retrying(url: str, table_name: str, rows: pa.Table, attempts: int = 4) -> int:
+    """Append quarantine/DLQ rows; a warehouse that cannot be reached (or a DuckDB file held past its wait) is
+    tried again with backoff — the append is one transaction, so a retry cannot duplicate rows."""
+    import time
+
+    from connectors.warehouse import open_warehouse
+    from ir_compiler.errors import ConnectorError
+
+    for attempt in range(attempts):
+        try:
+            return open_warehouse(url).append_rows(table_name, rows)
+        except ConnectorError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * 2 ** attempt)
+    return 0
 
 
 def lower_append(pcoll, table_name, kind, node_id, ctx, label):
