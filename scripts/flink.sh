@@ -74,7 +74,7 @@ flink_ok() { [ -f "$FLINK_HOME/.complete" ] && [ -x "$FLINK_HOME/bin/jobmanager.
 build_jar() {
   local build="$HOME_DIR/build" log="$HOME_DIR/build.log"
   fb_need_java
-  fb_log "building the job server with Maven (Beam $BEAM_JAVA for Flink $FLINK; cold ~1-3 min; log $log)"
+  fb_log "building the job server with Maven (Beam $BEAM_JAVA for Flink $FLINK; cold ~1-4 min; log $log)"
   rm -rf "$build"
   mkdir -p "$build"
   cp "$POM" "$build/pom.xml"
