@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The real components the tests use, each from its own script (scripts/{postgres,kafka,flink,prism,pubsub}.sh):
 #   bash scripts/services.sh up [--strict] [pg] [kafka] [flink] [prism] [pubsub] [all]
-#        start what is not running yet (default: pg kafka prism pubsub; `all` adds flink, whose job server jar
-#        is not on the Maven Central this machine reaches). A component that fails to start is a warning
+#        start what is not running yet (default and `all`: pg kafka flink prism pubsub; flink = a real Flink
+#        1.19 cluster + Beam's job server, cold install ~2-4 min, cached). A component that fails to start is a warning
 #        (its tests then skip, saying why) unless --strict or FLOW_BEAM_SERVICES_STRICT=1: then exit 1.
 #   bash scripts/services.sh down [pg|kafka|flink|prism|pubsub|all ...]
 #        stop what `up` started (recorded in $FLOW_BEAM_STATE/services.started); or the named components
@@ -18,7 +18,7 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 
 STARTED="$FB_STATE_ROOT/services.started"
 ALL=(pg kafka flink prism pubsub)
-DEFAULT=(pg kafka prism pubsub)
+DEFAULT=(pg kafka flink prism pubsub)
 STRICT="${FLOW_BEAM_SERVICES_STRICT:-0}"
 
 script_of() {

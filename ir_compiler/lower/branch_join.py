@@ -143,3 +143,50 @@ def lower_join(inputs: list, node, ctx, label, schemas, key_types, warnings: lis
     return (keyed | f"{label}/FlattenInputs" >> beam.Flatten()
             | f"{label}/ShuffleByKey" >> beam.GroupByKey()
             | f"{label}/JoinBuckets" >> beam.ParDo(_JoinBucketFn(node, schemas, key_types)))
+
+
+# ---- windowed join of streams --------------------------------------------------------------------------
+def _join_part(table: pa.Table, index: int) -> pa.Table:
+    """A window part of one input, ready to join: no window columns (the Beam window is the window), no internal
+    columns but the first input's row order."""
+    from ir_compiler.ops.common import INTERNAL_PREFIX, ORD
+    drop = [c for c in table.column_names if c in ("window_start", "window_end")
+            or (c.startswith(INTERNAL_PREFIX) and not (c == ORD and index == 0))]
+    return table.drop_columns(drop)
+
+
+class _StreamJoinFn(_JoinBucketFn):
+    """One pane of one key bucket of one window: the join of every row of the window so far (accumulating
+    panes), with the bucket as the pane's shard (its commit key: panes of other buckets are other shards)."""
+
+    def process(self, item):
+        from ir_compiler.lower.streaming import SHARD
+        for out in super().process(item):
+            yield out.append_column(SHARD, pa.array([f"b{item[0]}"] * out.num_rows, pa.string()))
+
+
+def lower_stream_join(inputs: list, node, ctx, label, schemas, key_types, event_times: list):
+    """A windowed join of unbounded inputs → (joined tables, errors). Each input is split by window (stamped at
+    the window start, late rows counted like a windowed aggregate's), bucketed by the join key; every (bucket,
+    window) pane joins all the rows of that window so far: only rows of the same key AND the same window meet."""
+    from apache_beam.utils.timestamp import Duration
+
+    from ir_compiler.lower.streaming import ERRORS, _Late, _SplitByWindowFn, lateness_s, trigger_of, window_fn
+    window = node.window
+    late = _Late(node.id, window, ctx.run_id, ctx.dlq_enabled)
+    errors, keyed = [], []
+    schemas = [None if s is None else _join_part(s.empty_table(), i).schema for i, s in enumerate(schemas)]
+    for i, pcoll in enumerate(inputs):
+        split = pcoll | f"{label}/SplitByWindow{i}" >> beam.ParDo(
+            _SplitByWindowFn(node.id, window, event_times[i], late)).with_outputs(ERRORS, main="main")
+        errors.append(split[ERRORS])
+        parts = split.main | f"{label}/Part{i}" >> beam.Map(_join_part, i)
+        keyed.append(parts | f"{label}/Bucket{i}" >> beam.ParDo(_BucketInputFn(i, keys_for(node, i), key_types,
+                                                                                  ctx.buckets)))
+    trig, acc = trigger_of(window)
+    joined = (keyed | f"{label}/FlattenInputs" >> beam.Flatten()
+              | f"{label}/Window" >> beam.WindowInto(window_fn(window), trigger=trig, accumulation_mode=acc,
+                                                      allowed_lateness=Duration.of(lateness_s(window)))
+              | f"{label}/GroupPane" >> beam.GroupByKey()
+              | f"{label}/JoinPane" >> beam.ParDo(_StreamJoinFn(node, schemas, key_types)))
+    return joined, errors

@@ -36,6 +36,9 @@ class RunContext:
     streaming: bool = False  # unbounded run: stream sources read forever (or until idle_stop_s), panes commit
     on_dataflow: bool = False  # Pub/Sub compiles to Beam's own IO there
     idle_stop_s: float | None = None  # streaming: a partition with no new message for this long ends its read
+    dlq_enabled: bool = False  # streaming: late rows (beyond allowedLateness) are also written to the DLQ
+    drain_windowed: dict = field(default_factory=dict)  # drain: kafka source id -> {targets, retention_us}
+    drain_frontiers: dict = field(default_factory=dict)  # drain: windowed transform id -> stored frontier µs
     ledger: dict = field(default_factory=dict)  # target id -> the input files its load records in _flow_files
 
     @property

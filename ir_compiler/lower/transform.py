@@ -83,16 +83,24 @@ def lower_transform(pcoll, node, ctx: RunContext, label: str, lookups: dict[int,
             if OPS[op.op].kind == "model":
                 raise NotAvailableError(f"model op '{op.op}' (ops[{i}]) is not available yet in this build",
                                         node_id=node.id)
-            if ctx.streaming and op.op in ("aggregate", "deduplicate") and op.window is not None:
+            if op.op in ("aggregate", "deduplicate") and op.window is not None and (
+                    ctx.streaming or op.window.type == "session"):  # bounded sessions: Beam merges them too
                 from ir_compiler.lower.streaming import lower_windowed
                 partial, final = ((sets.aggregate_partial, sets.aggregate_final) if op.op == "aggregate"
                                   else (sets.dedupe_table, sets.dedupe_table))
                 pcoll, errs = lower_windowed(pcoll, node.id, op, op.window, event_time, f"{step}-{op.op}",
-                                             partial, final, window_columns=op.op == "aggregate")
+                                             partial, final, window_columns=op.op == "aggregate", ctx=ctx)
                 errors += errs
                 continue
             if op.op == "aggregate" and op.window is not None and op.window.type != "global":
                 pcoll = pcoll | f"{step}-windows" >> beam.Map(_assign_windows, op.window, event_time)
+                if node.id in ctx.drain_frontiers:  # a drain after runs that closed windows: late rows
+                    from ir_compiler.lower.drain import DropClosedWindowsFn
+                    out = pcoll | f"{step}-closed" >> beam.ParDo(DropClosedWindowsFn(
+                        node.id, op.window, ctx.drain_frontiers[node.id], ctx.dlq_enabled)).with_outputs(
+                        ERRORS, main="main")
+                    pcoll = out.main
+                    errors.append(out[ERRORS])
                 op = op.model_copy(update={"groupBy": ["window_start", "window_end", *op.groupBy], "window": None})
             pcoll = _SET_LOWERING[op.op](pcoll, node.id, op, ctx, f"{step}-{op.op}")
     return pcoll, errors
