@@ -70,6 +70,8 @@ def _seconds(text: str) -> float:
 
 
 def cmd_run(args) -> int:
+    from flow_beam.lean import import_beam
+    import_beam(args.runner, args.file, args.param)  # before anything imports Beam: skip unused cloud IO
     from flow_beam.running import RunOptions, run_document
 
     try:
@@ -103,6 +105,8 @@ def cmd_run(args) -> int:
 
 
 def cmd_test(args) -> int:
+    from flow_beam.lean import import_beam
+    import_beam("direct", args.file, args.param)
     from flow_beam.testing import run_embedded_tests
 
     from ir_compiler.confine import effective_root

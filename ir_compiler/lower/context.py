@@ -76,7 +76,9 @@ class CountRows(beam.DoFn):
 
 
 def count(pcoll, node_id: str, name: str, label: str):
-    return pcoll | label >> beam.ParDo(CountRows(node_id, name))
+    """Counts rows; both sides carry Arrow tables, so both get the Arrow coder (no pickling to size them)."""
+    from ir_compiler.lower.arrow_coder import tables
+    return tables(tables(pcoll) | label >> beam.ParDo(CountRows(node_id, name)))
 
 
 def json_value(v):

@@ -1,0 +1,91 @@
+"""Shared benchmark harness: every contender runs as its own whole process (start-up, imports and exit included),
+the runs are interleaved (round k runs every contender once before round k+1), and each contender prints its
+result as one JSON line that the harness cross-checks. Reported per contender: median wall time and peak RSS
+(from ``wait4``) over the rounds, and the ratio to the baseline. The 1-minute load average is printed before and
+after, since the machine may be shared."""
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+CODE = os.environ.get("BENCH_CODE_ROOT", ROOT)  # the flow-beam checkout under test (e.g. another worktree)
+PYTHON = sys.executable
+
+
+def child_env() -> dict:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = CODE + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def run_measured(argv: list[str]) -> tuple[float, float, str]:
+    """(wall seconds, the child's own peak RSS in MB from ``os.wait4``, stdout) of one whole process."""
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env(), cwd=CODE)
+    out_chunks, err_chunks = [], []
+
+    def pump(src, dst):
+        for chunk in iter(lambda: src.read(65536), b""):
+            dst.append(chunk)
+
+    threads = [threading.Thread(target=pump, args=(proc.stdout, out_chunks)),
+               threading.Thread(target=pump, args=(proc.stderr, err_chunks))]
+    for t in threads:
+        t.start()
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    for t in threads:
+        t.join()
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode != 0:
+        raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}):\n{b''.join(err_chunks).decode()[-3000:]}")
+    return wall, usage.ru_maxrss / 1024.0, b"".join(out_chunks).decode()
+
+
+def last_json(stdout: str):
+    lines = [ln for ln in stdout.splitlines() if ln.startswith("{") or ln.startswith("[")]
+    if not lines:
+        raise SystemExit(f"no JSON result in:\n{stdout[-2000:]}")
+    return json.loads(lines[-1])
+
+
+def loadavg() -> str:
+    one, five, fifteen = os.getloadavg()
+    return f"{one:.2f} {five:.2f} {fifteen:.2f} ({os.cpu_count()} cores)"
+
+
+def compare(names: list[str], rounds: int, baseline: str, prepare, collect, check, title: str) -> dict[str, dict]:
+    """Run every contender ``rounds`` times, interleaved. ``prepare(name)`` (untimed) returns (argv, ctx) of one
+    run (e.g. after creating a fresh database); ``collect(name, stdout, ctx)`` (untimed) returns its result;
+    ``check(name, result, baseline_result)`` raises on a difference. Prints a table; returns
+    {name: {wall, rss, walls}}."""
+    print(f"{title}\nload average before: {loadavg()}", flush=True)
+    walls: dict[str, list[float]] = {n: [] for n in names}
+    rss: dict[str, list[float]] = {n: [] for n in names}
+    results: dict[str, object] = {}
+    for _ in range(rounds):
+        for name in names:
+            argv, ctx = prepare(name)
+            wall, peak, out = run_measured(argv)
+            walls[name].append(wall)
+            rss[name].append(peak)
+            results[name] = collect(name, out, ctx)
+    for name, res in results.items():
+        check(name, res, results[baseline])
+    print(f"load average after:  {loadavg()}")
+    base = statistics.median(walls[baseline])
+    summary = {}
+    print(f"{'contender':30s} {'median wall':>11s} {'min':>7s} {'max':>7s} {'peak RSS':>9s} {'÷ ' + baseline:>12s}")
+    for name in names:
+        med = statistics.median(walls[name])
+        summary[name] = {"wall": med, "rss": statistics.median(rss[name]), "walls": walls[name]}
+        print(f"{name:30s} {med:9.2f} s {min(walls[name]):6.2f}s {max(walls[name]):6.2f}s "
+              f"{summary[name]['rss']:7.0f}MB {med / base:11.2f}x")
+    print(f"(median of {rounds} whole-process runs each, interleaved; results cross-checked)", flush=True)
+    return summary
