@@ -18,8 +18,16 @@ CODE = os.environ.get("BENCH_CODE_ROOT", ROOT)  # the flow-beam checkout under t
 PYTHON = sys.executable
 
 
+PYCACHE = os.path.join(os.path.expanduser("~/.cache/flow-beam"), "bench-pycache")
+WARM_UP = "import apache_beam, duckdb, pyarrow.csv, pyarrow.parquet, flow_beam.cli, flow_beam.running"
+
+
 def child_env() -> dict:
+    """The children write and reuse compiled bytecode (as an installed package does) under their own cache
+    folder, whatever PYTHONDONTWRITEBYTECODE says in this shell, and never into the source trees."""
     env = dict(os.environ)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = PYCACHE
     env["PYTHONPATH"] = CODE + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
     return env
 
@@ -65,6 +73,7 @@ def compare(names: list[str], rounds: int, baseline: str, prepare, collect, chec
     run (e.g. after creating a fresh database); ``collect(name, stdout, ctx)`` (untimed) returns its result;
     ``check(name, result, baseline_result)`` raises on a difference. Prints a table; returns
     {name: {wall, rss, walls}}."""
+    subprocess.run([PYTHON, "-c", WARM_UP], env=child_env(), cwd=CODE, check=True, capture_output=True)
     print(f"{title}\nload average before: {loadavg()}", flush=True)
     walls: dict[str, list[float]] = {n: [] for n in names}
     rss: dict[str, list[float]] = {n: [] for n in names}
