@@ -32,8 +32,9 @@ def child_env() -> dict:
     return env
 
 
-def run_measured(argv: list[str]) -> tuple[float, float, str]:
-    """(wall seconds, the child's own peak RSS in MB from ``os.wait4``, stdout) of one whole process."""
+def run_measured(argv: list[str]) -> tuple[float, float, float, str]:
+    """(wall seconds, the child's own peak RSS in MB and CPU seconds (user + system) from ``os.wait4``, stdout)
+    of one whole process (its children, e.g. Beam workers, are not included)."""
     t0 = time.perf_counter()
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=child_env(), cwd=CODE)
     out_chunks, err_chunks = [], []
@@ -53,7 +54,7 @@ def run_measured(argv: list[str]) -> tuple[float, float, str]:
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode != 0:
         raise SystemExit(f"{' '.join(argv)} failed ({proc.returncode}):\n{b''.join(err_chunks).decode()[-3000:]}")
-    return wall, usage.ru_maxrss / 1024.0, b"".join(out_chunks).decode()
+    return wall, usage.ru_maxrss / 1024.0, usage.ru_utime + usage.ru_stime, b"".join(out_chunks).decode()
 
 
 def last_json(stdout: str):
@@ -77,24 +78,30 @@ def compare(names: list[str], rounds: int, baseline: str, prepare, collect, chec
     print(f"{title}\nload average before: {loadavg()}", flush=True)
     walls: dict[str, list[float]] = {n: [] for n in names}
     rss: dict[str, list[float]] = {n: [] for n in names}
+    cpu: dict[str, list[float]] = {n: [] for n in names}
     results: dict[str, object] = {}
     for _ in range(rounds):
         for name in names:
             argv, ctx = prepare(name)
-            wall, peak, out = run_measured(argv)
+            wall, peak, used, out = run_measured(argv)
             walls[name].append(wall)
             rss[name].append(peak)
+            cpu[name].append(used)
             results[name] = collect(name, out, ctx)
     for name, res in results.items():
         check(name, res, results[baseline])
     print(f"load average after:  {loadavg()}")
     base = statistics.median(walls[baseline])
     summary = {}
-    print(f"{'contender':30s} {'median wall':>11s} {'min':>7s} {'max':>7s} {'peak RSS':>9s} {'÷ ' + baseline:>12s}")
+    base_cpu = statistics.median(cpu[baseline])
+    print(f"{'contender':26s} {'median wall':>11s} {'min':>7s} {'max':>7s} {'CPU':>7s} {'peak RSS':>9s} "
+          f"{'wall ÷ ' + baseline:>16s} {'CPU ÷ ' + baseline:>15s}")
     for name in names:
         med = statistics.median(walls[name])
-        summary[name] = {"wall": med, "rss": statistics.median(rss[name]), "walls": walls[name]}
-        print(f"{name:30s} {med:9.2f} s {min(walls[name]):6.2f}s {max(walls[name]):6.2f}s "
-              f"{summary[name]['rss']:7.0f}MB {med / base:11.2f}x")
+        summary[name] = {"wall": med, "rss": statistics.median(rss[name]), "walls": walls[name],
+                         "cpu": statistics.median(cpu[name])}
+        print(f"{name:26s} {med:9.2f} s {min(walls[name]):6.2f}s {max(walls[name]):6.2f}s "
+              f"{summary[name]['cpu']:6.2f}s {summary[name]['rss']:7.0f}MB {med / base:15.2f}x "
+              f"{summary[name]['cpu'] / base_cpu:14.2f}x")
     print(f"(median of {rounds} whole-process runs each, interleaved; results cross-checked)", flush=True)
     return summary

@@ -46,12 +46,15 @@ def import_beam(runner: str, document_path: str | None, params: list[str] = ()) 
     if needs_cloud(runner, text):
         return
     finder = _SkipCloud()
-    quiet = logging.getLogger("apache_beam.io.filesystems")  # "Failed to import GCSFileSystem ..." warnings
-    level = quiet.level
-    quiet.setLevel(logging.ERROR)
+    # the warnings Beam logs for what it skipped: "Failed to import GCSFileSystem ...", "... compatible bson ..."
+    quiet = [logging.getLogger(f"apache_beam.io.{m}") for m in ("filesystems", "mongodbio")]
+    levels = [q.level for q in quiet]
+    for q in quiet:
+        q.setLevel(logging.ERROR)
     sys.meta_path.insert(0, finder)
     try:
         import apache_beam  # noqa: F401
     finally:
         sys.meta_path.remove(finder)
-        quiet.setLevel(level)
+        for q, level in zip(quiet, levels):
+            q.setLevel(level)
