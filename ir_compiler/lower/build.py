@@ -74,6 +74,8 @@ class Builder:
 
     def _route_errors(self, node, errors: list):
         errs = [e for e in errors if e is not None]
+        if not errs and "errors" not in self.graph.consumed_ports(node.id):
+            return  # no error output and no reader: no gate input, no DLQ rows (and fewer Beam stages)
         if not errs:
             errs = [self.p | f"{node.id}/NoErrors" >> beam.Create([])]
         merged = errs[0] if len(errs) == 1 else errs | f"{node.id}/MergeErrors" >> beam.Flatten()
