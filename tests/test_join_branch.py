@@ -53,7 +53,7 @@ def run(tmp_path, doc):
 @pytest.mark.parametrize("jtype", list(EXPECTED))
 def test_join_types(tmp_path, monkeypatch, jtype, strategy):
     setup_files(tmp_path)
-    if strategy == "auto-too-big":  # auto decides at run time: with a 1-byte limit the customers are shuffled
+    if strategy == "auto-too-big":  # auto, with a 1-byte broadcast limit: the customers are shuffled
         monkeypatch.setenv("FLOW_BEAM_BROADCAST_BYTES", "1")
         strategy = "auto"
     rows, result = run(tmp_path, make_doc(tmp_path, {"type": jtype, "on": ["customer_id"], "strategy": strategy}))

@@ -205,6 +205,40 @@ class _AutoOtherFn(_BucketInputFn):
             yield from super().process(table)
 
 
+_SIZE_FACTOR = {"parquet": 4, "avro": 3, "orc": 4}  # Arrow bytes per file byte, roughly, for compact formats
+_COMPRESSED = (".gz", ".gzip", ".bz2", ".zst", ".zstd", ".snappy", ".lz4", ".xz")
+
+
+def estimate_input_bytes(graph, ctx, refs) -> int | None:
+    """An estimate of the Arrow bytes of the inputs ``refs`` from the files their local_fs sources read (in-document
+    test rows count 200 bytes a row), when every node on the way keeps or drops rows (transform, validate, branch);
+    None when unknown (a table or stream source, a join or enrich on the way)."""
+    import os
+
+    total = 0
+    for ref in refs:
+        for node_id in graph.upstream(ref.node) | {ref.node}:
+            node = graph.nodes[node_id]
+            if node.kind in ("transform", "validate", "branch"):
+                continue
+            if node.kind != "source":
+                return None
+            if ctx.test_inputs is not None and node_id in ctx.test_inputs:
+                total += 200 * len(ctx.test_inputs[node_id])
+                continue
+            if node.connector != "local_fs" or node_id not in ctx.files:
+                return None
+            cfg = node.config if isinstance(node.config, dict) else node.config.model_dump()
+            factor = _SIZE_FACTOR.get(str(cfg.get("format") or "").lower(), 1)
+            for path in ctx.files[node_id]:
+                try:
+                    size = os.path.getsize(path)
+                except OSError:
+                    return None
+                total += size * (5 if path.lower().endswith(_COMPRESSED) or cfg.get("compression") else factor)
+    return total
+
+
 def _shuffle_join(keyed, node, label, schemas, key_types):
     return (keyed | f"{label}/FlattenInputs" >> beam.Flatten()
             | f"{label}/ShuffleByKey" >> beam.GroupByKey()
@@ -214,11 +248,16 @@ def _shuffle_join(keyed, node, label, schemas, key_types):
 _KEYED = typehints.Tuple[int, typehints.Tuple[int, pa.Table]]
 
 
-def lower_join(inputs: list, node, ctx, label, schemas, key_types, warnings: list[str]):
+def lower_join(inputs: list, node, ctx, label, schemas, key_types, warnings: list[str],
+               known_bytes: int | None = None):
     """``broadcast``: the other inputs as side inputs; ``shuffle``: every input bucketed by key, grouped, joined
-    per bucket; ``auto``: decided at run time from the Arrow size of the other inputs (broadcast up to
-    FLOW_BEAM_BROADCAST_BYTES, 64 MiB by default; right/full joins always shuffle)."""
+    per bucket; ``auto``: broadcast when the other inputs are small (up to FLOW_BEAM_BROADCAST_BYTES, 64 MiB by
+    default), else shuffle; right/full joins always shuffle. ``known_bytes`` (from the files read,
+    :func:`estimate_input_bytes`) decides when given; otherwise the Arrow size is measured at run time."""
     strategy = node.strategy
+    if strategy == "auto" and known_bytes is not None:
+        strategy = "broadcast" if known_bytes <= broadcast_limit() and node.type not in ("right", "full") \
+            else "shuffle"
     if strategy == "broadcast" and node.type in ("right", "full"):
         warnings.append(f"node '{node.id}': a {node.type} join cannot broadcast; it was shuffled")
         strategy = "shuffle"

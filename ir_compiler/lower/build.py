@@ -15,7 +15,7 @@ import pyarrow as pa
 from ir_compiler.check import CheckedPipeline
 from ir_compiler.graph import MAIN
 from ir_compiler.joins import keys_for
-from ir_compiler.lower.branch_join import lower_branch, lower_join
+from ir_compiler.lower.branch_join import estimate_input_bytes, lower_branch, lower_join
 from ir_compiler.lower.context import RunContext, count
 from ir_compiler.lower.gates import ReportGateFn
 from ir_compiler.lower.sources import lower_source
@@ -187,7 +187,8 @@ class Builder:
         schemas = [self._schema(ref) for ref in node.inputs]
         key_types = self._key_types(node, schemas)
         arrow = [s.to_arrow() if s is not None else None for s in schemas]
-        main = lower_join(inputs, node, self.ctx, node.id, arrow, key_types, self.out.warnings)
+        known = estimate_input_bytes(self.graph, self.ctx, self.graph.inputs[node.id][1:])  # strategy auto
+        main = lower_join(inputs, node, self.ctx, node.id, arrow, key_types, self.out.warnings, known)
         main = count(main, node.id, "rows_out", f"{node.id}/CountOut")
         self._set_ports(node, {"main": main}, [])
 
