@@ -2,7 +2,7 @@
 
 ``import apache_beam`` imports, inside ``try/except ImportError``, every optional IO it finds installed: the Google
 Cloud clients (BigQuery, Pub/Sub, GCS, Dataflow), Azure, AWS, MongoDB and aiohttp. Here that is about half of
-Beam's import time (measured: ~1,170 modules instead of ~2,110). For a run on the direct, prism or flink runner of a
+Beam's import time (measured: ~1,170 modules instead of ~2,110). For a run on the direct or prism runner of a
 document that mentions no cloud resource, :func:`import_beam` makes those optional imports fail once, so Beam
 skips them exactly as it does when the extras are not installed. Nothing else changes: the blocker is removed
 right after Beam's import, so our own connectors (e.g. ``google.cloud.pubsub``) still import normally later.
@@ -14,10 +14,11 @@ import logging
 import os
 import sys
 
-SKIPPED = ("google.cloud", "google.pubsub", "google.pubsub_v1", "azure", "pymongo", "aiohttp", "boto3", "botocore",
+SKIPPED = ("google.cloud", "google.pubsub", "google.pubsub_v1", "google.api_core", "google.auth", "googleapiclient",
+           "google_auth_httplib2", "apitools", "oauth2client", "azure", "pymongo", "aiohttp", "boto3", "botocore",
            "apache_beam.io.gcp", "apache_beam.io.azure", "apache_beam.io.aws")
 CLOUD_MARKERS = ("gs://", "pubsub", "bigquery", "gcs", "dataflow", "s3://", "azure")
-LOCAL_RUNNERS = ("direct", "prism", "flink")
+LOCAL_RUNNERS = ("direct", "prism")  # flink: a JVM job server dominates its start-up anyway
 
 
 class _SkipCloud(importlib.abc.MetaPathFinder):
