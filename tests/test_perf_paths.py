@@ -210,3 +210,22 @@ def test_cli_run_with_lean_import(tmp_path):
     assert sorted(con.execute("select k, total from public.totals").fetchall()) == [("a", 4), ("b", 2)]
     assert con.execute("select count(*) from _flow_runs").fetchone()[0] == 1
     con.close()
+
+
+def test_cli_quick_exit_keeps_exit_code_and_output(tmp_path):
+    """`python -m flow_beam` leaves through os._exit after a direct run: the exit code and the printed result are
+    still those of the run (here a failed one)."""
+    (tmp_path / "in").mkdir()
+    write_csv(tmp_path / "in" / "a.csv", ["k"], [["a"]])
+    doc = {"kind": "pipeline", "version": "1.0", "id": "bad", "nodes": [
+        {"id": "src", "kind": "source", "connector": "local_fs",
+         "config": {"path": str(tmp_path / "in"), "format": "csv"},
+         "schema": [{"name": "missing", "type": "string"}]},
+        {"id": "out", "kind": "target", "input": "src", "schema": "public.x"}]}
+    (tmp_path / "doc.json").write_text(json.dumps(doc))
+    env = dict(os.environ, PYTHONPATH=ROOT)
+    proc = subprocess.run([sys.executable, "-m", "flow_beam", "run", str(tmp_path / "doc.json"), "--warehouse",
+                           f"duckdb://{tmp_path / 'w.duckdb'}"], capture_output=True, text=True, cwd=ROOT, env=env,
+                          timeout=300)
+    assert proc.returncode == 1
+    assert "failed in" in proc.stdout and "missing" in proc.stdout
