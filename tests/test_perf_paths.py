@@ -229,3 +229,59 @@ def test_cli_quick_exit_keeps_exit_code_and_output(tmp_path):
                           timeout=300)
     assert proc.returncode == 1
     assert "failed in" in proc.stdout and "missing" in proc.stdout
+
+
+# ---- PostgreSQL binary COPY: the same stored values as the CSV COPY ------------------------------------
+def _edge_table(n_repeat: int = 1) -> pa.Table:
+    import datetime as dt
+
+    base = {
+        "i": pa.array([0, -1, 2 ** 62, None, 42], pa.int64()),
+        "i32": pa.array([1, None, -7, 2 ** 31 - 1, 0], pa.int32()),
+        "f": pa.array([0.1, -2.5e300, float("inf"), float("nan"), None], pa.float64()),
+        "b": pa.array([True, False, None, True, False]),
+        "s": pa.array(["", "héllo ☃", None, 'quote " and , comma\nnewline', "x" * 5000]),
+        "d": pa.array([dt.date(2000, 1, 1), dt.date(1969, 12, 31), None, dt.date(2999, 12, 31),
+                       dt.date(1970, 1, 1)]),
+        "ts": pa.array([dt.datetime(2000, 1, 1), dt.datetime(1960, 5, 6, 7, 8, 9, 123456), None,
+                        dt.datetime(2026, 12, 2, 23, 59, 59, 999999), dt.datetime(1970, 1, 1)], pa.timestamp("us")),
+        "tsms": pa.array([0, 1_700_000_000_123, None, -5, 86_400_000], pa.timestamp("ms")),
+        "_flow_lineage": pa.array(['{"runId": "r", "writeOrder": 1}', '{"a": [1, 2]}', None, "{}", '{"é": "☃"}']),
+    }
+    t = pa.table(base)
+    return pa.concat_tables([t] * n_repeat)
+
+
+def test_binary_copy_stores_what_csv_copy_stores():
+    from connectors.warehouse import open_warehouse, pgcopy
+    from connectors.warehouse.modes import ensure_table
+    from pg_util import fresh_database
+
+    table = _edge_table(3)
+    with fresh_database() as url:
+        wh = open_warehouse(url)
+        with wh.session() as con:
+            ensure_table(wh, con, "public.bin", table.schema)
+            ensure_table(wh, con, "public.txt", table.schema)
+            types = wh._column_types(con, "public.bin", table.column_names)
+            assert all(pgcopy.encode_column(pa.array([], f.type), t) is not None for f, t in zip(table.schema, types))
+            wh._copy(con, wh.qualified("public.bin"), table, types)  # binary
+            wh._copy(con, wh.qualified("public.txt"), table, None)  # CSV
+            wh.stage(con, "__fb_stage", table)  # binary through the DDL types of a temp table
+            con.commit()
+            cols = ", ".join(f'"{c}"::text' for c in table.column_names)
+            got = {name: con.execute(f"SELECT {cols} FROM {name} ORDER BY 1, 2, 5").fetchall()
+                   for name in ("public.bin", "public.txt")}
+        assert got["public.bin"] == got["public.txt"]
+        assert len(got["public.bin"]) == 15
+
+
+def test_binary_copy_falls_back_to_csv_for_other_types():
+    from connectors.warehouse import pgcopy
+
+    assert pgcopy.encode_column(pa.array([1.5], pa.float32()), "double precision") is None  # float32 → CSV text
+    assert pgcopy.encode_column(pa.array([1], pa.int64()), "integer") is None  # narrower column
+    assert pgcopy.encode_column(pa.array([1], pa.timestamp("ns")), "timestamp without time zone") is None
+    assert pgcopy.encode_column(pa.array([1], pa.timestamp("us", "UTC")), "timestamp without time zone") is None
+    assert pgcopy.encode_column(pa.array([[1]]), "ARRAY") is None
+    assert pgcopy.encode_column(pa.array(["1.5"]).cast(pa.decimal128(5, 2)), "numeric") is None
