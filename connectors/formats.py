@@ -608,6 +608,55 @@ def read_file(path: str, fmt: str, options: dict | None = None, schema: Schema |
     if not yielded:
         empty = target.to_arrow() if target is not None else pa.schema([])
         yield ReadChunk(_empty_batch(empty), [], path)
+    check_complete(path, fmt, options)
+
+
+def check_complete(path: str, fmt: str, options: dict | None = None) -> None:
+    """Raise ConnectorError if a text file looks cut off: it does not end with a line break and its last line is
+    not a whole record (jsonl: not valid JSON; csv/tsv: another number of fields than its first line).
+
+    Called after a file was read, so the rows already emitted are dropped with the file (whole file or
+    nothing). Gzip files need no such guess: a cut-off gzip stream fails when read (its trailer is missing).
+    Parquet and Avro fail on their own framing. Limit: a plain text file cut exactly at a line break, or whose
+    cut-off last line still parses (``1,abc,12`` from ``1,abc,125``), cannot be told from a whole one.
+    """
+    options = options or {}
+    if fmt not in ("jsonl", "csv", "tsv") or _compressed(path, options):
+        return
+    size = os.path.getsize(path)
+    if size == 0:
+        return
+    with open(path, "rb") as fh:
+        fh.seek(max(0, size - 65536))
+        tail = fh.read()
+        fh.seek(0)
+        head = fh.readline(1 << 20)
+    if tail.endswith((b"\n", b"\r")) or (b"\n" not in tail and size > len(tail)):  # (a huge last line: no guess)
+        return
+    if _whole_last_line(tail.rsplit(b"\n", 1)[-1], head, head == tail, fmt, options):
+        return
+    raise ConnectorError(f"{path} ends in the middle of a record (no line break after its last line, which is "
+                         f"not a whole {fmt} record): the file looks cut off (still being written, or a failed "
+                         f"copy); it is not loaded")
+
+
+def _whole_last_line(last: bytes, head: bytes, single: bool, fmt: str, options: dict) -> bool:
+    import csv
+
+    enc = options.get("encoding") or "utf-8"
+    try:
+        text = last.decode(enc)
+        if fmt == "jsonl":
+            json.loads(text) if text.strip() else None
+            return True
+        quote = options.get("quote") or '"'
+        if single or quote in text:  # a quoted value may span lines: no guess
+            return True
+        delim = options.get("delimiter") or ("\t" if fmt == "tsv" else ",")
+        width = lambda line: len(next(csv.reader([line], delimiter=delim, quotechar=quote), []))  # noqa: E731
+        return width(text) == width(head.decode(enc).rstrip("\r\n"))
+    except (ValueError, UnicodeError, LookupError, csv.Error):
+        return False
 
 
 def _empty_batch(schema: pa.Schema) -> pa.RecordBatch:

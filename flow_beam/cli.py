@@ -6,7 +6,10 @@ import os
 import sys
 
 from flow_beam import __version__
-from flow_beam.reporting import console, dump_json, err_console, print_issues, print_result
+from rich.markup import escape
+
+from flow_beam.reporting import (check_writable, console, dump_json, err_console, print_issues, print_result,
+                                 write_text)
 from ir_compiler.errors import FlowError, ValidationFailed
 
 
@@ -35,16 +38,17 @@ def cmd_validate(args) -> int:
     try:
         checked = _check(args, args.warehouse)
     except ValidationFailed as exc:
+        n = len([i for i in exc.issues if i.severity == "error"])
         if args.format == "json":
-            dump_json({"valid": False, "issues": [i.__dict__ for i in exc.issues]}, None)
+            dump_json({"valid": False, "error": f"{n} validation error(s)",
+                       "issues": [i.__dict__ for i in exc.issues]}, None)
         else:
-            n = len([i for i in exc.issues if i.severity == "error"])
             print_issues(exc.issues, header=f"{args.file}: {n} error(s)")
         return 1
     if args.format == "json":
         dump_json({"valid": True, "issues": [i.__dict__ for i in checked.issues]}, None)
     else:
-        console.print(f"{args.file}: valid ({len(checked.pipeline.nodes)} nodes)")
+        console.print(f"{escape(args.file)}: valid ({len(checked.pipeline.nodes)} nodes)", soft_wrap=True)
         print_issues(checked.notes)
     return 0
 
@@ -97,11 +101,17 @@ def cmd_run(args) -> int:
         opts.job_file = args.job_file
     elif args.dry_run:
         raise FlowError("--dry-run is for --runner dataflow (it writes the job graph without submitting)")
+    if args.result_file:
+        check_writable(args.result_file, "--result-file")
     with console.status(f"running {checked.pipeline.id} on {args.runner}…", spinner="dots"):
         result = run_document(args.file, opts, checked=checked)
     print_result(result)
     if args.result_file:
-        dump_json(result.to_json(), args.result_file)
+        try:  # the run is over: a result file we cannot write is a warning, never the run's outcome
+            dump_json(result.to_json(), args.result_file, "--result-file")
+        except FlowError as exc:
+            err_console.print(f"[yellow]warning[/yellow] {escape(str(exc))} (the run's outcome is above)",
+                              soft_wrap=True)
     return result.exit_code
 
 
@@ -116,7 +126,7 @@ def cmd_test(args) -> int:
     failed = 0
     for o in outcomes:
         mark = "[green]PASS[/green]" if o.passed else "[red]FAIL[/red]"
-        console.print(f"{mark} {o.name}")
+        console.print(f"{mark} {escape(o.name)}", soft_wrap=True)
         for line in o.details:
             console.print(f"      {line}", soft_wrap=True, markup=False)
         failed += not o.passed
@@ -148,10 +158,13 @@ def cmd_template(args) -> int:
     if args.action == "build":
         if bool(args.file) == bool(args.generic):
             raise FlowError("template build takes a pipeline FILE or --generic")
+        if args.output:
+            check_writable(args.output)
         spec = templates.build_spec(args.image, None if args.generic else args.file, java=args.java)
         dump_json(spec, args.output)
         if args.output:
-            console.print(f"wrote {args.output}: upload it to gs://… and run `flow-beam template run`")
+            console.print(f"wrote {escape(args.output)}: upload it to gs://… and run `flow-beam template run`",
+                          soft_wrap=True)
         return 0
     if not args.file:
         raise FlowError("usage: flow-beam template run SPEC.json [--param k=v …]")
@@ -166,13 +179,13 @@ def cmd_init(args) -> int:
 
     if args.list or not args.template:
         for name, description in templates.catalog().items():
-            console.print(f"{name:24s} {description}")
+            console.print(escape(f"{name:24s} {description}"), soft_wrap=True)
         return 0
     if not args.folder:
         raise FlowError("usage: flow-beam init TEMPLATE DIR")
     path = templates.init(args.template, args.folder)
-    console.print(f"created {path}; try: cd {args.folder} && flow-beam test pipeline.json && flow-beam run "
-                  f"pipeline.json")
+    console.print(escape(f"created {path}; try: cd {args.folder} && flow-beam test pipeline.json && flow-beam run "
+                         f"pipeline.json"), soft_wrap=True)
     return 0
 
 
@@ -189,7 +202,7 @@ def cmd_schedule(args) -> int:
         if not os.path.isdir(args.target):
             raise FlowError(f"{args.target} is not a folder of pipeline documents")
         sched = scheduling.Scheduler(args.target, args.warehouse, args.runner)
-        console.print(f"serving schedules of {args.target} (Ctrl-C to stop)")
+        console.print(escape(f"serving schedules of {args.target} (Ctrl-C to stop)"), soft_wrap=True)
         sched.serve(max_ticks=args.ticks, interval=args.interval)
         sched.join()
         return 0
@@ -202,25 +215,21 @@ def cmd_schedule(args) -> int:
     else:
         text = scheduling.airflow_dag(pipeline, args.ir_file or args.target)
         if args.output:
-            with open(args.output, "w", encoding="utf-8") as fh:
-                fh.write(text)
+            write_text(args.output, text)
         else:
             print(text)
     return 0
 
 
 def cmd_schema(args) -> int:
-    from ir_compiler.models import Pipeline
+    from flow_beam.service.schema import ir_json_schema
 
-    schema = Pipeline.model_json_schema(by_alias=True)
-    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
-    schema["title"] = "flow-beam pipeline IR 1.0"
-    dump_json(schema, args.output)
+    dump_json(ir_json_schema(), args.output)
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="flow-beam", description="Typed JSON pipelines compiled to Apache Beam.")
+    parser = _Parser(prog="flow-beam", description="Typed JSON pipelines compiled to Apache Beam.")
     parser.add_argument("--version", action="version", version=f"flow-beam {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="show Beam's own logs")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -314,6 +323,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("schema", help="print the JSON Schema of the IR")
     p.add_argument("--output", default=None)
     p.set_defaults(fn=cmd_schema)
+    from flow_beam.service.commands import add_commands  # serve, mcp
+    add_commands(sub)
     return parser
 
 
@@ -328,28 +339,72 @@ def _quiet_logs(verbose: bool) -> None:
         warnings.filterwarnings("ignore")
 
 
+class UsageError(FlowError):
+    """Arguments argparse refused (printed as one error line, or as JSON for ``--format json``)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # argparse's own exit(2) with usage, but as a FlowError the caller formats
+        raise UsageError(f"{message}; see `{self.prog} --help`")
+
+
+def _wants_json(argv: list[str]) -> bool:
+    """``validate --format json``: every outcome, errors included, is one JSON object on stdout."""
+    command = next((a for a in argv if not a.startswith("-")), None)
+    flat = " ".join(argv[:argv.index("--")] if "--" in argv else argv)
+    return command == "validate" and ("--format json" in flat or "--format=json" in flat)
+
+
+def _fail(message: str, as_json: bool, issues=(), code: int = 1) -> int:
+    from ir_compiler.secrets import scrub_text
+    message = scrub_text(message)  # known secret values never reach the terminal
+    if as_json:
+        dump_json({"valid": False, "error": message, "issues": [i.__dict__ for i in issues]}, None)
+    else:
+        err_console.print(f"[red]error[/red] {escape(message)}", soft_wrap=True)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    as_json = _wants_json(argv)
     beam_args = []
     if "--" in argv:  # everything after -- goes to Beam's PipelineOptions
         cut = argv.index("--")
         argv, beam_args = argv[:cut], argv[cut + 1:]
-    args = build_parser().parse_args(argv)
+    try:
+        args = build_parser().parse_args(argv)
+    except UsageError as exc:
+        return _fail(str(exc), as_json, code=2)
     if hasattr(args, "beam_args"):
         args.beam_args = beam_args
-    _quiet_logs(getattr(args, "verbose", False))
+    verbose = getattr(args, "verbose", False)
+    _quiet_logs(verbose)
     try:
         return args.fn(args)
     except ValidationFailed as exc:
+        if as_json:
+            return _fail(f"{len([i for i in exc.issues if i.severity == 'error'])} validation error(s)", True,
+                         exc.issues)
         print_issues(exc.issues, header="invalid document")
         return 1
     except FlowError as exc:
-        from ir_compiler.secrets import scrub_text
-        err_console.print(f"[red]error[/red] {scrub_text(str(exc))}", soft_wrap=True)
-        return 1
+        return _fail(str(exc), as_json)
     except KeyboardInterrupt:
         err_console.print("interrupted")
         return 130
+    except BrokenPipeError:  # `flow-beam … | head`: the reader left; nothing more to say
+        return 1
+    except OSError as exc:  # disk full, permission denied, … on a path the command wrote or read
+        where = f": {exc.filename}" if exc.filename else ""
+        return _fail(f"{exc.strerror or exc}{where}", as_json)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, never a traceback
+        if verbose:
+            import traceback
+            traceback.print_exc()
+        text = str(exc).splitlines()[0][:300] if str(exc) else ""
+        return _fail(f"internal error ({type(exc).__name__}: {text}); this is a bug in flow-beam, please report "
+                     f"it{'' if verbose else ' (-v shows the traceback)'}", as_json)
 
 
 def entry() -> None:
@@ -366,8 +421,11 @@ def _exit_now(code: int) -> None:
     import logging
     import threading
 
-    sys.stdout.flush()
-    sys.stderr.flush()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:  # e.g. `flow-beam … | head`: the reader left
+        pass
     if threading.active_count() == 1 and _no_children():
         logging.shutdown()
         os._exit(code)

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import time
 
 import pyarrow as pa
 
@@ -9,6 +11,7 @@ from connectors.warehouse import open_warehouse
 from ir_compiler.errors import FlowError
 
 RUNS = "_flow_runs"
+log = logging.getLogger(__name__)
 
 
 def record_run(result, url: str) -> None:
@@ -18,10 +21,29 @@ def record_run(result, url: str) -> None:
         "run_id": [result.runId], "pipeline_id": [result.pipelineId], "status": [result.status],
         "runner": [result.runner], "started_at": [result.startedAt], "finished_at": [result.finishedAt],
         "duration_ms": pa.array([result.durationMs], pa.int64()), "result": [json.dumps(row, default=str)]})
-    try:
-        open_warehouse(url).append_rows(RUNS, table)
-    except FlowError as exc:
-        result.warnings.append(f"could not record the run in {RUNS}: {exc}")
+    from ir_compiler.errors import ConnectorError
+
+    for attempt in range(4):  # the DuckDB file may be held by another run: each try waits for it already
+        try:
+            open_warehouse(url).append_rows(RUNS, table)
+            return
+        except ConnectorError as exc:
+            if attempt == 3:
+                _lost(result, exc)
+            else:
+                time.sleep(0.5 * 2 ** attempt)
+        except FlowError as exc:
+            _lost(result, exc)
+            return
+
+
+def _lost(result, exc) -> None:
+    """Never silent: a loud warning on stderr and in the result, and a non-zero exit (2) for a completed run."""
+    msg = f"could not record the run in {RUNS}: {exc}; this run is missing from the run history"
+    log.warning(msg)
+    result.warnings.append(msg)
+    if result.status == "completed":
+        result.status = "completed_with_errors"
 
 
 def list_runs(url: str, pipeline: str | None = None, limit: int = 20) -> list[dict]:

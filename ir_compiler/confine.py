@@ -80,6 +80,8 @@ class _Checker:
         if "\0" in expanded:
             self.add(where, node_id, f"{what} contains a NUL byte")
             return
+        if base is not None and "\0" in base:  # the base path's own NUL byte is reported at the base
+            return
         if base is not None and not os.path.isabs(expanded):
             real_base = os.path.realpath(base)
             full = os.path.realpath(os.path.join(real_base, expanded))

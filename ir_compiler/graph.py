@@ -72,8 +72,9 @@ def _path(pipeline: Pipeline, node_id: str, field: str) -> str:
     return f"nodes[{pipeline.index_of(node_id)}].{field}"
 
 
-def check_graph(pipeline: Pipeline) -> tuple[NodeGraph, list[Issue]]:
-    """Duplicate ids, dangling refs, unknown ports, wiring rules per kind and cycles."""
+def check_graph(pipeline: Pipeline, invalid: set[str] | frozenset = frozenset()) -> tuple[NodeGraph, list[Issue]]:
+    """Duplicate ids, dangling refs, unknown ports, wiring rules per kind and cycles. ``invalid``: ids of nodes
+    the model layer left out (a reference to one is not reported; the reader's schema is unknown)."""
     issues: list[Issue] = []
     seen: dict[str, int] = {}
     for i, n in enumerate(pipeline.nodes):
@@ -83,12 +84,7 @@ def check_graph(pipeline: Pipeline) -> tuple[NodeGraph, list[Issue]]:
         seen.setdefault(n.id, i)
     graph = NodeGraph(pipeline)
     for node in pipeline.nodes:
-        field = "inputs" if node.kind == "join" else "input"
-        for k, ref in enumerate(graph.inputs[node.id]):
-            where = _path(pipeline, node.id, f"{field}[{k}]" if node.kind == "join" else field)
-            issues += _check_ref(graph, node, ref, where)
-        if node.kind == "join" and len(set(node.inputs)) != len(node.inputs):
-            issues.append(Issue(_path(pipeline, node.id, "inputs"), "a join input is listed twice", node.id, "graph"))
+        issues += check_refs(graph, node, _path(pipeline, node.id, ""), invalid)
     sorter = graphlib.TopologicalSorter({n: {r.node for r in refs if r.node in graph.nodes}
                                          for n, refs in graph.inputs.items()})
     try:
@@ -99,6 +95,20 @@ def check_graph(pipeline: Pipeline) -> tuple[NodeGraph, list[Issue]]:
                             exc.args[1][0], "graph"))
         graph.order = [n.id for n in pipeline.nodes]
     return graph, issues
+
+
+def check_refs(graph: NodeGraph, node, prefix: str, invalid: set[str] | frozenset = frozenset()) -> list[Issue]:
+    """The problems of the references one node reads (``prefix``: its path, ``nodes[i].``)."""
+    issues: list[Issue] = []
+    field = "inputs" if node.kind == "join" else "input"
+    for k, text in enumerate(node.upstream_refs()):
+        ref = Ref.parse(text)
+        if ref.node in invalid and ref.node not in graph.nodes:
+            continue
+        issues += _check_ref(graph, node, ref, f"{prefix}{field}[{k}]" if node.kind == "join" else prefix + field)
+    if node.kind == "join" and len(set(node.inputs)) != len(node.inputs):
+        issues.append(Issue(prefix + "inputs", "a join input is listed twice", node.id, "graph"))
+    return issues
 
 
 def _check_ref(graph: NodeGraph, node, ref: Ref, where: str) -> list[Issue]:

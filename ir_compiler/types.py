@@ -59,6 +59,7 @@ DATE = ColumnType("date")
 TIMESTAMP = ColumnType("timestamp")
 JSON = ColumnType("json")
 NULL = ColumnType("null")
+INTERVAL = ColumnType("interval")  # only inside expressions (ts - ts, INTERVAL '1 day'); not a column type
 
 
 def decimal(precision: int, scale: int) -> ColumnType:
@@ -103,6 +104,7 @@ def to_arrow(t: ColumnType) -> pa.DataType:
     return {
         "string": pa.string(), "int": pa.int64(), "float": pa.float64(), "bool": pa.bool_(),
         "date": pa.date32(), "timestamp": pa.timestamp("us"), "json": pa.string(), "null": pa.null(),
+        "interval": pa.month_day_nano_interval(),
     }.get(t.name) or (pa.decimal128(t.precision, t.scale) if t.name == "decimal"
                       else pa.list_(to_arrow(t.item)))
 
@@ -125,6 +127,8 @@ def from_arrow(dt: pa.DataType) -> ColumnType:
         return TIMESTAMP
     if pa.types.is_null(dt):
         return NULL
+    if pa.types.is_interval(dt):
+        return INTERVAL
     if pa.types.is_list(dt) or pa.types.is_large_list(dt):
         return array_of(from_arrow(dt.value_type))
     return JSON

@@ -27,6 +27,7 @@ class LoadRequest:
     lineage: dict | None = None  # {runId, pipelineId, sourceNodeId}
     pre_sql: str | None = None
     post_sql: str | None = None
+    ledger: dict | None = None  # input files for ``_flow_files`` (exactly once per file, see ledger.py)
 
 
 @dataclass

@@ -20,6 +20,42 @@ _RO_CONFIG = {"enable_external_access": False, "autoinstall_known_extensions": F
 _PINNED: dict = {}  # path -> an open connection (see DuckDBWarehouse.pin)
 
 
+LOCK_WAIT_ENV = "FLOW_BEAM_DUCKDB_LOCK_TIMEOUT"  # seconds a run waits for a DuckDB file another process holds
+
+
+def connect_waiting(path: str, timeout: float | None = None, sleep=None, **kwargs):
+    """``duckdb.connect(path)``, waiting while another process holds the file (DuckDB allows one writing
+    process per file): retried with backoff (0.05 s doubling to 2 s, plus jitter) for up to ``timeout`` seconds
+    (default ``$FLOW_BEAM_DUCKDB_LOCK_TIMEOUT`` or 60), then a clear ConnectorError. Other errors fail at once."""
+    import random
+    import re
+    import time
+
+    sleep = sleep or time.sleep
+    if timeout is None:
+        try:
+            timeout = float(os.environ.get(LOCK_WAIT_ENV) or 60)
+        except ValueError:
+            timeout = 60.0
+    deadline, delay = time.monotonic() + timeout, 0.05
+    while True:
+        try:
+            return duckdb.connect(path, **kwargs)
+        except duckdb.IOException as exc:
+            text = str(exc)
+            if "lock" not in text.lower():
+                raise
+            if time.monotonic() >= deadline:
+                pid = re.search(r"PID (\d+)", text)
+                by = f" (pid {pid.group(1)})" if pid else ""
+                raise ConnectorError(
+                    f"the DuckDB file {path} is locked by another process{by} and stayed locked for {timeout:g} s; "
+                    f"runs that share a DuckDB file serialize (set {LOCK_WAIT_ENV} to wait longer); for "
+                    f"concurrent runs use PostgreSQL") from None
+            sleep(min(delay, max(0.0, deadline - time.monotonic())) * (0.5 + random.random()))
+            delay = min(delay * 2, 2.0)
+
+
 def unpin_all() -> None:
     with _LOCK:
         for con in _PINNED.values():
@@ -60,7 +96,7 @@ class DuckDBWarehouse(Warehouse):
         with _LOCK:
             if self.path not in _PINNED:
                 try:
-                    _PINNED[self.path] = duckdb.connect(self.path)
+                    _PINNED[self.path] = connect_waiting(self.path)
                 except duckdb.Error as exc:
                     raise ConnectorError(f"cannot open the DuckDB warehouse {self.path}: {exc}") from None
 
@@ -69,7 +105,7 @@ class DuckDBWarehouse(Warehouse):
         with _LOCK:
             try:
                 pinned = _PINNED.get(self.path)
-                con = pinned.cursor() if pinned is not None else duckdb.connect(self.path)
+                con = pinned.cursor() if pinned is not None else connect_waiting(self.path)
             except duckdb.Error as exc:
                 raise ConnectorError(f"cannot open the DuckDB warehouse {self.path}: {exc}") from None
             try:
@@ -90,7 +126,7 @@ class DuckDBWarehouse(Warehouse):
                 if pinned is not None:
                     con = pinned.cursor()
                 elif os.path.exists(self.path):
-                    con = duckdb.connect(self.path, read_only=True, config=dict(_RO_CONFIG))
+                    con = connect_waiting(self.path, read_only=True, config=dict(_RO_CONFIG))
                 else:
                     con = duckdb.connect(":memory:", config=dict(_RO_CONFIG))
             except duckdb.Error as exc:

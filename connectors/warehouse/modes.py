@@ -21,9 +21,12 @@ def _guard_empty(req: LoadRequest, rows: pa.Table) -> None:
 
 def ensure_table(wh, con, name: str, schema: pa.Schema) -> bool:
     """Create the schema/table if missing, else check the rows fit. True if the table existed."""
+    from connectors.warehouse.ledger import create_if_missing, lock_table
+
+    lock_table(wh, con, name)  # writers of one table take turns (PostgreSQL), also quarantine/DLQ/history
     db_schema, _ = split_name(name)
     if db_schema:
-        wh.execute(con, f"CREATE SCHEMA IF NOT EXISTS {wh.ident(db_schema)}")
+        create_if_missing(wh, con, db_schema, f"CREATE SCHEMA IF NOT EXISTS {wh.ident(db_schema)}", schema=db_schema)
     existing = wh.schema_in(con, name)
     if existing is None:
         wh.execute(con, wh.create_table_sql(name, schema))
@@ -92,7 +95,8 @@ def blue_green(wh, con, req, rows):
     new, old = f"{req.table}_new", f"{req.table}_old"
     schema, base = split_name(req.table)
     if schema:
-        wh.execute(con, f"CREATE SCHEMA IF NOT EXISTS {wh.ident(schema)}")
+        from connectors.warehouse.ledger import create_if_missing
+        create_if_missing(wh, con, schema, f"CREATE SCHEMA IF NOT EXISTS {wh.ident(schema)}", schema=schema)
     wh.execute(con, f"DROP TABLE IF EXISTS {wh.qualified(new)}")
     wh.execute(con, wh.create_table_sql(new, table.schema))
     insert_rows(wh, con, new, table)
@@ -122,8 +126,9 @@ def incremental_watermark(wh, con, req, rows):
     col = req.watermark
     if col not in rows.column_names:
         raise LoadError(f"watermark column '{col}' is not in the rows loaded into {req.table}")
-    wh.execute(con, f"CREATE TABLE IF NOT EXISTS {wh.ident(WATERMARKS)} (pipeline_id TEXT, node_id TEXT, "
-                    f"table_name TEXT, column_name TEXT, hwm TEXT, updated_at TIMESTAMP)")
+    from connectors.warehouse.ledger import create_if_missing
+    create_if_missing(wh, con, WATERMARKS, f"CREATE TABLE IF NOT EXISTS {wh.ident(WATERMARKS)} (pipeline_id TEXT, "
+                      f"node_id TEXT, table_name TEXT, column_name TEXT, hwm TEXT, updated_at TIMESTAMP)")
     key = [req.pipeline_id, req.node_id, req.table]
     where = f"pipeline_id = {wh.ph} AND node_id = {wh.ph} AND table_name = {wh.ph}"
     row = wh.execute(con, f"SELECT hwm FROM {wh.ident(WATERMARKS)} WHERE {where}", key).fetchone()
@@ -160,5 +165,15 @@ def cdc_mirror(wh, con, req, rows):
     return LoadReport(len(alive), rows_skipped=rows.num_rows - len(alive))
 
 
-MODES = {"cdc_mirror": cdc_mirror, "append": append, "truncate": truncate, "upsert": upsert, "blue_green": blue_green,
-         "incremental_watermark": incremental_watermark}
+def _exactly_once(mode_fn):
+    """The mode behind the table's lock and the ``_flow_files`` ledger (see ``ledger.apply``)."""
+    def run(wh, con, req, rows):
+        from connectors.warehouse.ledger import apply
+        return apply(wh, con, req, rows, mode_fn)
+    run.__name__ = mode_fn.__name__
+    return run
+
+
+MODES = {name: _exactly_once(fn) for name, fn in {
+    "cdc_mirror": cdc_mirror, "append": append, "truncate": truncate, "upsert": upsert, "blue_green": blue_green,
+    "incremental_watermark": incremental_watermark}.items()}

@@ -1,6 +1,7 @@
 """A compiled AST node: its type and its two back-ends, plus the NULL-aware helpers both share."""
 from __future__ import annotations
 
+import datetime as dt
 import decimal
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -17,6 +18,7 @@ class Node:
     row: Callable[[dict], Any]
     arrow: Callable[[pa.Table], Any]  # → pa.Array / pa.ChunkedArray / pa.Scalar
     constant: bool = False
+    stable: bool = False  # a constant from a STABLE function (to_char…): PostgreSQL's planner does not fold it
 
 
 def const(value, ctype: ColumnType) -> Node:
@@ -69,14 +71,44 @@ def cast_arrow(x, ctype: ColumnType):
     if x.type == atype:
         return x
     if isinstance(x, pa.Scalar):
-        return pa.scalar(x.as_py(), x.type).cast(atype) if x.is_valid else pa.scalar(None, atype)
+        if not x.is_valid:
+            return pa.scalar(None, atype)
+        if pa.types.is_decimal(x.type) and pa.types.is_floating(atype):
+            return pa.scalar(float(x.as_py()), atype)  # correctly rounded (Arrow's cast is not)
+        return pa.scalar(x.as_py(), x.type).cast(atype)
+    if pa.types.is_null(x.type):
+        return pa.nulls(len(x), atype)
+    if pa.types.is_decimal(x.type) and pa.types.is_floating(atype):
+        return pc.cast(pc.cast(x, pa.string()), atype)  # correctly rounded (Arrow's direct cast is not)
     return pc.cast(x, atype)
 
 
+def elementwise(fn: Callable, out: ColumnType, *children: Node) -> Node:
+    """A node computed by one Python function of its children's values, NULL in → NULL out, in both back-ends
+    (the Arrow back-end maps the same function over the batch: used where no Arrow kernel gives PostgreSQL's
+    answer)."""
+    if any(c.constant and not c.stable and c.row({}) is None for c in children):
+        return const(None, out)  # strict: PostgreSQL folds it to NULL without evaluating the other arguments
+    f = strict(fn)
+    atype = to_arrow(out)
+
+    def arrow(t):
+        vals = [c.arrow(t) for c in children]
+        if all(isinstance(v, pa.Scalar) for v in vals):
+            return pa.scalar(f(*[v.as_py() for v in vals]), atype)
+        cols = [broadcast(v, t.num_rows).to_pylist() for v in vals]
+        return pa.array([f(*xs) for xs in zip(*cols)], atype)
+    return Node(out, row_of(f, *children), arrow)
+
+
 def coerce(node: Node, ctype: ColumnType) -> Node:
-    """The node converted to ``ctype`` (numeric widening only)."""
+    """The node converted to ``ctype`` (numeric widening, date → timestamp at midnight)."""
     if node.type == ctype:
         return node
+    if ctype.name == "timestamp" and node.type.name == "date":
+        row = node.row
+        return Node(ctype, lambda r: (None if (v := row(r)) is None else dt.datetime(v.year, v.month, v.day)),
+                    lambda t: cast_arrow(node.arrow(t), ctype), node.constant)
     if ctype.name == "float":
         row = node.row
         return Node(ctype, lambda r: (None if (v := row(r)) is None else float(v)),

@@ -6,16 +6,49 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from ir_compiler.errors import ExpressionError
+from sqlglot.dialects.postgres import Postgres
+
+# Functions whose arguments sqlglot would rewrite (format strings to strftime, log's default base, flags):
+# parsed as plain calls so the compiler sees exactly what the user wrote.
+_KEEP_AS_CALLS = ("TO_CHAR", "TO_DATE", "TO_TIMESTAMP", "LOG", "DIV", "REGEXP_REPLACE", "REGEXP_LIKE", "TO_NUMBER",
+                  "JSON_EXTRACT_PATH_TEXT", "JSON_EXTRACT_PATH", "INITCAP", "DATE_PART", "GENERATE_SERIES")
+
+
+class FlowPostgres(Postgres):
+    """PostgreSQL as sqlglot parses it, minus the rewrites listed in ``_KEEP_AS_CALLS``."""
+
+    class Parser(Postgres.Parser):
+        FUNCTIONS = {k: v for k, v in Postgres.Parser.FUNCTIONS.items() if k not in _KEEP_AS_CALLS}
+        FUNCTION_PARSERS = {k: v for k, v in Postgres.Parser.FUNCTION_PARSERS.items() if k != "DATE_PART"}
+
+        def _parse_interval_span(self, this, parse_function_unit=True):
+            """INTERVAL '1 day 02:03:04' keeps its text whole (sqlglot would keep only '1' DAY)."""
+            if this is not None and this.is_string:
+                unit = None
+                if self._curr is not None and self._curr.text.upper() in self.dialect.VALID_INTERVAL_UNITS:
+                    unit = self._parse_var(any_token=True, upper=True)
+                return self.expression(exp.Interval(this=this, unit=unit))
+            return super()._parse_interval_span(this, parse_function_unit)
 
 _NOT_SCALAR = (exp.Select, exp.Subquery, exp.Union, exp.Window, exp.Star, exp.AggFunc, exp.Insert, exp.Update,
                exp.Delete, exp.Create, exp.Drop)
 
 
+MAX_EXPRESSION_CHARS = 20_000
+MAX_EXPRESSION_DEPTH = 64  # nesting of the parsed tree (a chain of 60 ANDs is 60 deep)
+
+
 def parse_expression(text: str) -> exp.Expression:
     if not isinstance(text, str) or not text.strip():
         raise ExpressionError("the expression is empty", expr=str(text))
+    if len(text) > MAX_EXPRESSION_CHARS:
+        raise ExpressionError(f"the expression is {len(text):,} characters; at most {MAX_EXPRESSION_CHARS:,}",
+                              expr=text[:60] + "…")
     try:
-        tree = sqlglot.parse_one(text, dialect="postgres")
+        tree = sqlglot.parse_one(text, dialect=FlowPostgres)
+    except RecursionError:
+        raise ExpressionError(f"the expression nests deeper than {MAX_EXPRESSION_DEPTH} levels; split it into "
+                              f"several expression ops", expr=text[:60] + "…") from None
     except ParseError as exc:
         err = exc.errors[0] if exc.errors else {}
         raise ExpressionError(f"cannot parse SQL: {err.get('description', str(exc))}", expr=text,
@@ -24,12 +57,24 @@ def parse_expression(text: str) -> exp.Expression:
         raise ExpressionError(f"cannot tokenize SQL: {exc}", expr=text) from None
     if tree is None:
         raise ExpressionError("the expression is empty", expr=text)
+    if _depth(tree) > MAX_EXPRESSION_DEPTH:
+        raise ExpressionError(f"the expression nests deeper than {MAX_EXPRESSION_DEPTH} levels; split it into "
+                              f"several expression ops (or use IN (…) for long OR chains)", expr=text[:60] + "…")
     for node in tree.walk():
         if isinstance(node, _NOT_SCALAR):
             what = "an aggregate function" if isinstance(node, exp.AggFunc) else type(node).__name__.upper()
             raise ExpressionError(f"{what} is not allowed in a row expression (use a transform op such as "
                                   f"aggregate for that)", expr=text, position=_pos(text, node))
     return tree
+
+
+def _depth(tree: exp.Expression) -> int:
+    deepest, stack = 0, [(tree, 1)]
+    while stack:
+        node, depth = stack.pop()
+        deepest = max(deepest, depth)
+        stack += [(child, depth + 1) for child in node.iter_expressions()]
+    return deepest
 
 
 def _pos(text: str, node: exp.Expression) -> int | None:

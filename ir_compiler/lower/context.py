@@ -37,6 +37,7 @@ class RunContext:
     kafka_starts: dict = field(default_factory=dict)  # kafka source id -> [(topic, partition, start offset)]
     on_dataflow: bool = False  # Pub/Sub compiles to Beam's own IO there
     idle_stop_s: float | None = None  # streaming: a partition with no new message for this long ends its read
+    ledger: dict = field(default_factory=dict)  # target id -> the input files its load records in _flow_files
 
     def report_dir(self, kind: str) -> str:
         path = os.path.join(self.run_dir, kind)

@@ -23,7 +23,11 @@ def _ords(file_index: int, start: int, n: int) -> pa.Array:
 
 
 class _ReadFilesFn(beam.DoFn):
-    """(file index, path) → Arrow tables (main) and malformed rows (errors port shape)."""
+    """(file index, path) → Arrow tables (main), (file index, malformed rows) (errors port shape), and the index
+    of every file that broke part-way (``unreadable``): :class:`_WholeFiles` drops the rows already emitted for
+    it, so a file is loaded whole or not at all."""
+
+    UNREADABLE = "unreadable"
 
     def __init__(self, node_id, fmt, options, schema, batch_rows, run_dir, hint=None):
         self.node_id, self.fmt, self.options = node_id, fmt, options
@@ -37,7 +41,7 @@ class _ReadFilesFn(beam.DoFn):
         from connectors.formats import read_file
 
         index, path = item
-        offset = 0
+        offset, emitted, errored = 0, 0, 0
         try:
             for chunk in read_file(path, self.fmt, self.options, self.schema, hint=self.hint,
                                    batch_rows=self.batch_rows):
@@ -45,18 +49,51 @@ class _ReadFilesFn(beam.DoFn):
                 table = table.append_column(ORD, _ords(index, offset, table.num_rows))
                 offset += table.num_rows + len(chunk.bad_rows)
                 self.rows_in.inc(table.num_rows + len(chunk.bad_rows))
+                emitted += table.num_rows + len(chunk.bad_rows)
                 if table.num_rows:
                     yield table
                 if chunk.bad_rows:
                     self.bad.inc(len(chunk.bad_rows))
-                    yield beam.pvalue.TaggedOutput(ERRORS, _bad_rows_table(self.node_id, chunk.bad_rows))
+                    errored += len(chunk.bad_rows)
+                    yield beam.pvalue.TaggedOutput(ERRORS, (index, _bad_rows_table(self.node_id, chunk.bad_rows)))
         except ConnectorError as exc:
-            write_report(self.run_dir, "files", f"{self.node_id}.{index}", {"path": path, "error": str(exc)})
-            self.rows_in.inc(1)
-            self.bad.inc(1)
+            note = f" ({emitted} row(s) read before the break are not loaded)" if emitted else ""
+            write_report(self.run_dir, "files", f"{self.node_id}.{index}",
+                         {"path": path, "error": str(exc) + note, "rowsBeforeBreak": emitted})
+            # the file counts as one row in, set aside (the rows read before the break are taken back)
+            self.rows_in.inc(1 - emitted)
+            self.bad.inc(1 - errored)
+            yield beam.pvalue.TaggedOutput(self.UNREADABLE, index)
             row = json.dumps({"file": path})
-            yield beam.pvalue.TaggedOutput(ERRORS, pa.table({
-                "node_id": [self.node_id], "error": [f"unreadable file: {exc}"], "row": [row]}))
+            yield beam.pvalue.TaggedOutput(ERRORS, (-1, pa.table({
+                "node_id": [self.node_id], "error": [f"unreadable file: {exc}{note}"], "row": [row]})))
+
+
+class _WholeFiles(beam.DoFn):
+    """Drops the rows (main: by the file index in ORD) or error rows ((index, table) pairs) of files that broke
+    part-way. Its side input (every reader's unreadable files) is complete only once every file was read, so
+    nothing downstream sees a row of a file before the whole file was read."""
+
+    def __init__(self, errors: bool):
+        self.errors = errors
+
+    def process(self, item, unreadable):
+        import pyarrow.compute as pc
+
+        bad = set(unreadable)
+        if self.errors:
+            index, table = item
+            if index not in bad:
+                yield table
+            return
+        if not bad or item.num_rows == 0:
+            yield item
+            return
+        files = pc.shift_right(item.column(ORD), 36)
+        keep = pc.invert(pc.is_in(files, pa.array(sorted(bad), pa.int64())))
+        kept = item.filter(keep)
+        if kept.num_rows:
+            yield kept
 
 
 def _bad_rows_table(node_id, bad_rows) -> pa.Table:
@@ -139,8 +176,11 @@ def lower_source(p, node, ctx: RunContext, label: str, schema=None):
             matched = matched | f"{label}/Reshuffle" >> beam.Reshuffle()
         read = (matched | f"{label}/ReadFiles" >> beam.ParDo(_ReadFilesFn(
                     node.id, cfg.format, file_options(cfg), declared, ctx.batch_rows, ctx.run_dir, hint))
-                .with_outputs(ERRORS, main="main"))
-        return {"main": read.main, ERRORS: read[ERRORS]}
+                .with_outputs(ERRORS, _ReadFilesFn.UNREADABLE, main="main"))
+        broken = beam.pvalue.AsList(read[_ReadFilesFn.UNREADABLE])
+        main = read.main | f"{label}/WholeFiles" >> beam.ParDo(_WholeFiles(False), broken)
+        errors = read[ERRORS] | f"{label}/WholeFileErrors" >> beam.ParDo(_WholeFiles(True), broken)
+        return {"main": main, ERRORS: errors}
     if node.connector == "table":
         main = p | f"{label}/Start" >> beam.Create([None]) | f"{label}/ReadTable" >> beam.ParDo(
             _ReadTableFn(node.id, ctx.warehouse_url, cfg.table, cfg.query, ctx.batch_rows))

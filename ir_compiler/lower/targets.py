@@ -74,10 +74,13 @@ class _CommitFn(beam.DoFn):
         req = LoadRequest(table=node.schema_, mode=node.loadMode, files=files, schema=schema,
                           keys=node.upsert_keys, watermark=node.watermarkColumn, pipeline_id=info["pipeline_id"],
                           node_id=node.id, lineage=lineage,
-                          pre_sql=node.preHook.statement if node.preHook and node.preHook.type == "sql" else None)
+                          pre_sql=node.preHook.statement if node.preHook and node.preHook.type == "sql" else None,
+                          ledger=self._ledger())
         self._webhook(node.preHook, "pre", None)  # a failing pre webhook stops the load (raises FlowError)
         wh = open_warehouse(info["warehouse_url"])
         rep = self._with_retry(lambda: wh.load(req))
+        from ir_compiler.faults import fault
+        fault("after_commit")
         warnings = list(rep.warnings)
         post = node.postHook
         if post is not None:  # only after the load committed; a failure is a warning, the load stays
@@ -90,6 +93,17 @@ class _CommitFn(beam.DoFn):
                 warnings.append(f"postHook failed after the load committed: {str(exc).splitlines()[0]}")
         return {"rowsLoaded": rep.rows_loaded, "rowsSkipped": rep.rows_skipped, "warnings": warnings,
                 "table": node.schema_}
+
+    def _ledger(self) -> dict | None:
+        """The input files this load records in ``_flow_files``, minus the unreadable ones (their rows never
+        reach a target: the source drops them, so they are not loaded)."""
+        from ir_compiler.lower.context import read_reports
+
+        led = self.info.get("ledger")
+        if not led:
+            return None
+        bad = set(read_reports(self.info["run_dir"], "files"))
+        return {**led, "files": [e for e in led["files"] if f"{e['source']}.{e['index']}" not in bad]}
 
     def _with_retry(self, fn):
         """errorHandling.retry for the load: an unreachable warehouse is retried (a failed load rolled back, so
@@ -156,7 +170,8 @@ def lower_target(pcoll, node, ctx, label, gate, lineage_source: str, schema_fiel
     from ir_compiler.lower import runfs
     folder = runfs.join(ctx.run_dir, "staging", node.id)
     info = {"run_dir": ctx.run_dir, "run_id": ctx.run_id, "pipeline_id": ctx.pipeline_id,
-            "warehouse_url": ctx.warehouse_url, "schema": schema_fields, "retry": ctx.retry}
+            "warehouse_url": ctx.warehouse_url, "schema": schema_fields, "retry": ctx.retry,
+            "ledger": ctx.ledger.get(node.id)}
     staged = (pcoll | f"{label}/StageArrow" >> beam.ParDo(_StageFn(node.id, folder))
               | f"{label}/CollectStaged" >> beam.combiners.ToList())
     side = [beam.pvalue.AsList(g) for g in gate or []]
@@ -247,8 +262,6 @@ class _AppendFn(beam.DoFn):
         self.table_name, self.kind, self.node_id, self.info = table_name, kind, node_id, ctx_info
 
     def process(self, tables):
-        from connectors.warehouse import open_warehouse
-
         tables = [t for t in tables if t.num_rows]
         if not tables:
             return
@@ -259,11 +272,29 @@ class _AppendFn(beam.DoFn):
             rows = dlq_rows(rows, self.info["run_id"], self.info["pipeline_id"])
         name = f"{self.kind}.{self.node_id}" if self.kind == "quarantine" else "dlq"
         try:
-            wh = open_warehouse(self.info["warehouse_url"])
-            n = wh.append_rows(self.table_name, rows)
+            n = _append_retrying(self.info["warehouse_url"], self.table_name, rows)
             write_report(self.info["run_dir"], "side_tables", name, {"table": self.table_name, "rows": n})
         except FlowError as exc:
-            write_report(self.info["run_dir"], "side_tables", name, {"table": self.table_name, "error": exc.message})
+            write_report(self.info["run_dir"], "side_tables", name, {"table": self.table_name, "error": exc.message,
+                                                                     "lost": rows.num_rows})
+
+
+def _append_retrying(url: str, table_name: str, rows: pa.Table, attempts: int = 4) -> int:
+    """Append quarantine/DLQ rows; a warehouse that cannot be reached (or a DuckDB file held past its wait) is
+    tried again with backoff — the append is one transaction, so a retry cannot duplicate rows."""
+    import time
+
+    from connectors.warehouse import open_warehouse
+    from ir_compiler.errors import ConnectorError
+
+    for attempt in range(attempts):
+        try:
+            return open_warehouse(url).append_rows(table_name, rows)
+        except ConnectorError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.5 * 2 ** attempt)
+    return 0
 
 
 def lower_append(pcoll, table_name, kind, node_id, ctx, label):

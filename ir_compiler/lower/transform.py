@@ -39,6 +39,9 @@ class _RowOpsFn(beam.DoFn):
                 return
             if res.filtered:
                 self.filtered.inc(res.filtered)
+            for note, n in res.notes.items():  # "note:..." counters become warnings in the run result
+                if n:
+                    counter(self.node_id, f"note:{note}").inc(n)
             for err in res.errors:
                 if err.num_rows:
                     self.errored.inc(err.num_rows)

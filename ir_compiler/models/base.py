@@ -9,8 +9,24 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from ir_compiler.types import is_valid_type
 
 NODE_ID = r"^[a-z][a-z0-9_-]*$"
+MAX_ID_LENGTH = 128  # node and pipeline ids become file, folder, metric and job names
 _DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+Name = Annotated[str, Field(min_length=1)]  # a column, route or key name: never empty
+INT64_MIN, INT64_MAX = -2 ** 63, 2 ** 63 - 1
+
+
+def scalar_problem(value) -> str | None:
+    """Why ``value`` is not a column value (string, 64-bit int, finite float, bool or null), or None."""
+    if value is None or isinstance(value, (str, bool)):
+        return None
+    if isinstance(value, int):
+        return None if INT64_MIN <= value <= INT64_MAX else "is out of the int range (64-bit)"
+    if isinstance(value, float):
+        return None if value == value and abs(value) != float("inf") else "is not a finite number"
+    return f"must be a string, number, boolean or null, not {'an object' if isinstance(value, dict) else 'an array'}"
 
 
 class Strict(BaseModel):
@@ -100,7 +116,8 @@ class Position(Strict):
 class NodeBase(Strict):
     """Fields every node has."""
 
-    id: str = Field(pattern=NODE_ID, description="unique node id, [a-z][a-z0-9_-]*")
+    id: str = Field(pattern=NODE_ID, max_length=MAX_ID_LENGTH,
+                    description="unique node id, [a-z][a-z0-9_-]*, at most 128 characters")
     description: str | None = None
     label: str | None = None
     position: Position | None = None

@@ -5,7 +5,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field
 
-from ir_compiler.models.base import Strict
+from ir_compiler.models.base import MAX_ID_LENGTH, Strict
 from ir_compiler.models.nodes import Node
 
 
@@ -74,7 +74,8 @@ class Pipeline(Strict):
 
     kind: Literal["pipeline"] = "pipeline"
     version: Literal["1.0"] = "1.0"
-    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", description="lowercase slug")
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]*$", max_length=MAX_ID_LENGTH,
+                    description="lowercase slug, at most 128 characters")
     metadata: Metadata | None = None
     schedule: Schedule | None = None
     params: dict[str, ParamSpec] = Field(default_factory=dict)

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, model_validator
+from pydantic import Field, TypeAdapter, model_validator
 
-from ir_compiler.models.base import FieldSpec, NodeBase, Strict, Window
+from ir_compiler.models.base import MAX_ID_LENGTH, FieldSpec, NodeBase, Strict, Window
 from ir_compiler.models.connectors import SINK_CONNECTORS, SOURCE_CONNECTORS
 from ir_compiler.models.ops import Op
 
@@ -102,7 +102,7 @@ class ValidateNode(NodeBase):
 
 
 class Route(Strict):
-    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$", max_length=MAX_ID_LENGTH)
     condition: str = Field(min_length=1)
 
 
@@ -112,7 +112,7 @@ class BranchNode(NodeBase):
     kind: Literal["branch"] = "branch"
     input: str
     routes: list[Route] = Field(min_length=1)
-    otherwise: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$")
+    otherwise: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_-]*$", max_length=MAX_ID_LENGTH)
     mode: Literal["first_match", "all_matches"] = "first_match"
 
     def upstream_refs(self):
@@ -220,5 +220,6 @@ Node = Annotated[
     Union[SourceNode, TransformNode, ValidateNode, BranchNode, JoinNode, EnrichNode, TargetNode, ArchiveNode],
     Field(discriminator="kind"),
 ]
+NODE_ADAPTER = TypeAdapter(Node)  # one node on its own (validation reports every node, even next to a broken one)
 NODE_KINDS = {m.model_fields["kind"].default: m for m in
               (SourceNode, TransformNode, ValidateNode, BranchNode, JoinNode, EnrichNode, TargetNode, ArchiveNode)}

@@ -5,7 +5,7 @@ from typing import Annotated, Any, Literal, Union
 
 from pydantic import Field, field_validator, model_validator
 
-from ir_compiler.models.base import Strict, Window
+from ir_compiler.models.base import Name, Strict, Window, scalar_problem
 from ir_compiler.types import is_valid_type
 
 
@@ -25,6 +25,18 @@ class AddField(Strict):
     field: str = Field(min_length=1)
     value: Any = None
     type: str | None = None
+
+    @field_validator("value")
+    @classmethod
+    def _in_range(cls, v):
+        stack = [v]
+        while stack:
+            x = stack.pop()
+            if isinstance(x, (dict, list)):
+                stack += list(x.values()) if isinstance(x, dict) else x
+            elif isinstance(x, (int, float)) and scalar_problem(x):
+                raise ValueError(f"value {scalar_problem(x)}")
+        return v
 
     @field_validator("type")
     @classmethod
@@ -78,15 +90,32 @@ class MapValues(Strict):
     field: str = Field(min_length=1)
     mapping: dict[str, Any]
     default: Any = None
-    output: str | None = Field(default=None, description="write to this column instead of in place")
+    output: str | None = Field(default=None, min_length=1, description="write to this column instead of in place")
+
+    @field_validator("mapping")
+    @classmethod
+    def _scalar_values(cls, v):
+        for key, value in v.items():
+            problem = scalar_problem(value)
+            if problem:
+                raise ValueError(f"the value of {key!r} {problem}")
+        return v
+
+    @field_validator("default")
+    @classmethod
+    def _scalar_default(cls, v):
+        problem = scalar_problem(v)
+        if problem:
+            raise ValueError(f"default {problem}")
+        return v
 
 
 class Split(Strict):
     op: Literal["split"] = "split"
     field: str = Field(min_length=1)
     delimiter: str = Field(min_length=1)
-    into: list[str] | None = None
-    output: str | None = None
+    into: list[Name] | None = Field(default=None, min_length=1)
+    output: str | None = Field(default=None, min_length=1)
 
     @model_validator(mode="after")
     def _one(self):
@@ -116,7 +145,7 @@ class Deduplicate(Strict):
 
 
 class Aggregation(Strict):
-    field: str | None = None
+    field: str | None = Field(default=None, min_length=1)
     fn: Literal["count", "sum", "avg", "min", "max", "count_distinct", "first", "last"]
     as_: str = Field(alias="as", min_length=1)
 
@@ -145,6 +174,17 @@ class Lookup(Strict):
         if sum(x is not None for x in (self.connector, self.table, self.rows)) != 1:
             raise ValueError("lookup needs exactly one of 'table', 'connector' (+ 'config') or 'rows'")
         return self
+
+    @field_validator("rows")
+    @classmethod
+    def _a_table(cls, rows):
+        if rows:
+            import pyarrow as pa
+            try:
+                pa.Table.from_pylist(rows)
+            except (pa.ArrowException, OverflowError, TypeError, ValueError) as exc:
+                raise ValueError(f"the inline rows do not form a table (one type per column): {exc}") from None
+        return rows
 
 
 class LookupJoin(Strict):

@@ -1,4 +1,5 @@
-"""The ``cast`` op: vectorised Arrow casts; values that cannot convert are routed by ``onError``."""
+"""The ``cast`` op and every value conversion (SQL CAST too): PostgreSQL's conversion rules, vectorised where Arrow
+gives the same answer, one value at a time otherwise; values that cannot convert are routed by ``onError``."""
 from __future__ import annotations
 
 import datetime as dt
@@ -7,11 +8,13 @@ import decimal
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ir_compiler.expressions import pgvalues as pv
 from ir_compiler.ops.common import OpResult, OpTypeError, error_rows, require
 from ir_compiler.types import Field, Schema, parse_type, to_arrow
 
-_TRUE = {"true", "t", "yes", "y", "1", "on"}
-_FALSE = {"false", "f", "no", "n", "0", "off"}
+_BOOL_WORDS = {"t": True, "tr": True, "tru": True, "true": True, "y": True, "ye": True, "yes": True, "on": True,
+               "1": True, "f": False, "fa": False, "fal": False, "fals": False, "false": False, "n": False,
+               "no": False, "of": False, "off": False, "0": False}
 
 
 def cast_schema(op, schema: Schema | None) -> Schema | None:
@@ -24,83 +27,163 @@ def cast_schema(op, schema: Schema | None) -> Schema | None:
     return schema.with_field(Field(op.field, target, True))
 
 
-def convert_value(value, target, fmt: str | None):
-    """Python conversion of one value (the slow path, used only to find which rows fail)."""
+def convert_value(value, target, fmt: str | None = None, *, zone_to_utc: bool = True):
+    """One value converted as PostgreSQL's CAST does; raises ValueError (pgvalues.ConversionError) if it cannot.
+
+    ``zone_to_utc``: a zone offset in timestamp text is applied (timestamptz, and the cast op) or ignored (SQL
+    ``CAST(... AS timestamp)``, as PostgreSQL does).
+    """
     if value is None:
         return None
     name = target.name
-    if isinstance(value, str):
-        value = value.strip()
     if name == "string":
-        return value.isoformat() if isinstance(value, (dt.date, dt.datetime)) else str(value)
-    if name == "int":
-        if isinstance(value, float):
-            return int(round(value))
-        return int(value) if not isinstance(value, str) else int(value, 10)
-    if name == "float":
-        return float(value)
-    if name == "decimal":
-        return decimal.Decimal(str(value)).quantize(decimal.Decimal(1).scaleb(-target.scale))
-    if name == "bool":
-        if isinstance(value, str):
-            low = value.lower()
-            if low in _TRUE or low in _FALSE:
-                return low in _TRUE
-            raise ValueError(value)
-        return bool(value)
-    if name in ("date", "timestamp"):
-        if isinstance(value, str):
-            parsed = dt.datetime.strptime(value, fmt) if fmt else dt.datetime.fromisoformat(value)
+        return pv.value_text(value)
+    if isinstance(value, str):
+        if fmt and name in ("date", "timestamp"):
+            parsed = dt.datetime.strptime(value.strip(), fmt)
             return parsed.date() if name == "date" else parsed.replace(tzinfo=None)
-        if isinstance(value, dt.datetime):
-            return value.date() if name == "date" else value
-        if isinstance(value, dt.date):
-            return value if name == "date" else dt.datetime(value.year, value.month, value.day)
-    raise ValueError(f"cannot convert {type(value).__name__} to {name}")
+        if name == "int":
+            return pv.text_to_int(value)
+        if name == "float":
+            return pv.text_to_float(value)
+        if name == "decimal":
+            return pv.text_to_decimal(value, target.precision, target.scale)
+        if name == "bool":
+            return pv.text_to_bool(value)
+        if name == "date":
+            return pv.text_to_date(value)
+        if name == "timestamp":
+            return pv.text_to_timestamp(value, zone_to_utc)
+    elif isinstance(value, bool):
+        if name == "int":
+            return int(value)
+        if name == "bool":
+            return value
+    elif isinstance(value, (int, float, decimal.Decimal)):
+        if name == "int":
+            return (pv.check_int(value) if isinstance(value, int) else pv.float_to_int(value)
+                    if isinstance(value, float) else pv.decimal_to_int(value))
+        if name == "float":
+            return float(value)
+        if name == "decimal":
+            if isinstance(value, float):
+                return pv.float_to_decimal(value, target.precision, target.scale)
+            return pv.fit_decimal(decimal.Decimal(value), target.precision, target.scale)
+        if name == "bool" and isinstance(value, int):
+            return value != 0
+    elif isinstance(value, dt.datetime):
+        if name == "timestamp":
+            return value.replace(tzinfo=None) if value.tzinfo is None else \
+                value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        if name == "date":
+            return value.date()
+    elif isinstance(value, dt.date):
+        if name == "date":
+            return value
+        if name == "timestamp":
+            return dt.datetime(value.year, value.month, value.day)
+    raise pv.ConversionError(f"cannot convert {type(value).__name__} to {target}")
 
 
-def _fast_cast(arr: pa.ChunkedArray, target, fmt: str | None) -> pa.ChunkedArray:
-    atype = to_arrow(target)
-    if pa.types.is_string(arr.type):
-        arr = pc.utf8_trim_whitespace(arr)
+# ---- the vectorised path: only where Arrow gives exactly PostgreSQL's answer -------------------------
+def _guard(target) -> str | None:
+    """An RE2 pattern: text matching it converts in Arrow exactly as PostgreSQL converts it."""
+    name = target.name
+    if name == "int":
+        return r"^-?[0-9]{1,18}$"
+    if name == "float":
+        return r"^-?[0-9]{1,20}(\.[0-9]{1,20})?([eE][+-]?[0-9]{1,2})?$"
+    if name == "decimal":
+        whole = target.precision - target.scale
+        frac = rf"(\.[0-9]{{1,{target.scale}}})?" if target.scale else ""
+        return rf"^-?[0-9]{{1,{whole}}}{frac}$" if whole > 0 else None
+    if name == "date":
+        return r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+    if name == "timestamp":
+        return r"^[0-9]{4}-[0-9]{2}-[0-9]{2}([ T][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]{1,6})?)?$"
+    return None
+
+
+def _fast_cast(arr: pa.ChunkedArray, target, fmt: str | None):
+    """The converted array, or None when the values need the per-value path (which also finds the failures)."""
+    atype, src = to_arrow(target), arr.type
+    if src == atype:
+        return arr
+    if pa.types.is_string(src) or pa.types.is_large_string(src):
+        if target.name == "string":
+            return arr
+        trimmed = pc.utf8_trim(arr, characters=pv._WS)
         if fmt and target.name in ("date", "timestamp"):
-            parsed = pc.strptime(arr, format=fmt, unit="us")
-            return pc.cast(parsed, atype)
+            return pc.cast(pc.strptime(trimmed, format=fmt, unit="us"), atype)
         if target.name == "bool":
-            low = pc.utf8_lower(arr)
-            ok = pc.or_(pc.is_in(low, pa.array(sorted(_TRUE))), pc.is_in(low, pa.array(sorted(_FALSE))))
-            if not pc.all(pc.or_(ok, pc.is_null(arr))).as_py():
-                raise pa.ArrowInvalid("bad bool")
-            return pc.if_else(pc.is_null(arr), pa.scalar(None, pa.bool_()),
-                              pc.is_in(low, pa.array(sorted(_TRUE))))
-    if target.name == "int" and pa.types.is_floating(arr.type):
-        arr = pc.round(arr, round_mode="half_to_even")
-    return pc.cast(arr, atype, safe=True)
+            low = pc.utf8_lower(trimmed)
+            words = pa.array(list(_BOOL_WORDS))
+            if not pc.all(pc.or_(pc.is_in(low, words), pc.is_null(low))).as_py():
+                return None
+            return pc.is_in(low, pa.array([k for k, v in _BOOL_WORDS.items() if v])).cast(pa.bool_()) \
+                if arr.null_count == 0 else pc.if_else(pc.is_null(low), pa.scalar(None, pa.bool_()),
+                                                       pc.is_in(low, pa.array([k for k, v in _BOOL_WORDS.items()
+                                                                               if v])))
+        guard = _guard(target)
+        if guard is None or not pc.all(pc.or_(pc.match_substring_regex(trimmed, guard),
+                                              pc.is_null(trimmed))).as_py():
+            return None
+        return pc.cast(trimmed, atype)
+    if pa.types.is_null(src):
+        return pa.chunked_array([pa.nulls(len(arr), atype)])
+    if target.name == "float" and pa.types.is_integer(src):
+        return pc.cast(arr, atype)
+    if target.name == "float" and pa.types.is_decimal(src):
+        return pc.cast(pc.cast(arr, pa.string()), atype)  # correctly rounded, as PostgreSQL's numeric → float8
+    if target.name == "int":
+        if pa.types.is_floating(src):
+            return pc.cast(pc.round(arr, round_mode="half_to_even"), atype)
+        if pa.types.is_decimal(src):
+            return pc.cast(pc.round(arr, round_mode="half_towards_infinity"), atype)
+        if pa.types.is_integer(src) or pa.types.is_boolean(src):
+            return pc.cast(arr, atype)
+    if target.name == "decimal":
+        if pa.types.is_integer(src):
+            return pc.cast(arr, atype)
+        if pa.types.is_decimal(src):
+            return pc.cast(pc.round(arr, target.scale, round_mode="half_towards_infinity"), atype)
+    if target.name == "bool" and pa.types.is_integer(src):
+        return pc.cast(arr, atype)
+    if target.name == "timestamp" and pa.types.is_date(src):
+        return pc.cast(arr, atype)
+    if target.name == "string" and (pa.types.is_integer(src) or pa.types.is_boolean(src)):
+        return pc.cast(arr, atype)
+    return None
 
 
-def cast_array(arr, target, fmt: str | None):
-    """Cast an array; returns (result, failed_mask or None)."""
+def cast_array(arr, target, fmt: str | None = None, *, zone_to_utc: bool = True):
+    """Cast an array; returns (result, failed_mask or None). Failures are values PostgreSQL would reject."""
     arr = arr if isinstance(arr, pa.ChunkedArray) else pa.chunked_array([arr])
     try:
-        return _fast_cast(arr, target, fmt), None
+        fast = _fast_cast(arr, target, fmt)
+        if fast is not None:
+            return fast, None
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         pass
     out, failed = [], []
     for v in arr.to_pylist():
         try:
-            out.append(convert_value(v, target, fmt))
+            out.append(convert_value(v, target, fmt, zone_to_utc=zone_to_utc))
             failed.append(False)
-        except (ValueError, TypeError, ArithmeticError, decimal.InvalidOperation):
+        except (ValueError, TypeError, ArithmeticError, decimal.InvalidOperation, OverflowError):
             out.append(None)
             failed.append(True)
-    return pa.chunked_array([pa.array(out, to_arrow(target))]), pa.array(failed)
+    return pa.chunked_array([pa.array(out, to_arrow(target))]), (pa.array(failed) if any(failed) else None)
+
+
+NULLED_NOTE = "cast {field} → {to}: value(s) set to NULL (onError null)"
 
 
 def apply_cast(op, table: pa.Table, node_id: str = "") -> OpResult:
     target = parse_type(op.to)
     idx = table.column_names.index(op.field)
     result, failed = cast_array(table.column(idx), target, op.format)
-    errors = []
+    errors, notes = [], {}
     if failed is not None and pc.any(failed).as_py():
         if op.onError == "fail":
             bad = table.column(idx).filter(failed)[0].as_py()
@@ -111,7 +194,9 @@ def apply_cast(op, table: pa.Table, node_id: str = "") -> OpResult:
             errors.append(error_rows(table, failed, reason))
             keep = pc.invert(failed)
             table, result = table.filter(keep), result.filter(keep)
-    return OpResult(table.set_column(idx, op.field, result), errors)
+        else:
+            notes[NULLED_NOTE.format(field=op.field, to=target)] = pc.sum(failed.cast(pa.int64())).as_py()
+    return OpResult(table.set_column(idx, op.field, result), errors, notes=notes)
 
 
 class CastFailure(Exception):

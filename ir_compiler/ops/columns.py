@@ -198,6 +198,17 @@ def merge_schema(op, schema):
 
 
 def merge_apply(op, table):
-    cols = [pc.cast(table.column(f), pa.string()) for f in op.fields]
-    out = pc.binary_join_element_wise(*cols, op.separator, null_handling="skip")
+    """PostgreSQL ``concat_ws(separator, fields...)``: NULL fields are skipped; a row whose fields are all NULL
+    gives the empty string. Values are written as PostgreSQL prints them (``true``, ``1.5``, ``2024-01-31``)."""
+    from ir_compiler.ops.cast import cast_array
+    from ir_compiler.types import STRING as _STRING
+    acc = None
+    for f in op.fields:
+        col, _ = cast_array(table.column(f), _STRING)
+        if acc is None:
+            acc = col
+            continue
+        joined = pc.binary_join_element_wise(acc, col, op.separator, null_handling="emit_null")
+        acc = pc.if_else(pc.is_null(acc), col, pc.if_else(pc.is_null(col), acc, joined))
+    out = pc.fill_null(acc, "") if table.num_rows else pa.array([], pa.string())
     return OpResult(_set(table, op.into, out))

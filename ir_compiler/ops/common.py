@@ -26,6 +26,7 @@ class OpResult:
     errors: list[pa.Table] = field(default_factory=list)  # rows with an ERROR column
     filtered: int = 0
     warnings: list[str] = field(default_factory=list)
+    notes: dict[str, int] = field(default_factory=dict)  # counted per node, reported as run-result warnings
 
 
 def require(schema, name: str, field_name: str = "field"):

@@ -17,10 +17,17 @@ def _compile(text: str, schema: Schema, field_name: str, boolean: bool = False):
         raise OpTypeError(exc.message, field_name) from None
 
 
+def _storable(compiled):
+    if compiled.type.name == "interval":
+        raise OpTypeError("an interval cannot be stored in a column; use extract(epoch from …) for seconds or "
+                          "CAST(… AS text)", "expr")
+    return compiled
+
+
 def expression_schema(op, schema):
     if schema is None:
         return None
-    compiled = _compile(op.expr, schema, "expr")
+    compiled = _storable(_compile(op.expr, schema, "expr"))
     return schema.with_field(Field(op.field, compiled.type))
 
 
@@ -68,7 +75,7 @@ def _route_failures(table, values, failed, reasons):
 
 
 def expression_apply(op, table):
-    compiled = _compile(op.expr, table_schema(table), "expr")
+    compiled = _storable(_compile(op.expr, table_schema(table), "expr"))
     values, failed, reasons = evaluate(compiled, table)
     table, values, errors = _route_failures(table, values, failed, reasons)
     if op.field in table.column_names:

@@ -1,0 +1,73 @@
+"""Type conversion against a real PostgreSQL server: every cast from text (to bigint, double precision,
+numeric(p,s), boolean, date, timestamp, timestamptz, text) gives PostgreSQL's value or PostgreSQL's error, in both
+flow-beam back-ends; values converted back to text are printed as PostgreSQL prints them. The only differences are
+the documented rejections (flow-beam errors, never a different value): non-ISO date text, NaN/infinity into
+decimal."""
+import datetime as dt
+import decimal
+import random
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from expr_oracle import CAST_TARGETS, Oracle, cast_inputs, check_cast
+from ir_compiler.expressions.pgvalues import value_text
+from pg_util import fresh_database
+
+pytestmark = pytest.mark.infra
+
+
+@pytest.fixture(scope="module")
+def oracle():
+    with fresh_database() as url:
+        o = Oracle(url)
+        yield o
+        o.close()
+
+
+def test_every_cast_of_the_input_catalogue_agrees(oracle):
+    inputs = cast_inputs(random.Random(0))
+    problems, documented = [], 0
+    for target, pg_type in CAST_TARGETS:
+        for value in inputs:
+            why = check_cast(oracle, target, pg_type, value)
+            if why == "documented":
+                documented += 1
+            elif why:
+                problems.append(why)
+    assert not problems, "\n".join(problems[:20])
+    assert documented < len(inputs)  # the documented rejections stay a small, known set
+
+
+_NUMBERISH = st.from_regex(r"\A[ \t]{0,2}[+-]?[0-9]{0,22}(\.[0-9]{0,8})?([eE][+-]?[0-9]{1,3})?[ \t]{0,2}\Z")
+_DATEISH = st.builds(lambda y, m, d, h, mi, s, f, sep, z: f"{y:04d}-{m:02d}-{d:02d}{sep}{h:02d}:{mi:02d}:{s:02d}{f}{z}",
+                     st.integers(1, 9999), st.integers(0, 13), st.integers(0, 32), st.integers(0, 25),
+                     st.integers(0, 60), st.integers(0, 61), st.sampled_from(["", ".5", ".123456", ".1234567"]),
+                     st.sampled_from([" ", "T"]), st.sampled_from(["", "Z", "+02", "-05:30", "+14:00"]))
+
+
+@settings(max_examples=150, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=_NUMBERISH, target=st.sampled_from(CAST_TARGETS[:4]))
+def test_generated_numbers_cast_like_postgresql(oracle, value, target):
+    why = check_cast(oracle, target[0], target[1], value)
+    assert why in (None, "documented"), why
+
+
+@settings(max_examples=120, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(value=_DATEISH, target=st.sampled_from(CAST_TARGETS[5:8]))
+def test_generated_timestamps_cast_like_postgresql(oracle, value, target):
+    why = check_cast(oracle, target[0], target[1], value)
+    assert why in (None, "documented"), why
+
+
+@settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.one_of(st.floats(allow_nan=False), st.integers(-2 ** 63, 2 ** 63 - 1),
+                 st.decimals(allow_nan=False, allow_infinity=False, places=4, min_value=-10 ** 20,
+                             max_value=10 ** 20), st.booleans(),
+                 st.dates(), st.datetimes(min_value=dt.datetime(1, 1, 2))))
+def test_values_print_as_postgresql_prints_them(oracle, value):
+    pg_type = {bool: "boolean", int: "bigint", float: "float8", decimal.Decimal: "numeric", dt.date: "date",
+               dt.datetime: "timestamp"}[type(value)]
+    kind, text = oracle.scalar("{v}::text", value, pg_type)
+    assert kind == "ok" and text == value_text(value), (value, text, value_text(value))
