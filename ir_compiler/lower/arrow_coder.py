@@ -54,3 +54,83 @@ def tables(pcoll):
     if pcoll.element_type in (None, object, typehints.Any):
         pcoll.element_type = pa.Table
     return pcoll
+
+
+# ---- untyped PCollections: Beam's fast primitives coder, with Arrow IPC (not pickle) for tables --------------
+class _ArrowOrPickleCoder(beam.coders.Coder):
+    """What the fast primitives coder calls for a type it does not know: tables as Arrow IPC (tag ``A``), anything
+    else pickled (tag ``P``) like Beam's default fallback."""
+
+    def encode(self, value) -> bytes:
+        if type(value) is pa.Table:
+            sink = pa.BufferOutputStream()
+            sink.write(b"A")
+            with pa.ipc.new_stream(sink, value.schema) as writer:
+                writer.write_table(value)
+            return sink.getvalue().to_pybytes()
+        import pickle
+        return b"P" + pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
+
+    def decode(self, encoded: bytes):
+        if encoded[:1] == b"A":
+            return pa.ipc.open_stream(pa.py_buffer(encoded).slice(1)).read_all()
+        import pickle
+        return pickle.loads(memoryview(encoded)[1:])
+
+    def is_deterministic(self) -> bool:
+        return False
+
+    def __eq__(self, other):
+        return type(self) is type(other)
+
+    def __hash__(self):
+        return hash(type(self))
+
+
+def _sized(value):
+    """Bytes of a table, or of a tuple holding tables (a keyed slice), without encoding; None otherwise."""
+    if type(value) is pa.Table:
+        return value.nbytes
+    if type(value) is tuple:
+        sizes = [_sized(v) for v in value]
+        if any(s is not None for s in sizes):
+            return sum(8 if s is None else s for s in sizes)
+    return None
+
+
+class _FastArrowImpl(coder_impl.FastPrimitivesCoderImpl):
+    def get_estimated_size_and_observables(self, value, nested=False):
+        size = _sized(value)
+        if size is not None:
+            return size, []
+        return super().get_estimated_size_and_observables(value, nested)
+
+    def estimate_size(self, value, nested=False):
+        size = _sized(value)
+        return size if size is not None else super().estimate_size(value, nested)
+
+
+class FastArrowCoder(beam.coders.FastPrimitivesCoder):
+    """The coder of untyped PCollections in flow-beam pipelines (registered as Beam's first fallback coder): Beam's
+    fast primitives coder, whose fallback writes Arrow tables as IPC streams (zero-copy to read back, about twice
+    as fast to write as pickle) and whose size sampling reads table sizes from their buffers. Deterministic
+    (key) encodings are Beam's own."""
+
+    def __init__(self, fallback_coder=None):
+        super().__init__(fallback_coder or _ArrowOrPickleCoder())
+
+    def _create_impl(self):
+        return _FastArrowImpl(self._fallback_coder.get_impl())
+
+    @classmethod
+    def from_type_hint(cls, typehint, registry):
+        from apache_beam import typehints
+
+        if typehint in (None, object, typehints.Any) or isinstance(typehint, typehints.TypeVariable):
+            return cls()
+        raise ValueError(f"{typehint} is typed; Beam's own fallback applies")
+
+
+if not getattr(beam.coders.registry, "_flow_beam_fast_arrow", False):
+    beam.coders.registry.register_fallback_coder(FastArrowCoder)
+    beam.coders.registry._flow_beam_fast_arrow = True
