@@ -3,10 +3,10 @@
 ``import apache_beam`` imports, inside ``try/except ImportError``, every optional IO it finds installed: the Google
 Cloud clients (BigQuery, Pub/Sub, GCS, Dataflow), Azure, AWS, MongoDB and aiohttp. Here that is most of Beam's
 import time (measured: 1,055 modules instead of 2,114, 0.6 s instead of 1.6 s). For a run on the direct or prism
-runner of a document that mentions no cloud resource, :func:`import_beam` makes those optional imports fail once, so Beam
-skips them exactly as it does when the extras are not installed. Nothing else changes: the blocker is removed
-right after Beam's import, so our own connectors (e.g. ``google.cloud.pubsub``) still import normally later.
-Set ``FLOW_BEAM_FULL_IMPORT=1`` to turn this off."""
+runner of a document that mentions no cloud resource, :func:`import_beam` makes those optional imports fail once,
+so Beam skips them exactly as it does when the extras are not installed. Nothing else changes: the blocker is
+removed right after Beam's import, so our own connectors (e.g. ``google.cloud.pubsub``) still import normally
+later. Set ``FLOW_BEAM_FULL_IMPORT=1`` to turn this off."""
 from __future__ import annotations
 
 import importlib.abc
