@@ -79,6 +79,8 @@ class PostgresWarehouse(Warehouse):
         cols = ", ".join(f"{self.ident(f.name)} {t}" for f, t in zip(table.schema, types))
         con.execute(f"CREATE TEMP TABLE {self.ident(name)} ({cols}) ON COMMIT DROP")
         self._copy(con, self.ident(name), table, [DDL_TYPES.get(t) for t in types])
+        if table.num_rows > 1000:  # autovacuum never analyzes temp tables: without statistics the planner guesses,
+            con.execute(f"ANALYZE {self.ident(name)}")  # e.g. a nested loop for an upsert's DELETE ... EXISTS
 
     def copy_into(self, con, name: str, table: pa.Table) -> None:
         """COPY the rows straight into a table, by column name (inside the load transaction)."""
