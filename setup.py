@@ -55,7 +55,7 @@ setup(
     extras_require={
         "postgres": ["psycopg[binary]>=3.1,<4"],
         "gcp": ["apache-beam[gcp]>=2.77.0,<2.80"],
-        # the pulsar_consumer source (connectors/pulsar_client.py): the official client, C++ core, manylinux wheels
+        # the pulsar_consumer source (connectors/pulsar/client.py): the official client, C++ core, manylinux wheels
         "pulsar": ["pulsar-client>=3.13,<4"],
         # remote file connectors (connectors/remotefs.py): s3, gcs, azure_blob, sftp, ftp (fsspec), http_pull
         "remote": REMOTE,

@@ -865,7 +865,7 @@ def write_table(table: pa.Table, folder: str, fmt: str, *, prefix: str = "part",
     tmp = os.path.join(folder, f".{prefix}-{uuid.uuid4().hex}.tmp")
     try:
         _write_payload(table, tmp, fmt, compression)
-        from connectors.files import _place
+        from connectors.local_fs.files import _place
         return _place(tmp, folder, f"{prefix}-{shard:05d}.{ext}")
     finally:
         if os.path.exists(tmp):

@@ -1,104 +1,64 @@
-"""THE connector registry: which source connectors run here, and schema sampling for validation."""
+"""THE list of connectors: every source and sink this build knows, in one place, built explicitly (no import side
+effects, no auto-discovery). A name used twice is an error when this module loads.
+
+Adding a connector: write its package (``connectors/<name>/__init__.py`` with its config model and its
+:class:`~connectors.base.Source` / :class:`~connectors.base.Sink` class) and add one line below. The IR's node
+union, ``flow-beam schema``, validation, ``flow-beam plan`` and the runner pick it up from here.
+"""
 from __future__ import annotations
 
-import os
-
-import pyarrow as pa
-
+from connectors import kafka, kinesis, local_fs, pubsub, pulsar, remote_files, table
+from connectors.base import Sink, Source
 from ir_compiler.errors import ConnectorError
-from ir_compiler.types import Schema
-
-# connector name -> "runs" | reason it does not run in this build (it still validates)
-SOURCES = {
-    "local_fs": "runs", "table": "runs",
-    **{c: "validates; runtime planned (mount the files and use local_fs meanwhile)"
-       for c in ("s3", "gcs", "azure_blob", "sftp", "ftp", "http_pull")},
-    "kafka_consumer": "runs in drain mode (reads what is in the topics, commits offsets after the loads)",
-    **{c: "validates; streaming runtime planned" for c in
-       ("pubsub_subscription", "kinesis_consumer", "pulsar_consumer")},
-}
-SINKS = {"local_fs": "runs", **{c: "validates; runtime planned" for c in
-                                ("s3", "gcs", "azure_blob", "kafka_producer", "pubsub_topic")}}
 
 
-def _file_config(node):
-    from ir_compiler.loader import connector_config
-    return connector_config(node)
+def by_name(kind: str, connectors: list) -> dict:
+    """``{name: connector}``; raises ValueError when two connectors of one kind share a name."""
+    out: dict = {}
+    for c in connectors:
+        if c.name in out:
+            raise ValueError(f"two {kind} connectors are named '{c.name}': {type(out[c.name]).__name__} and "
+                             f"{type(c).__name__}")
+        out[c.name] = c
+    return out
 
 
-def infer_source_schema(node, warehouse=None) -> Schema | None:
-    """Sample the data behind a source to learn its schema, or None when it is not reachable now."""
-    if node.connector == "local_fs":
-        from connectors.files import list_files
-        from connectors.formats import infer_schema
-        from ir_compiler.lower.sources import file_options
-
-        cfg = _file_config(node)
-        if not os.path.isdir(cfg.path):
-            return None
-        files = list_files(cfg.path, cfg.pattern.model_dump() if cfg.pattern else None, cfg.ordering)
-        if not files:
-            return None
-        return infer_schema(files[:3], cfg.format, file_options(cfg))
-    if node.connector == "table" and warehouse is not None:
-        cfg = _file_config(node)
-        if cfg.query:
-            return warehouse.describe_query(cfg.query)  # learned without running the query
-        return warehouse.table_schema(cfg.table)
-    return None
+SOURCES: dict[str, Source] = by_name("source", [
+    local_fs.LocalFsSource(),
+    *remote_files.SOURCES,  # s3, gcs, azure_blob, sftp, ftp, http_pull (validate and plan; no runtime yet)
+    kafka.KafkaConsumerSource(),
+    pubsub.PubsubSubscriptionSource(),
+    kinesis.KinesisConsumerSource(),
+    pulsar.PulsarConsumerSource(),
+    table.TableSource(),
+])
+SINKS: dict[str, Sink] = by_name("sink", [
+    local_fs.LocalFsSink(),
+    *remote_files.SINKS,  # s3, gcs, azure_blob (validate and plan; no runtime yet)
+    kafka.KafkaProducerSink(),
+    pubsub.PubsubTopicSink(),
+])
 
 
-def read_lookup(op, warehouse_url: str | None) -> pa.Table:
-    """The whole lookup table of a lookup_join op (small side, broadcast to every batch)."""
-    lk = op.lookup
-    if lk.rows is not None:
-        return pa.Table.from_pylist(lk.rows)
-    if lk.table is not None:
-        from connectors.warehouse import open_warehouse
-        return open_warehouse(warehouse_url).read(lk.table)
-    if lk.connector == "local_fs":
-        from connectors.files import list_files
-        from connectors.formats import read_file
-
-        cfg = lk.config or {}
-        path, fmt = cfg.get("path"), cfg.get("format", "csv")
-        if not path:
-            raise ConnectorError("a local_fs lookup needs config.path")
-        files = [path] if os.path.isfile(path) else list_files(path, cfg.get("pattern"), "lexicographic")
-        tables = [pa.Table.from_batches([c.batch]) for f in files for c in read_file(f, fmt, {})]
-        if not tables:
-            raise ConnectorError(f"lookup {path} has no rows")
-        return pa.concat_tables(tables, promote_options="permissive")
-    raise ConnectorError(f"lookup connector '{lk.connector}' is not available; use rows, table or local_fs")
-
-
-def infer_lookup_schema(op, warehouse=None) -> Schema | None:
-    lk = op.lookup
-    if lk.table is not None and warehouse is None:
-        return None
+def get_source(name: str) -> Source:
     try:
-        url = warehouse.url if warehouse is not None else None
-        return Schema.from_arrow(read_lookup(op, url).schema)
-    except ConnectorError:
-        return None
+        return SOURCES[name]
+    except KeyError:
+        raise ConnectorError(f"unknown source connector '{name}'; known: {', '.join(SOURCES)}") from None
 
 
-def read_enrich_lookup(provider: dict, warehouse_url: str | None) -> pa.Table:
-    """The lookup table of an enrich ``lookup`` provider, one row per key (the first wins)."""
-    if provider.get("rows") is not None:
-        table = pa.Table.from_pylist(provider["rows"])
-    elif provider.get("table"):
-        from connectors.warehouse import open_warehouse
-        table = open_warehouse(warehouse_url).read(provider["table"])
-    else:
-        from connectors.formats import read_file
-        chunks = [pa.Table.from_batches([c.batch]) for c in read_file(provider["path"], provider.get("format", "csv"))]
-        table = pa.concat_tables(chunks)
-    on = provider["on"]
-    keys = list(on.values()) if isinstance(on, dict) else [on] if isinstance(on, str) else list(on)
-    missing = [k for k in keys if k not in table.column_names]
-    if missing:
-        raise ConnectorError(f"the lookup has no key column(s) {missing}; it has {table.column_names}")
-    idx = table.append_column("__fb_i", pa.array(range(table.num_rows), pa.int64())).group_by(
-        keys, use_threads=False).aggregate([("__fb_i", "min")]).column("__fb_i_min")
-    return table.take(idx)
+def get_sink(name: str) -> Sink:
+    try:
+        return SINKS[name]
+    except KeyError:
+        raise ConnectorError(f"unknown sink connector '{name}'; known: {', '.join(SINKS)}") from None
+
+
+def unbounded_connectors() -> tuple[str, ...]:
+    """The names of the stream sources (capability ``bounded=False``)."""
+    return tuple(n for n, s in SOURCES.items() if not s.capabilities.bounded)
+
+
+def infer_source_schema(node, warehouse=None):
+    """Sample the data behind a source to learn its schema, or None when it is not reachable now."""
+    return get_source(node.connector).infer_schema(node, warehouse)

@@ -7,8 +7,6 @@ import gzip
 import os
 import shutil
 
-from ir_compiler.loader import connector_config
-
 
 def _unique(path: str) -> str:
     base, n = path, 1
@@ -37,7 +35,8 @@ def archive_file(path: str, action: str, folder: str | None, compress: str | Non
 
 
 def run_archives(checked, result, inputs) -> None:
-    from connectors.files import expand_date_tokens
+    from connectors.local_fs.files import expand_date_tokens
+    from connectors.registry import get_source
 
     graph = checked.graph
     for node in checked.pipeline.nodes:
@@ -51,9 +50,9 @@ def run_archives(checked, result, inputs) -> None:
             continue
         moved = []
         for src in sorted(u for u in graph.upstream(node.input) if graph.nodes[u].kind == "source"):
-            cfg = connector_config(graph.nodes[src]) if graph.nodes[src].connector == "local_fs" else None
-            if cfg is None:
+            if not get_source(graph.nodes[src].connector).capabilities.reads_files:
                 continue
+            cfg = graph.nodes[src].config
             folder = None
             if node.destination:
                 dest = expand_date_tokens(node.destination, dt.datetime.now(dt.timezone.utc), None)

@@ -44,13 +44,17 @@ class RunOptions:
     run_id: str | None = None  # set by a caller that must know the id before the run starts (the service)
 
 
-def streaming_mode(checked: CheckedPipeline, opts: RunOptions) -> bool:
-    """A pipeline with a (non-test) stream source runs unbounded on prism/flink/dataflow, or when asked;
-    on the direct runner it drains what the topics hold now (a bounded run)."""
-    from ir_compiler.models import STREAM_CONNECTORS
+def _tested(opts: RunOptions, node) -> bool:
+    return opts.test_inputs is not None and node.id in opts.test_inputs
 
-    streams = [n for n in checked.pipeline.nodes if n.kind == "source" and n.connector in STREAM_CONNECTORS
-               and not (opts.test_inputs is not None and n.id in opts.test_inputs)]
+
+def streaming_mode(checked: CheckedPipeline, opts: RunOptions) -> bool:
+    """A pipeline with a (non-test) unbounded source runs unbounded on prism/flink/dataflow, or when asked;
+    on the direct runner it drains what the streams hold now (a bounded run)."""
+    from connectors.registry import get_source
+
+    streams = [n for n in checked.pipeline.nodes if n.kind == "source" and not _tested(opts, n)
+               and not get_source(n.connector).capabilities.bounded]
     if not streams:
         return False
     if opts.streaming is None:
@@ -64,146 +68,56 @@ def streaming_mode(checked: CheckedPipeline, opts: RunOptions) -> bool:
 
 @dataclass
 class _Inputs:
-    kafka: dict = field(default_factory=dict)  # kafka source id -> (config, offset ranges read by this run)
-    kafka_starts: dict = field(default_factory=dict)  # streaming: kafka source id -> [(topic, partition, start)]
-    staged: dict = field(default_factory=dict)  # source id -> StagedFiles | None
-    paths: dict[str, list[str]] = field(default_factory=dict)  # source id -> files read (after: success paths)
-    warnings: dict[str, list[str]] = field(default_factory=dict)
-    claims: dict = field(default_factory=dict)  # source id -> connectors.files.Claim (atomicity)
-    identities: dict = field(default_factory=dict)  # source id -> [{hash, size, mtime, path}] per file read
-    loaded: dict = field(default_factory=dict)  # source id -> staged files every target already holds (not read)
-    skipped: dict = field(default_factory=dict)  # source id -> identities of those files
+    run: Any = None  # connectors.base.RunInfo: what the connectors' prepare/finish see of the run
+    prepared: dict = field(default_factory=dict)  # source id -> connectors.base.Prepared (files, offsets...)
     ledger: dict = field(default_factory=dict)  # target id -> LoadRequest.ledger (files for _flow_files)
+
+    @property
+    def paths(self) -> dict[str, list[str]]:
+        """source id -> the input files it reads (after the run: where they went)."""
+        return {k: v.paths for k, v in self.prepared.items() if v is not None and v.paths}
 
 
 def _stage_inputs(checked: CheckedPipeline, opts: RunOptions, streaming: bool = False,
-                  run_id: str | None = None) -> _Inputs:
-    out = _Inputs()
+                  run_id: str | None = None, url: str = "", run_dir: str = "") -> _Inputs:
+    """Every source's driver-side preparation (``Source.prepare``: list and claim files, plan offsets), then the
+    ledger of every table target (the input identities its load records in ``_flow_files``)."""
+    from connectors.base import RunInfo
+    from connectors.registry import get_source
+
+    out = _Inputs(run=RunInfo(run_id or uuid.uuid4().hex, checked.pipeline.id, opts.runner,
+                              url or warehouse_url(opts.warehouse), run_dir, streaming,
+                              {n.id: _table_targets(checked, n.id) for n in checked.pipeline.nodes
+                               if n.kind == "source"}))
     try:
-        _stage_each(checked, opts, streaming, run_id or uuid.uuid4().hex, out)
+        for node in checked.pipeline.nodes:
+            if node.kind != "source" or _tested(opts, node):
+                continue
+            source = get_source(node.connector)
+            if not source.capabilities.prepares:
+                continue
+            try:
+                out.prepared[node.id] = source.prepare(node, out.run)
+            except FlowError as exc:
+                exc.node_id = exc.node_id or node.id
+                raise
     except BaseException:
-        for claim in out.claims.values():  # the files stay in the run's folder; the next run recovers them
-            claim.release()
+        for prepared in out.prepared.values():  # the files stay in the run's folder; the next run recovers them
+            if prepared is not None:
+                prepared.release()
         raise
+    _plan_ledger(checked, out, out.run.run_id)
     return out
 
 
-def _stage_each(checked: CheckedPipeline, opts: RunOptions, streaming: bool, run_id: str, out: _Inputs) -> None:
-    from connectors.files import DEFAULT_ATOMICITY, wait_for_files
-    from ir_compiler.loader import connector_config
-
-    for node in checked.pipeline.nodes:
-        if streaming and node.kind == "source" and node.connector == "kafka_consumer" and not (
-                opts.test_inputs is not None and node.id in opts.test_inputs):
-            from connectors.kafka import start_positions
-            try:
-                out.kafka_starts[node.id] = start_positions(connector_config(node))
-            except FlowError as exc:
-                exc.node_id = exc.node_id or node.id
-                raise
-            continue
-        if node.kind == "source" and node.connector == "kafka_consumer" and opts.runner != "dataflow" and not (
-                opts.test_inputs is not None and node.id in opts.test_inputs):
-            from connectors.kafka import plan_ranges
-            cfg = connector_config(node)
-            try:
-                out.kafka[node.id] = (cfg, plan_ranges(cfg))
-            except FlowError as exc:
-                exc.node_id = exc.node_id or node.id
-                raise
-            continue
-        if node.kind != "source" or node.connector != "local_fs":
-            continue
-        if opts.test_inputs is not None and node.id in opts.test_inputs:
-            continue
-        if opts.runner == "dataflow":
-            out.warnings[node.id] = ["local_fs files are not read on Dataflow workers (gcs sources are planned)"]
-            continue
-        cfg = connector_config(node)
-        dump = (lambda m: m.model_dump() if m is not None else None)
-        folders = {**DEFAULT_ATOMICITY, **(dump(cfg.atomicity) or {})}
-        exclude = [folders[k].split("{", 1)[0] or "." for k in ("stagingFolder", "successFolder", "failureFolder")]
-        try:
-            listing = wait_for_files(cfg.path, dump(cfg.pattern), cfg.ordering, dump(cfg.waitPolicy),
-                                     exclude=[e for e in exclude if e.strip("./")])
-        except FlowError as exc:
-            exc.node_id = exc.node_id or node.id
-            raise
-        out.warnings[node.id] = list(listing.warnings)
-        if cfg.atomicity is not None and opts.runner == "dataflow":
-            out.warnings[node.id].append("atomicity (staging/success/failure folders) applies on local runners")
-            out.paths[node.id] = list(listing.files)
-        elif cfg.atomicity is not None:
-            _claim(checked, node.id, cfg, run_id, listing.files, out)
-        else:
-            out.paths[node.id] = list(listing.files)
-    _skip_loaded(checked, opts, out)
-    _plan_ledger(checked, out, run_id)
-
-
-def _claim(checked, node_id: str, cfg, run_id: str, files: list[str], out: _Inputs) -> None:
-    """Claim the files for this run (its own staging folder + a lock that dies with it), take over the files
-    of runs that are provably gone, and fingerprint every file (content identity for ``_flow_files``)."""
-    from connectors.files import Claim, file_identity
-    from ir_compiler.faults import fault
-
-    claim = Claim(cfg.path, cfg.atomicity.model_dump(), run_id, checked.pipeline.id, node_id)
-    out.claims[node_id] = claim
-    leftover, notes = claim.adopt()  # their loads may have committed: the ledger decides below
-    out.warnings[node_id] += notes
-    staged = claim.stage(files)
-    staged.paths = leftover + staged.paths
-    out.staged[node_id] = staged
-    fault("after_claim")
-    seen, read, ids = {}, [], []
-    for path in staged.paths:
-        ident = {**file_identity(path), "path": staged._origin.get(path, path)}
-        first = seen.setdefault((ident["hash"], ident["size"]), path)
-        if first != path:  # the same bytes twice in one run: one file
-            out.loaded.setdefault(node_id, []).append(path)
-            out.warnings[node_id].append(f"file {os.path.basename(path)} has the same content as "
-                                         f"{os.path.basename(first)}; read once")
-            continue
-        read.append(path)
-        ids.append(ident)
-    out.paths[node_id], out.identities[node_id] = read, ids
-
-
 def _table_targets(checked, source_id: str) -> tuple[list, bool]:
-    """(the table targets downstream of a source, whether every target downstream is a table)."""
+    """(the table names of the table targets downstream of a source, whether every target downstream is a
+    table)."""
     graph = checked.graph
     targets = [graph.nodes[n] for n in graph.order if graph.nodes[n].kind == "target"
                and source_id in graph.upstream(n)]
-    tables = [t for t in targets if t.connector is None]
+    tables = [t.schema_ for t in targets if t.connector is None]
     return tables, len(tables) == len(targets)
-
-
-def _skip_loaded(checked, opts: RunOptions, out: _Inputs) -> None:
-    """Files that every (table) target downstream already holds in ``_flow_files`` — a crashed run committed
-    them but did not move them on — are not read again; they go on to the success folder."""
-    if not out.identities:
-        return
-    from connectors.warehouse import open_warehouse, warehouse_url
-    from connectors.warehouse.ledger import held, key
-
-    wh = open_warehouse(warehouse_url(opts.warehouse))
-    for src, ids in out.identities.items():
-        tables, only_tables = _table_targets(checked, src)
-        if not tables or not only_tables or not ids:
-            continue
-        holds = held(wh, sorted({t.schema_ for t in tables}), ids)
-        keep = [i for i, ident in enumerate(ids) if not all(key(ident) in h for h in holds.values())]
-        if len(keep) == len(ids):
-            continue
-        paths = out.paths[src]
-        for i in sorted(set(range(len(ids))) - set(keep)):
-            out.loaded.setdefault(src, []).append(paths[i])
-            runs = sorted({h[key(ids[i])][:8] for h in holds.values()})
-            out.warnings[src].append(f"file {os.path.basename(paths[i])} was already loaded (run "
-                                     f"{', '.join(runs)}, recorded in _flow_files); not read again")
-        out.skipped[src] = [ids[i] for i in range(len(ids)) if i not in keep]
-        out.paths[src] = [paths[i] for i in keep]
-        out.identities[src] = [ids[i] for i in keep]
 
 
 _ROW_WISE = {"source", "validate", "branch", "enrich", "target"}
@@ -227,23 +141,25 @@ def _by_file(checked, target_id: str) -> str | None:
 
 
 def _plan_ledger(checked, out: _Inputs, run_id: str) -> None:
-    """Per table target: the claimed files it loads (their identity commits with its rows)."""
+    """Per table target: the input identities of the sources it loads (they commit with its rows)."""
     graph = checked.graph
     for tid in graph.order:
         node = graph.nodes[tid]
         if node.kind != "target" or node.connector is not None:
             continue
-        srcs = [s for s in sorted(graph.upstream(tid)) if s in out.claims]
+        srcs = [s for s in sorted(graph.upstream(tid)) if s in out.prepared and out.prepared[s] is not None
+                and out.prepared[s].ledger is not None]
         if not srcs:
             continue
-        files = [{"source": s, "index": i, **ident} for s in srcs for i, ident in enumerate(out.identities[s])]
-        files += [{"source": s, "index": -1, **ident} for s in srcs for ident in out.skipped.get(s, [])]
+        files = [{**entry, "source": s} for s in srcs for entry in out.prepared[s].ledger]
+        files = [{"source": f["source"], "index": f["index"], **{k: v for k, v in f.items()
+                                                                 if k not in ("source", "index")}} for f in files]
         by_file = _by_file(checked, tid)
         out.ledger[tid] = {"files": files, "by_file": by_file if by_file in srcs else None, "run_id": run_id}
 
 
 def _load_lookups(checked: CheckedPipeline, url: str) -> dict:
-    from connectors.registry import read_enrich_lookup, read_lookup
+    from connectors.lookups import read_enrich_lookup, read_lookup
     from ir_compiler.ops.lookup import prepare_lookup
 
     out: dict = {}
@@ -284,7 +200,7 @@ def run_document(source, opts: RunOptions | None = None, checked: CheckedPipelin
         result.pipelineId = checked.pipeline.id
         result.nodes = {n.id: NodeResult(kind=n.kind) for n in checked.pipeline.nodes}
         streaming = streaming_mode(checked, opts)
-        inputs = _stage_inputs(checked, opts, streaming, result.runId)
+        inputs = _stage_inputs(checked, opts, streaming, result.runId, url, run_dir)
         beam_result = _execute(checked, opts, url, run_dir, result, inputs, streaming)
         if opts.runner == "dataflow":  # submitted (or dry run): the job runs on Dataflow, not here
             result.status = "completed"
@@ -337,8 +253,8 @@ def _execute(checked, opts: RunOptions, url: str, run_dir: str, result: RunResul
     ctx = RunContext(run_id=result.runId, pipeline_id=checked.pipeline.id, run_dir=run_dir, warehouse_url=url,
                      test_inputs=opts.test_inputs, capture=opts.capture, files=inputs.paths, buckets=opts.buckets,
                      retry=checked.pipeline.errorHandling.retry if checked.pipeline.errorHandling else None,
-                     sink_root=opts.sink_root, kafka_ranges={k: v[1] for k, v in inputs.kafka.items()},
-                     streaming=streaming, kafka_starts=inputs.kafka_starts, idle_stop_s=opts.stop_after_idle_s,
+                     sink_root=opts.sink_root, prepared=inputs.prepared,
+                     streaming=streaming, idle_stop_s=opts.stop_after_idle_s,
                      on_dataflow=opts.runner == "dataflow", ledger=inputs.ledger)
     lookups = _load_lookups(checked, url)
     if opts.runner == "dataflow":
@@ -437,7 +353,8 @@ def _fill_counts(node, r: NodeResult, c: dict, inputs: _Inputs) -> None:
     r.rowsErrored = c.get("rows_errored", 0)
     r.rowsQuarantined = c.get("rows_quarantined", 0) + r.rowsErrored
     r.rowsFiltered, r.rowsLoaded = c.get("rows_filtered", 0), c.get("rows_loaded", 0)
-    r.warnings += inputs.warnings.get(node.id, [])
+    prepared = inputs.prepared.get(node.id)
+    r.warnings += prepared.warnings if prepared is not None else []
     r.warnings += [f"rule {k[5:]}: {v} row(s) failed (onFail warn)" for k, v in c.items()
                    if k.startswith("warn:") and v]
     r.warnings += [f"{k[5:]}: {v}" for k, v in c.items() if k.startswith("note:") and v and "cache" not in k]
@@ -500,18 +417,33 @@ def _run_status(result: RunResult, failures: list[str]) -> None:
 
 
 def _finish_files(checked, result: RunResult, inputs: _Inputs, run_dir: str) -> None:
-    """Staged input files → success folder, or failure folder on a failed run / for unreadable files."""
+    """Every source's driver-side end (``Source.finish``: move input files to success/failure, ack messages,
+    commit offsets — only once the loads committed), then the archive nodes."""
     if checked is None:
         return
-    if any(n.kind == "source" and n.connector == "pubsub_subscription" for n in checked.pipeline.nodes):
-        from ir_compiler.lower.pubsub import ack_drained
-        result.warnings += ack_drained(run_dir, result.status != "failed")
     _lost_side_rows(result, run_dir)
-    _move_inputs(result, inputs, run_dir)
+    _finish_sources(checked, result, inputs, run_dir)
     if result.status != "failed":
         from flow_beam.archive import run_archives
         run_archives(checked, result, inputs)
-        _commit_offsets(result, inputs)
+
+
+def _finish_sources(checked, result: RunResult, inputs: _Inputs, run_dir: str) -> None:
+    from connectors.base import RunInfo
+    from connectors.registry import get_source
+
+    ok = result.status != "failed"
+    run = inputs.run or RunInfo(result.runId, checked.pipeline.id, result.runner, "", run_dir)
+    run.run_dir = run_dir
+    for node in checked.pipeline.nodes:
+        if node.kind != "source" or not get_source(node.connector).capabilities.finishes:
+            continue
+        if node.id not in inputs.prepared and get_source(node.connector).capabilities.prepares:
+            continue  # never prepared (a test input, or the run failed before): nothing to finish
+        done = get_source(node.connector).finish(node, inputs.prepared.get(node.id), ok, run)
+        result.warnings += done.warnings
+        if done.degraded and result.status == "completed":
+            result.status = "completed_with_errors"
 
 
 def _lost_side_rows(result: RunResult, run_dir: str) -> None:
@@ -524,51 +456,3 @@ def _lost_side_rows(result: RunResult, run_dir: str) -> None:
                                    f"{rep['table']} and are lost: {rep['error']}")
             if result.status == "completed":
                 result.status = "completed_with_errors"
-
-
-def _move_inputs(result: RunResult, inputs: _Inputs, run_dir: str) -> None:
-    """Claimed files → success folder (failure folder: a failed run's files and unreadable files; files loaded
-    by an earlier run always go to success). A file that cannot be moved stays in staging: a warning, and the
-    next run moves it on (``_flow_files`` says it is loaded, so it is not loaded twice)."""
-    from ir_compiler.faults import fault
-
-    failed_paths = {rep["path"] for rep in read_reports(run_dir, "files").values()}
-    if inputs.staged:
-        fault("before_move")
-    for node_id, staged in inputs.staged.items():
-        loaded = set(inputs.loaded.get(node_id, []))
-        try:
-            if result.status == "failed":
-                ok = staged.commit(failed=set(staged.paths) - loaded)
-            else:
-                ok = staged.commit(failed=failed_paths, after_each=lambda: fault("after_first_move"))
-            inputs.paths[node_id] = ok if result.status != "failed" else []
-        except (OSError, FlowError) as exc:
-            where = staged.atomicity["failureFolder" if result.status == "failed" else "successFolder"]
-            ledger = " (their loads are recorded in _flow_files, so they are not loaded twice)" if any(
-                node_id in (e["source"] for e in led["files"]) for led in inputs.ledger.values()) else ""
-            result.warnings.append(f"node '{node_id}': could not move input files to {where}: "
-                                   f"{str(exc).strip() or type(exc).__name__}; they stay in the staging folder and "
-                                   f"the next run moves them on{ledger}")
-            if result.status == "completed":
-                result.status = "completed_with_errors"
-        finally:
-            claim = inputs.claims.get(node_id)
-            if claim is not None:
-                claim.release()
-
-
-def _commit_offsets(result: RunResult, inputs: _Inputs) -> None:
-    """Kafka offsets are committed only now, after the loads committed (at-least-once end to end)."""
-    from connectors.kafka import commit_ranges
-
-    for node_id, (cfg, ranges) in inputs.kafka.items():
-        if not cfg.commitOffsets:
-            continue
-        try:
-            commit_ranges(cfg, ranges)
-        except Exception as exc:  # noqa: BLE001 - the rows are loaded; the next run reads them again
-            result.warnings.append(f"node '{node_id}': could not commit Kafka offsets ({exc}); the next run "
-                                   f"re-reads those messages")
-
-

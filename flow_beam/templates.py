@@ -43,7 +43,7 @@ def pipeline_metadata(source) -> dict:
     """Metadata of a pipeline-specific template: the IR as the ``ir`` default, its params as parameters."""
     from ir_compiler.check import check_document
     from ir_compiler.loader import read_json
-    from ir_compiler.models import STREAM_CONNECTORS
+    from connectors.registry import get_source
     from ir_compiler.propagate import SchemaContext
 
     raw = read_json(source)
@@ -53,7 +53,7 @@ def pipeline_metadata(source) -> dict:
                  for name, spec in specs.items() if isinstance(spec, dict) and spec.get("default") is None}
     checked = check_document(raw, stand_ins, SchemaContext())
     p = checked.pipeline
-    streaming = any(n.kind == "source" and n.connector in STREAM_CONNECTORS for n in p.nodes)
+    streaming = any(n.kind == "source" and not get_source(n.connector).capabilities.bounded for n in p.nodes)
     meta = generic_metadata()
     meta.update({"name": f"flow-beam-{p.id}", "description": (p.metadata.description or p.metadata.name or p.id)
                  if p.metadata else p.id, "streaming": streaming,

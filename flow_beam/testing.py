@@ -75,7 +75,7 @@ def _sink_rows(node, files: list[str]) -> list[dict]:
 
     rows = []
     for path in files:
-        for chunk in read_file(path, node.config.get("format", "jsonl")):
+        for chunk in read_file(path, node.config.format):
             rows += chunk.batch.to_pylist()
     return rows
 
@@ -103,7 +103,7 @@ def _test_schema(node, rows: list[dict], sample: bool = True):
         real = None
     if real is not None or not rows:
         return real
-    fmt = node.config.get("format") if isinstance(node.config, dict) else getattr(node.config, "format", None)
+    fmt = getattr(node.config, "format", None)
     table, _ = test_rows_table(rows, None, False, fmt)
     return Schema.from_arrow(table.drop_columns(["__fb_ord"]).schema)
 

@@ -66,7 +66,8 @@ def check_document(source: str | Path | dict, params: dict[str, Any] | None = No
 
 def default_context(warehouse=None) -> SchemaContext:
     """Schema inference from reachable data: sample files of file sources, read lookup files and tables."""
-    from connectors.registry import infer_lookup_schema, infer_source_schema
+    from connectors.lookups import infer_lookup_schema
+    from connectors.registry import infer_source_schema
 
     return SchemaContext(infer_source=lambda node: infer_source_schema(node, warehouse),
                          infer_lookup=lambda node, op: infer_lookup_schema(op, warehouse))

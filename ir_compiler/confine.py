@@ -34,7 +34,7 @@ def effective_root(root: str | None) -> str | None:
 
 
 def _expand(template: str) -> str:
-    from connectors.files import expand_date_tokens
+    from connectors.local_fs.files import expand_date_tokens
     try:
         return expand_date_tokens(template)
     except Exception:  # noqa: BLE001 - a bad timezone is reported elsewhere; tokens expand to digits only
@@ -101,30 +101,27 @@ def confinement_issues(pipeline, root: str | None) -> list[Issue]:
     c = _Checker(root)
     for i, node in enumerate(pipeline.nodes):
         at = f"nodes[{i}]"
-        if node.kind == "source" and node.connector == "local_fs" and isinstance(node.config, dict):
-            path = node.config.get("path")
+        if node.kind == "source" and _local(node):
+            path = node.config.path
             c.confined(path, f"{at}.config.path", node.id, "source path")
-            atom = node.config.get("atomicity")
-            if isinstance(atom, dict) and isinstance(path, str):
+            atom = node.config.atomicity
+            if atom is not None:
                 for key in ("stagingFolder", "successFolder", "failureFolder"):
-                    c.confined(atom.get(key), f"{at}.config.atomicity.{key}", node.id, key, base=path)
-            elif atom is not None and isinstance(path, str):  # defaults: inside the folder by construction
-                pass
-        elif node.kind == "target" and node.connector == "local_fs" and isinstance(node.config, dict):
-            c.confined(node.config.get("path"), f"{at}.config.path", node.id, "sink path")
-            prefix = node.config.get("prefix")
+                    c.confined(getattr(atom, key), f"{at}.config.atomicity.{key}", node.id, key, base=path)
+        elif node.kind == "target" and _local(node):
+            c.confined(node.config.path, f"{at}.config.path", node.id, "sink path")
+            prefix = node.config.prefix
             if isinstance(prefix, str) and ("/" in prefix or "\\" in prefix or prefix in (".", "..")
                                             or "\0" in prefix):
                 c.add(f"{at}.config.prefix", node.id, f"prefix {prefix!r} must be a file-name prefix (no '/', "
                                                       f"no '..'): files are written directly in config.path")
         elif node.kind == "archive" and node.destination:
-            sources = [s for s in _upstream_sources(pipeline, node)
-                       if s.connector == "local_fs" and isinstance(s.config, dict) and s.config.get("path")]
+            sources = [s for s in _upstream_sources(pipeline, node) if _local(s) and s.config.path]
             if os.path.isabs(_expand(node.destination)) or not sources:
                 c.confined(node.destination, f"{at}.destination", node.id, "archive destination")
             for s in sources:
                 c.confined(node.destination, f"{at}.destination", node.id, "archive destination",
-                           base=s.config["path"])
+                           base=s.config.path)
         elif node.kind == "transform":
             for j, op in enumerate(node.ops):
                 lk = getattr(op, "lookup", None)
@@ -134,6 +131,13 @@ def confinement_issues(pipeline, root: str | None) -> list[Issue]:
         elif node.kind == "enrich" and node.provider.kind == "lookup":
             c.confined(node.provider.model_dump().get("path"), f"{at}.provider.path", node.id, "lookup path")
     return _dedupe(c.issues)
+
+
+def _local(node) -> bool:
+    """A source or sink whose config.path is on this machine (capability ``local_paths``)."""
+    from connectors.registry import SINKS, SOURCES
+    connector = (SOURCES if node.kind == "source" else SINKS).get(node.connector or "")
+    return connector is not None and connector.capabilities.local_paths
 
 
 def _dedupe(issues: list[Issue]) -> list[Issue]:

@@ -275,7 +275,7 @@ def _strip_tags(loc: tuple, raw: Any) -> list:
         last = k == len(loc) - 1
         in_cur = isinstance(cur, dict) and part in cur
         if not last and isinstance(cur, dict) and isinstance(part, str) and not in_cur and part in (
-                cur.get("kind"), cur.get("op"), cur.get("type")):
+                cur.get("kind"), cur.get("op"), cur.get("type"), cur.get("connector"), _TABLE_TAG):
             continue
         if not last and isinstance(part, str) and not in_cur and part.startswith(
                 ("function-", "list[", "dict[", "str", "int", "bool", "float", "nullable[", "union[", "json-or-")):
@@ -297,6 +297,36 @@ def _node_id(raw: dict, loc: list) -> str | None:
     return None
 
 
+_TABLE_TAG = "(table)"  # models.nodes.TABLE_TAG: the union tag of a target without a connector
+
+
+def _at(raw: Any, loc: list) -> Any:
+    for part in loc:
+        try:
+            raw = raw[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return raw
+
+
+def _is_connector_tag(err: dict, loc: list, raw: dict) -> bool:
+    """A tag error of the source/target unions (on ``connector``), at a node whose ``kind`` is the last entry."""
+    node = _at(raw, loc[:-1])
+    return bool(loc) and isinstance(node, dict) and loc[-1] in ("source", "target") and node.get("kind") == loc[-1]
+
+
+def _connector_problem(err: dict, loc: list, raw: dict) -> tuple[list, str]:
+    """``nodes[0].connector``: a missing or unknown connector name, with the names this kind takes."""
+    from connectors.registry import SINKS, SOURCES
+
+    kind = loc[-1]
+    names = ", ".join(repr(n) for n in (SOURCES if kind == "source" else SINKS))
+    value = _at(raw, loc[:-1] + ["connector"])
+    if value is None:
+        return loc[:-1] + ["connector"], f"a {kind} needs 'connector', one of {names}"
+    return loc[:-1] + ["connector"], f"unknown {kind} connector {_short(str(value))!r}; expected one of {names}"
+
+
 def pydantic_issues(exc: ValidationError, raw: dict, prefix: tuple = ()) -> list[Issue]:
     issues = []
     for err in exc.errors(include_url=False):
@@ -304,6 +334,10 @@ def pydantic_issues(exc: ValidationError, raw: dict, prefix: tuple = ()) -> list
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = f"unknown field '{loc[-1]}'; check the spelling (allowed fields are in `flow-beam schema`)"
+        elif err["type"] == "model_type":
+            msg = "Input should be an object"
+        elif err["type"] in ("union_tag_invalid", "union_tag_not_found") and _is_connector_tag(err, loc, raw):
+            loc, msg = _connector_problem(err, loc, raw)
         elif err["type"] == "union_tag_invalid":
             msg = f"unknown {err['ctx']['discriminator'].strip(chr(39))} {err['ctx']['tag']!r}; " \
                   f"expected one of {err['ctx']['expected_tags']}"
@@ -379,17 +413,12 @@ def load_partial(source: str | Path | dict, params: dict[str, Any] | None = None
             if isinstance(item, dict) and isinstance(item.get("id"), str):
                 loaded.invalid.add(item["id"])
             continue
-        config_issues = _connector_issues(node, i, resolved)
-        issues += config_issues
         if node.id in seen:
             issues.append(Issue(f"nodes[{i}].id", f"duplicate node id '{node.id}' (first used at "
                                                   f"nodes[{seen[node.id]}])", node.id, "graph"))
             loaded.duplicates.append((i, node))
             continue
         seen[node.id] = i
-        if config_issues:
-            loaded.invalid.add(node.id)
-            continue
         kept.append(node)
         loaded.index.append(i)
     if not loaded.errors and full is not None:
@@ -427,24 +456,6 @@ def _with_nodes(resolved: dict, nodes: list, full: Pipeline | None) -> Pipeline 
     return None
 
 
-def _connector_issues(node, i: int, raw: dict) -> list[Issue]:
-    """Validate a source/target ``config`` against its connector's model."""
-    from ir_compiler.models import SINK_CONFIGS, SOURCE_CONFIGS
-
-    table = SOURCE_CONFIGS if node.kind == "source" else SINK_CONFIGS if node.kind == "target" else None
-    connector = getattr(node, "connector", None)
-    if table is None or connector is None:
-        return []
-    try:
-        table[connector].model_validate(node.config or {})
-    except ValidationError as exc:
-        return pydantic_issues(exc, raw, ("nodes", i, "config"))
-    return []
-
-
 def connector_config(node):
-    """The typed config model of a source or target node (already validated by load_document)."""
-    from ir_compiler.models import SINK_CONFIGS, SOURCE_CONFIGS
-
-    table = SOURCE_CONFIGS if node.kind == "source" else SINK_CONFIGS
-    return table[node.connector].model_validate(node.config or {})
+    """The typed config model of a source or target node (the node models hold it typed since load_document)."""
+    return node.config

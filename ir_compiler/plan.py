@@ -55,18 +55,8 @@ def primitives(node, unbounded: bool = False) -> list[str]:
     (a drained or direct run lowers it like a bounded input)."""
     k = node.kind
     if k == "source":
-        if node.connector == "local_fs":
-            return ["Create(staged file list)", "Reshuffle", "ParDo(read file → Arrow tables; errors tagged)"]
-        if node.connector == "table":
-            return ["Create", "ParDo(read warehouse table → Arrow tables)"]
-        if node.connector == "kafka_consumer":
-            return ["Create(topic, partition, start offset) + discovery slots",
-                    "splittable ParDo(read partition: offsets [start, ∞), manual watermark, defer_remainder) → "
-                    "Arrow tables; errors tagged (drain: Create(offset ranges) → ParDo(read range))"]
-        if node.connector == "pubsub_subscription":
-            return ["Dataflow: ReadFromPubSub → ParDo(decode)",
-                    "local: splittable ParDo(Pull rounds, ack once final) (drain: ParDo(pull until empty))"]
-        return [f"{node.connector} reader (out of scope in this build)"]
+        from connectors.registry import get_source
+        return get_source(node.connector).describe(node, unbounded)
     if k == "transform":
         return _segments(node.ops, unbounded)
     if k == "validate":

@@ -5,7 +5,6 @@ import re
 
 from ir_compiler.errors import Issue
 from ir_compiler.graph import NodeGraph
-from ir_compiler.models import STREAM_CONNECTORS
 from ir_compiler.rowrules import parse_rule
 
 TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
@@ -13,8 +12,10 @@ TABLE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
 
 def is_unbounded(graph: NodeGraph, node_id: str) -> bool:
     """True when a stream source feeds this node (it then runs in streaming mode)."""
+    from connectors.registry import get_source
     ids = graph.upstream(node_id) | {node_id}
-    return any(graph.nodes[n].kind == "source" and graph.nodes[n].connector in STREAM_CONNECTORS for n in ids)
+    return any(graph.nodes[n].kind == "source" and not get_source(graph.nodes[n].connector).capabilities.bounded
+               for n in ids)
 
 
 def check_rules(graph: NodeGraph) -> list[Issue]:
@@ -122,9 +123,10 @@ def _branch(node, graph):
 
 
 def _source(node, graph):
-    if node.connector == "table" and isinstance(node.config, dict) and isinstance(node.config.get("query"), str):
+    query = getattr(node.config, "query", None)
+    if node.connector == "table" and isinstance(query, str):
         from ir_compiler.hooks import query_problem
-        problem = query_problem(node.config["query"])
+        problem = query_problem(query)
         if problem:
             yield "config.query", problem
 

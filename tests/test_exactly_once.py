@@ -132,7 +132,7 @@ def test_identity_is_the_content(tmp_path):
     assert ids_in(wh) == list(range(10)) + [100]
     assert any("copy.csv was already loaded" in w for w in again.nodes["src"].warnings)
     assert sorted(os.listdir(folder / ".done")) == ["copy.csv", "other.csv", "part-0000000.csv"]
-    from connectors.files import file_identity
+    from connectors.local_fs.files import file_identity
     ident = file_identity(str(folder / ".done" / "other.csv"))
     assert ident["size"] == len("id,name\n100,x\n") and len(ident["hash"]) == 64
 
@@ -240,7 +240,7 @@ def test_full_success_folder_is_a_clear_warning_and_nothing_is_loaded_twice(tmp_
 # ---- claims ---------------------------------------------------------------------------------------------
 _HOLDER = """
 import sys, time
-from connectors.files import Claim
+from connectors.local_fs.files import Claim
 c = Claim(sys.argv[1], None, "deadbeef" * 4, "p", "src")
 c.stage([sys.argv[2]])
 print("claimed", flush=True)
@@ -249,7 +249,7 @@ time.sleep(120)
 
 
 def test_a_live_runs_files_are_never_taken_and_a_dead_runs_are(tmp_path):
-    from connectors.files import Claim
+    from connectors.local_fs.files import Claim
     (tmp_path / "a.csv").write_text("id\n1\n")
     holder = subprocess.Popen([sys.executable, "-c", _HOLDER, str(tmp_path), str(tmp_path / "a.csv")],
                               env={**os.environ, "PYTHONPATH": ROOT}, stdout=subprocess.PIPE, text=True)
@@ -273,7 +273,7 @@ def test_a_live_runs_files_are_never_taken_and_a_dead_runs_are(tmp_path):
 
 
 def test_another_sources_dead_folder_is_left_alone(tmp_path):
-    from connectors.files import Claim
+    from connectors.local_fs.files import Claim
     mine = Claim(str(tmp_path), None, "2" * 32, "p", "orders")
     (tmp_path / "b.csv").write_text("id\n1\n")
     theirs = Claim(str(tmp_path), None, "3" * 32, "p", "customers")
@@ -387,7 +387,7 @@ def test_a_file_that_breaks_part_way_is_loaded_not_at_all(tmp_path, fmt):
 def test_moves_cut_short_by_a_crash_are_finished_once(tmp_path):
     """What a kill in the middle of a move leaves: the renamed-but-unplaced file, a placed file still under its
     temporary name too, an unfinished copy, and a file linked into the success folder but still staged."""
-    from connectors.files import Claim, StagedFiles
+    from connectors.local_fs.files import Claim, StagedFiles
 
     dead = tmp_path / ".processing" / f"{'4' * 32}.src"
     dead.mkdir(parents=True)

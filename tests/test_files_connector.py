@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from connectors.files import (FileListing, StagedFiles, expand_date_tokens, list_files, recover_staged,
+from connectors.local_fs.files import (FileListing, StagedFiles, expand_date_tokens, list_files, recover_staged,
                               wait_for_files)
 from connectors.formats import BadRow, infer_schema, read_file, write_table
 from ir_compiler.errors import ConnectorError

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from connectors.files import StagedFiles, expand_date_tokens, list_files, recover_staged, wait_for_files
+from connectors.local_fs.files import StagedFiles, expand_date_tokens, list_files, recover_staged, wait_for_files
 from connectors.formats import infer_schema, read_file, write_table
 from ir_compiler.errors import ConnectorError
 from ir_compiler.types import Field, Schema, parse_type

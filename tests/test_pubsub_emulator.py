@@ -1,4 +1,4 @@
-"""connectors/pubsub.py end to end against the Pub/Sub server started by scripts/pubsub.sh.
+"""connectors/pubsub/client.py end to end against the Pub/Sub server started by scripts/pubsub.sh.
 
 That server is Google's Pub/Sub emulator (the machine image's google-cloud-cli-pubsub-emulator package); only
 where it is missing does the script fall back to the in-repo stand-in scripts/pubsub_emulator.py.

@@ -1,4 +1,4 @@
-"""A real Apache Pulsar standalone (scripts/pulsar.sh, Maven Central jars) and the client layer connectors/pulsar_client.
+"""A real Apache Pulsar standalone (scripts/pulsar.sh, Maven Central jars) and the client layer connectors/pulsar/client.py.
 
 The module starts its own broker through the script, on free ports with a fresh state folder under
 ~/.cache/flow-beam/run/, and stops it at the end. It skips, saying why, when java/mvn or the pulsar-client package
@@ -77,7 +77,7 @@ def broker():
 
 
 def _client(broker):
-    from connectors.pulsar_client import PulsarClient
+    from connectors.pulsar.client import PulsarClient
     return PulsarClient(broker.url)
 
 
@@ -90,7 +90,7 @@ def _receive_all(consumer, want, deadline_s=WAIT_S):
 
 
 def _wait_backlog(broker, topic, sub, expected):
-    from connectors.pulsar_client import subscription_backlog
+    from connectors.pulsar.client import subscription_backlog
     deadline = time.monotonic() + WAIT_S
     seen = None
     while time.monotonic() < deadline:
@@ -136,7 +136,7 @@ def _listening_addresses(pid):
 # --- tests without a broker ---------------------------------------------------------------------------------------
 
 def test_unreachable_broker_is_a_clear_connector_error():
-    from connectors.pulsar_client import PulsarClient, create_topic
+    from connectors.pulsar.client import PulsarClient, create_topic
     port = _free_ports(1)[0]
     with pytest.raises(ConnectorError) as err:
         PulsarClient(f"pulsar://127.0.0.1:{port}")
@@ -149,13 +149,13 @@ def test_unreachable_broker_is_a_clear_connector_error():
 
 @pytest.mark.parametrize("bad", ["http://127.0.0.1:6650", "pulsar://", "127.0.0.1:6650", "pulsar://h:port"])
 def test_bad_service_url_is_rejected(bad):
-    from connectors.pulsar_client import PulsarClient
+    from connectors.pulsar.client import PulsarClient
     with pytest.raises(ConnectorError, match="serviceUrl"):
         PulsarClient(bad, probe=False)
 
 
 def test_topic_names():
-    from connectors.pulsar_client import topic_name
+    from connectors.pulsar.client import topic_name
     assert topic_name("orders") == "persistent://public/default/orders"
     assert topic_name("acme/sales/orders") == "persistent://acme/sales/orders"
     assert topic_name("non-persistent://a/b/c") == "non-persistent://a/b/c"
@@ -184,7 +184,7 @@ def test_script_binds_only_loopback_and_reports(broker):
 
 @pytest.mark.infra
 def test_partitioned_produce_consume_ack(broker):
-    from connectors.pulsar_client import create_topic
+    from connectors.pulsar.client import create_topic
     topic = create_topic(broker.admin, f"orders-{uuid.uuid4().hex[:8]}", partitions=3)
     n = 60
     payloads = [json.dumps({"n": i}).encode() for i in range(n)]
@@ -228,7 +228,7 @@ def test_partitioned_produce_consume_ack(broker):
 
 _CRASHING_CONSUMER = r"""
 import json, sys, time
-from connectors.pulsar_client import PulsarClient
+from connectors.pulsar.client import PulsarClient
 url, topic, sub, n = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 client = PulsarClient(url)
 consumer = client.subscribe(topic, sub)
@@ -254,7 +254,7 @@ def _read_line(proc, timeout_s):
 
 @pytest.mark.infra
 def test_killed_consumer_gets_unacked_messages_redelivered(broker):
-    from connectors.pulsar_client import create_topic
+    from connectors.pulsar.client import create_topic
     topic = create_topic(broker.admin, f"crash-{uuid.uuid4().hex[:8]}", partitions=2)
     n = 30
     sent = [f"m-{i}" for i in range(n)]
@@ -290,7 +290,7 @@ def test_killed_consumer_gets_unacked_messages_redelivered(broker):
 @pytest.mark.infra
 def test_acks_inside_producer_batches_are_kept(broker):
     """Half of each producer batch acknowledged, the consumer closed: only the other half comes back."""
-    from connectors.pulsar_client import create_topic
+    from connectors.pulsar.client import create_topic
     topic = create_topic(broker.admin, f"batched-{uuid.uuid4().hex[:8]}", partitions=0)
     sent = [f"b-{i}" for i in range(40)]
     with _client(broker) as client:
@@ -311,7 +311,7 @@ def test_acks_inside_producer_batches_are_kept(broker):
 
 @pytest.mark.infra
 def test_broker_stop_is_reported_and_restart_keeps_the_backlog(broker):
-    from connectors.pulsar_client import PulsarClient, create_topic, subscription_backlog
+    from connectors.pulsar.client import PulsarClient, create_topic, subscription_backlog
     topic = create_topic(broker.admin, f"durable-{uuid.uuid4().hex[:8]}", partitions=2)
     with _client(broker) as client:
         client.produce(topic, [f"d-{i}" for i in range(10)], batching=False)  # backlog counts messages

@@ -16,7 +16,7 @@ ORD = "__fb_ord"
 def read_staged(path: str) -> pa.Table:
     """A staged file: Arrow IPC (``.arrow``, what the engine writes) or Parquet."""
     if "://" in path:  # a run folder on object storage (Dataflow)
-        from ir_compiler.lower.runfs import read_bytes
+        from connectors.runfs import read_bytes
         data = pa.BufferReader(read_bytes(path))
         return pa.ipc.open_file(data).read_all() if path.endswith(".arrow") else pq.read_table(data)
     if path.endswith(".arrow"):

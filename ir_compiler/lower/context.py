@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.compute as pc
-from apache_beam.metrics import Metrics
 
+from connectors.runtime import counter, read_reports, write_report  # noqa: F401 (re-exported)
 from ir_compiler.ops.common import ERROR, INTERNAL_PREFIX
 
 COUNTERS = ("rows_in", "rows_out", "rows_quarantined", "rows_filtered", "rows_errored", "rows_loaded",
@@ -29,37 +29,25 @@ class RunContext:
     started_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.timezone.utc))
     test_inputs: dict[str, list[dict]] | None = None
     capture: tuple[str, ...] = ()  # node ids whose main output is captured (embedded tests)
-    files: dict[str, list[str]] = field(default_factory=dict)  # source id -> staged file paths to read
+    files: dict[str, list[str]] = field(default_factory=dict)  # source id -> the input files it reads
     retry: object = None  # errorHandling.retry of the document (external calls)
     sink_root: str | None = None  # embedded tests: file sinks write under this folder instead of their path
-    kafka_ranges: dict = field(default_factory=dict)  # kafka source id -> offset ranges to read in this run
+    prepared: dict = field(default_factory=dict)  # source id -> what its connector's prepare() planned
     streaming: bool = False  # unbounded run: stream sources read forever (or until idle_stop_s), panes commit
-    kafka_starts: dict = field(default_factory=dict)  # kafka source id -> [(topic, partition, start offset)]
     on_dataflow: bool = False  # Pub/Sub compiles to Beam's own IO there
     idle_stop_s: float | None = None  # streaming: a partition with no new message for this long ends its read
     ledger: dict = field(default_factory=dict)  # target id -> the input files its load records in _flow_files
+
+    @property
+    def kafka_starts(self) -> dict:
+        """stream source id -> [(topic, partition, start offset)] (read by the streaming reader in streaming.py;
+        goes away when that reader moves into its connector)."""
+        return {k: v.starts for k, v in self.prepared.items() if getattr(v, "starts", None) is not None}
 
     def report_dir(self, kind: str) -> str:
         path = os.path.join(self.run_dir, kind)
         os.makedirs(path, exist_ok=True)
         return path
-
-
-def write_report(run_dir: str, kind: str, name: str, data: dict) -> None:
-    """Write one JSON report (read by the driver after the run) into the run folder (local or gs://)."""
-    from ir_compiler.lower import runfs
-    runfs.write_bytes(runfs.join(run_dir, kind, f"{name}.json"), json.dumps(data, default=str).encode())
-
-
-def read_reports(run_dir: str, kind: str) -> dict[str, dict]:
-    from ir_compiler.lower import runfs
-    folder = runfs.join(run_dir, kind)
-    return {name[:-5]: json.loads(runfs.read_bytes(runfs.join(folder, name)))
-            for name in runfs.list_names(folder) if name.endswith(".json") and not name.startswith(".")}
-
-
-def counter(node_id: str, name: str):
-    return Metrics.counter(node_id, name)
 
 
 class CountRows(beam.DoFn):

@@ -11,7 +11,7 @@ import pyarrow as pa
 
 from ir_compiler.errors import FlowError
 from ir_compiler.lower.context import counter, dlq_rows, quarantine_rows, write_report
-from ir_compiler.ops.common import ORD, strip_internal
+from ir_compiler.ops.common import ORD
 
 
 class _StageFn(beam.DoFn):
@@ -146,27 +146,25 @@ class _CommitFn(beam.DoFn):
 
 
 def write_sink(node, cfg: dict, table: pa.Table, prefix: str) -> tuple[int, list[str]]:
-    """Rows (in input order) to a sink connector: Pub/Sub or Kafka messages (acknowledged before returning), or
-    one file under ``cfg['path']``. Returns (rows written, files written)."""
+    """Rows (in input order) to the target's sink connector (messages acknowledged, or one file, before this
+    returns). ``cfg``: the node's config as a dict, ``path`` possibly moved (embedded tests' sink root).
+    Returns (rows written, files written)."""
+    from connectors.registry import get_sink
+
     if ORD in table.column_names:
         table = table.sort_by([(ORD, "ascending")])
-    if node.connector == "pubsub_topic":
-        from ir_compiler.lower.pubsub import publish_table
-        return publish_table(node, table), []
-    if node.connector == "kafka_producer":
-        from ir_compiler.loader import connector_config
-        return produce_rows(connector_config(node), table), []
-    from connectors.formats import write_table
-    path = write_table(strip_internal(table), cfg["path"], cfg.get("format", "jsonl"), prefix=prefix,
-                       compression=cfg.get("compression"))
-    return table.num_rows, [path]
+    config = node.config
+    if cfg.get("path") is not None and cfg.get("path") != getattr(config, "path", None):
+        config = config.model_copy(update={"path": cfg["path"]})
+    return get_sink(node.connector).write(node, config, table, prefix)
 
 
 def lower_target(pcoll, node, ctx, label, gate, lineage_source: str, schema_fields):
-    if node.connector not in (None, "local_fs", "kafka_producer", "pubsub_topic"):
-        from ir_compiler.errors import NotAvailableError
-        raise NotAvailableError(f"sink connector '{node.connector}' is not available yet in this build",
-                                node_id=node.id)
+    if node.connector is not None:
+        from connectors.base import not_available
+        from connectors.registry import get_sink
+        if get_sink(node.connector).available() is not None:
+            raise not_available(get_sink(node.connector), node.id)
     from ir_compiler.lower import runfs
     folder = runfs.join(ctx.run_dir, "staging", node.id)
     info = {"run_dir": ctx.run_dir, "run_id": ctx.run_id, "pipeline_id": ctx.pipeline_id,
@@ -176,7 +174,7 @@ def lower_target(pcoll, node, ctx, label, gate, lineage_source: str, schema_fiel
               | f"{label}/CollectStaged" >> beam.combiners.ToList())
     side = [beam.pvalue.AsList(g) for g in gate or []]
     sink = dict(node.config) if node.connector else None
-    if sink is not None and ctx.sink_root and node.connector == "local_fs":
+    if sink is not None and ctx.sink_root and _writes_files(node):
         sink["path"] = os.path.join(ctx.sink_root, node.id)
     return staged | f"{label}/Commit" >> beam.ParDo(_CommitFn(node, info, lineage_source, sink), *side)
 
@@ -249,10 +247,9 @@ def split_unstorable(pcoll, node, ctx, label):
     return tables(out.main), tables(out.errors)
 
 
-def produce_rows(cfg, table: pa.Table) -> int:
-    """Rows (in input order, internal columns dropped) → Kafka messages; acknowledged before returning."""
-    from connectors.kafka import produce
-    return produce(cfg, strip_internal(table).to_pylist())
+def _writes_files(node) -> bool:
+    from connectors.registry import get_sink
+    return get_sink(node.connector).capabilities.writes_files
 
 
 class _AppendFn(beam.DoFn):

@@ -3,10 +3,11 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field, TypeAdapter, model_validator
+from pydantic import Discriminator, Field, Tag, TypeAdapter, create_model, field_validator, model_validator
 
+from connectors.base import ConnectorConfig
+from connectors.registry import SINKS, SOURCES
 from ir_compiler.models.base import MAX_ID_LENGTH, FieldSpec, NodeBase, Strict, Window
-from ir_compiler.models.connectors import SINK_CONNECTORS, SOURCE_CONNECTORS
 from ir_compiler.models.ops import Op
 
 
@@ -20,11 +21,14 @@ class SourceNode(NodeBase):
     """Reads files, a warehouse table or a stream.
 
     ``{"id": "src", "kind": "source", "connector": "local_fs", "config": {"path": "data/", "format": "csv"}}``
+
+    The base of one model per source connector (``SourceNode_local_fs`` ...), whose ``config`` is that connector's
+    typed config model; :data:`SourceNodes` is their union, tagged by ``connector``.
     """
 
     kind: Literal["source"] = "source"
-    connector: Literal[SOURCE_CONNECTORS]  # type: ignore[valid-type]
-    config: dict[str, Any]
+    connector: str
+    config: ConnectorConfig
     schema_: list[FieldSpec] | None = Field(default=None, alias="schema")
     eventTime: EventTime | None = None
 
@@ -177,13 +181,17 @@ LOAD_MODES = ("append", "truncate", "upsert", "blue_green", "incremental_waterma
 
 
 class TargetNode(NodeBase):
-    """Loads into a warehouse table (``schema``) or a sink (``connector`` + ``config``)."""
+    """Loads into a warehouse table (``schema``) or a sink (``connector`` + ``config``).
+
+    The base of :class:`TableTarget` (no connector) and of one model per sink connector (``TargetNode_local_fs``
+    ...); :data:`TargetNodes` is their union, tagged by ``connector`` (absent: a warehouse table).
+    """
 
     kind: Literal["target"] = "target"
     input: str
     schema_: str | None = Field(default=None, alias="schema", description='"schema.table" in the warehouse')
-    connector: Literal[SINK_CONNECTORS] | None = None  # type: ignore[valid-type]
-    config: dict[str, Any] | None = None
+    connector: str | None = None
+    config: ConnectorConfig | None = None
     loadMode: Literal[LOAD_MODES] = "append"  # type: ignore[valid-type]
     upsertKey: str | list[str] | None = None
     watermarkColumn: str | None = None
@@ -203,6 +211,54 @@ class TargetNode(NodeBase):
         return [self.upsertKey] if isinstance(self.upsertKey, str) else list(self.upsertKey)
 
 
+class TableTarget(TargetNode):
+    """A target that loads into the warehouse table ``schema`` (no ``connector``)."""
+
+    connector: None = None
+    config: None = None
+
+    @field_validator("config", mode="before")
+    @classmethod
+    def _no_config(cls, v):
+        if v is not None:
+            raise ValueError("a warehouse-table target takes no 'config'; a sink target names its 'connector' too")
+        return v
+
+
+def _per_connector(base: type, name: str, connector) -> type:
+    """``base`` with ``connector: Literal[name]`` and ``config:`` the connector's config model."""
+    return create_model(f"{base.__name__}_{name}", __base__=base, __module__=__name__,
+                        __doc__=f"{base.__doc__.splitlines()[0]} ``{name}``: {connector.doc}",
+                        connector=(Literal[name], ...), config=(connector.config, ...))
+
+
+SOURCE_NODES = {name: _per_connector(SourceNode, name, c) for name, c in SOURCES.items()}
+TARGET_NODES = {name: _per_connector(TargetNode, name, c) for name, c in SINKS.items()}
+TABLE_TAG = "(table)"  # the union tag of a target without a connector (never a connector name)
+
+
+def _target_tag(value) -> str:
+    connector = value.get("connector") if isinstance(value, dict) else getattr(value, "connector", None)
+    return TABLE_TAG if connector is None else connector if isinstance(connector, str) else repr(connector)
+
+
+class _Named:
+    """Names a union in the JSON Schema (``$defs/SourceNode``), so the ``kind`` mapping points at one definition."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __get_pydantic_core_schema__(self, source, handler):
+        schema = handler(source)
+        schema["ref"] = self.name
+        return schema
+
+
+SourceNodes = Annotated[Union[tuple(SOURCE_NODES.values())], Field(discriminator="connector"), _Named("SourceNode")]
+TargetNodes = Annotated[Union[tuple([Annotated[TableTarget, Tag(TABLE_TAG)]] + [
+    Annotated[m, Tag(name)] for name, m in TARGET_NODES.items()])], Discriminator(_target_tag), _Named("TargetNode")]
+
+
 class ArchiveNode(NodeBase):
     """Moves, copies or deletes the files that fed a target, after its load committed."""
 
@@ -217,7 +273,7 @@ class ArchiveNode(NodeBase):
 
 
 Node = Annotated[
-    Union[SourceNode, TransformNode, ValidateNode, BranchNode, JoinNode, EnrichNode, TargetNode, ArchiveNode],
+    Union[SourceNodes, TransformNode, ValidateNode, BranchNode, JoinNode, EnrichNode, TargetNodes, ArchiveNode],
     Field(discriminator="kind"),
 ]
 NODE_ADAPTER = TypeAdapter(Node)  # one node on its own (validation reports every node, even next to a broken one)

@@ -6,10 +6,8 @@ from dataclasses import dataclass, field
 import pyarrow as pa
 import pyarrow.compute as pc
 
-ORD = "__fb_ord"  # hidden input-order column (source file index, row) used for first/last and keep
-ERROR = "__fb_error"  # reason column on error/quarantine tables
-RULE = "__fb_rule"  # rule id on quarantine tables
-INTERNAL_PREFIX = "__fb_"
+from connectors.runtime import (ERROR, INTERNAL_PREFIX, ORD, RULE, strip_internal,  # noqa: F401 (re-exported)
+                                user_columns)
 
 
 class OpTypeError(Exception):
@@ -49,11 +47,3 @@ def error_rows(table: pa.Table, mask, reasons) -> pa.Table:
     else:
         col = pc.filter(reasons, mask)
     return rows.append_column(ERROR, col)
-
-
-def user_columns(table: pa.Table) -> list[str]:
-    return [c for c in table.column_names if not c.startswith(INTERNAL_PREFIX)]
-
-
-def strip_internal(table: pa.Table) -> pa.Table:
-    return table.select(user_columns(table))
