@@ -285,3 +285,26 @@ def test_binary_copy_falls_back_to_csv_for_other_types():
     assert pgcopy.encode_column(pa.array([1], pa.timestamp("us", "UTC")), "timestamp without time zone") is None
     assert pgcopy.encode_column(pa.array([[1]]), "ARRAY") is None
     assert pgcopy.encode_column(pa.array(["1.5"]).cast(pa.decimal128(5, 2)), "numeric") is None
+
+
+def test_untyped_collections_carry_tables_as_aligned_ipc():
+    """The fallback coder of untyped PCollections: tables round-trip as Arrow IPC whose buffers stay 8-byte
+    aligned (Acero warns and copies otherwise); other values are Beam's fast primitives or pickle."""
+    import apache_beam as beam
+    from apache_beam import typehints
+
+    from ir_compiler.lower.arrow_coder import FastArrowCoder
+
+    coder = beam.coders.registry.get_coder(typehints.Any)
+    assert isinstance(coder, FastArrowCoder)
+    table = pa.table({"a": list(range(1000)), "s": [f"v{i}" for i in range(1000)], "f": [0.5] * 1000})
+    for value in (table, (3, table), (1, (2, table))):
+        back = coder.decode(coder.encode(value))
+        got = back if isinstance(back, pa.Table) else (back[1] if isinstance(back[1], pa.Table) else back[1][1])
+        assert got.equals(table)
+        for col in got.columns:
+            for buf in col.chunk(0).buffers():
+                assert buf is None or buf.address % 8 == 0
+    for value in (5, "x", {"a": [1, 2]}, None, 1.5, ("k", 2), {1, 2}):
+        assert coder.decode(coder.encode(value)) == value
+    assert coder.get_impl().estimate_size(table) == table.nbytes  # sized from the buffers

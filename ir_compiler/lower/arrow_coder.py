@@ -57,14 +57,18 @@ def tables(pcoll):
 
 
 # ---- untyped PCollections: Beam's fast primitives coder, with Arrow IPC (not pickle) for tables --------------
+_TAG = b"ARROWIPC"
+
+
 class _ArrowOrPickleCoder(beam.coders.Coder):
-    """What the fast primitives coder calls for a type it does not know: tables as Arrow IPC (tag ``A``), anything
-    else pickled (tag ``P``) like Beam's default fallback."""
+    """What the fast primitives coder calls for a type it does not know: tables as Arrow IPC (an 8-byte tag
+    ``ARROWIPC`` first, so the zero-copy buffers stay 8-byte aligned as Arrow compute expects), anything else
+    pickled (tag ``P``) like Beam's default fallback."""
 
     def encode(self, value) -> bytes:
         if type(value) is pa.Table:
             sink = pa.BufferOutputStream()
-            sink.write(b"A")
+            sink.write(_TAG)
             with pa.ipc.new_stream(sink, value.schema) as writer:
                 writer.write_table(value)
             return sink.getvalue().to_pybytes()
@@ -72,8 +76,8 @@ class _ArrowOrPickleCoder(beam.coders.Coder):
         return b"P" + pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
 
     def decode(self, encoded: bytes):
-        if encoded[:1] == b"A":
-            return pa.ipc.open_stream(pa.py_buffer(encoded).slice(1)).read_all()
+        if encoded[:len(_TAG)] == _TAG:
+            return pa.ipc.open_stream(pa.py_buffer(encoded).slice(len(_TAG))).read_all()
         import pickle
         return pickle.loads(memoryview(encoded)[1:])
 
