@@ -63,5 +63,5 @@ setup(
                  "httpx>=0.27,<1", "schemathesis>=4.0,<5", "selenium>=4.20,<5",
                  "apache-beam[gcp]>=2.77.0,<2.80", "pulsar-client>=3.13,<4", *REMOTE],
     },
-    entry_points={"console_scripts": ["flow-beam=flow_beam.cli:main"]},
+    entry_points={"console_scripts": ["flow-beam=flow_beam.cli:entry"]},
 )

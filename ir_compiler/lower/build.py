@@ -15,7 +15,7 @@ import pyarrow as pa
 from ir_compiler.check import CheckedPipeline
 from ir_compiler.graph import MAIN
 from ir_compiler.joins import keys_for
-from ir_compiler.lower.branch_join import lower_branch, lower_join
+from ir_compiler.lower.branch_join import estimate_input_bytes, lower_branch, lower_join
 from ir_compiler.lower.context import RunContext, count
 from ir_compiler.lower.gates import ReportGateFn
 from ir_compiler.lower.sources import lower_source
@@ -75,6 +75,8 @@ class Builder:
 
     def _route_errors(self, node, errors: list):
         errs = [e for e in errors if e is not None]
+        if not errs and "errors" not in self.graph.consumed_ports(node.id):
+            return  # no error output and no reader: no gate input, no DLQ rows (and fewer Beam stages)
         if not errs:
             errs = [self.p | f"{node.id}/NoErrors" >> beam.Create([])]
         merged = errs[0] if len(errs) == 1 else errs | f"{node.id}/MergeErrors" >> beam.Flatten()
@@ -222,7 +224,8 @@ class Builder:
         if self.ctx.streaming:
             main, errors = self._stream_join(node, inputs, arrow, key_types)
         else:
-            main = lower_join(inputs, node, self.ctx, node.id, arrow, key_types, self.out.warnings)
+            known = estimate_input_bytes(self.graph, self.ctx, self.graph.inputs[node.id][1:])  # strategy auto
+            main = lower_join(inputs, node, self.ctx, node.id, arrow, key_types, self.out.warnings, known)
         main = count(main, node.id, "rows_out", f"{node.id}/CountOut")
         self._set_ports(node, {"main": main}, errors)
 

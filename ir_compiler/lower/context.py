@@ -54,21 +54,31 @@ class RunContext:
 
 
 class CountRows(beam.DoFn):
-    """Counts the rows of every batch passing by (``rows_in`` or ``rows_out`` of a node)."""
+    """Counts the rows of every batch passing by (``rows_in`` or ``rows_out`` of one or more nodes)."""
 
     def __init__(self, node_id: str, name: str):
-        self.node_id, self.name = node_id, name
+        self.counts = [(node_id, name)]
 
     def setup(self):
-        self.c = counter(self.node_id, self.name)
+        self.cs = [counter(node_id, name) for node_id, name in self.counts]
 
     def process(self, table):
-        self.c.inc(table.num_rows)
+        for c in self.cs:
+            c.inc(table.num_rows)
         yield table
 
 
 def count(pcoll, node_id: str, name: str, label: str):
-    return pcoll | label >> beam.ParDo(CountRows(node_id, name))
+    """Counts rows; both sides carry Arrow tables, so both get the Arrow coder (no pickling to size them). A
+    collection that a count step already produced (a node's ``rows_out``, then a reader's ``rows_in``) is counted by
+    that same step: one ParDo fewer per edge, the same numbers."""
+    from ir_compiler.lower.arrow_coder import tables
+
+    fn = getattr(getattr(getattr(pcoll, "producer", None), "transform", None), "fn", None)
+    if isinstance(fn, CountRows) and pcoll.tag is None:
+        fn.counts.append((node_id, name))
+        return pcoll
+    return tables(tables(pcoll) | label >> beam.ParDo(CountRows(node_id, name)))
 
 
 def json_value(v):

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import apache_beam as beam
 import pyarrow as pa
+from apache_beam import typehints
 
 from ir_compiler.errors import NotAvailableError
+from ir_compiler.lower.arrow_coder import tables
 from ir_compiler.lower.context import RunContext, counter, to_error_table
 from ir_compiler.ops import OPS, sets
 from ir_compiler.ops.cast import CastFailure
@@ -76,8 +78,8 @@ def lower_transform(pcoll, node, ctx: RunContext, label: str, lookups: dict[int,
             out = pcoll | f"{step}-row-ops" >> beam.ParDo(
                 _RowOpsFn(node.id, ops, {k: lookups[i] for k, i in enumerate(idx) if i in lookups})
             ).with_outputs(ERRORS, main="main")
-            pcoll = out.main
-            errors.append(out[ERRORS])
+            pcoll = tables(out.main)
+            errors.append(tables(out[ERRORS]))
         else:
             i, op = payload
             if OPS[op.op].kind == "model":
@@ -102,7 +104,7 @@ def lower_transform(pcoll, node, ctx: RunContext, label: str, lookups: dict[int,
                     pcoll = out.main
                     errors.append(out[ERRORS])
                 op = op.model_copy(update={"groupBy": ["window_start", "window_end", *op.groupBy], "window": None})
-            pcoll = _SET_LOWERING[op.op](pcoll, node.id, op, ctx, f"{step}-{op.op}")
+            pcoll = tables(_SET_LOWERING[op.op](pcoll, node.id, op, ctx, f"{step}-{op.op}"))
     return pcoll, errors
 
 
@@ -169,7 +171,8 @@ def _empty_global(op) -> pa.Table:
 def _aggregate(pcoll, node_id, op, ctx, label):
     if not op.groupBy:
         return pcoll | f"{label}/Combine" >> beam.CombineGlobally(_GlobalPartials(op))
-    return (pcoll | f"{label}/Partial" >> beam.ParDo(_PartialFn(node_id, op, ctx.buckets))
+    return (pcoll | f"{label}/Partial" >> beam.ParDo(_PartialFn(node_id, op, ctx.buckets)).with_output_types(
+                typehints.Tuple[int, pa.Table])
             | f"{label}/ShuffleByKey" >> beam.GroupByKey()
             | f"{label}/Final" >> beam.ParDo(_FinalFn(node_id, op)))
 
@@ -205,7 +208,8 @@ class _BucketDedupeFn(beam.DoFn):
 
 
 def _deduplicate(pcoll, node_id, op, ctx, label):
-    return (pcoll | f"{label}/Local" >> beam.ParDo(_LocalDedupeFn(node_id, op, ctx.buckets))
+    return (pcoll | f"{label}/Local" >> beam.ParDo(_LocalDedupeFn(node_id, op, ctx.buckets)).with_output_types(
+                typehints.Tuple[int, pa.Table])
             | f"{label}/ShuffleByKey" >> beam.GroupByKey()
             | f"{label}/Final" >> beam.ParDo(_BucketDedupeFn(node_id, op)))
 
