@@ -111,6 +111,8 @@ class Builder:
                         "commit_every_s": float(os.environ.get("FLOW_BEAM_COMMIT_EVERY_S", "5"))}
             ports = lower_pubsub_source(self.p, node, self.ctx, args, self.ctx.on_dataflow)
         else:
+            if self.ctx.streaming and not tested:  # a connector's own unbounded reader gates its commits on these
+                self.ctx.stream_plans[node.id] = self._frontier_of(node)
             ports = lower_source(self.p, node, self.ctx, node.id, self._schema(node.id))
         main = count(ports["main"], node.id, "rows_out", f"{node.id}/CountOut")
         self._set_ports(node, {"main": main}, [ports["errors"]])

@@ -37,6 +37,8 @@ class RunContext:
     on_dataflow: bool = False  # Pub/Sub compiles to Beam's own IO there
     idle_stop_s: float | None = None  # streaming: a partition with no new message for this long ends its read
     ledger: dict = field(default_factory=dict)  # target id -> the input files its load records in _flow_files
+    stream_plans: dict = field(default_factory=dict)  # streaming: stream source id -> (windowed target ids,
+    # unwindowed target ids, retention µs): what a connector's own unbounded reader gates its commits on
 
     @property
     def kafka_starts(self) -> dict:
