@@ -198,10 +198,18 @@ def _note_latest(run_id: str, node_id: str, name: str, micros: int) -> None:
 
 
 def forget(run_id: str, node_id: str) -> None:
+    """After a streaming run (the driver, or a worker of this process): close its partitions that are still
+    open (a cancelled or failed job) and drop its state."""
     with _LOCK:
+        logs = [log for key, log in _LOGS.items() if key[:2] == (run_id, node_id)]
         for table in (_LOGS, _PENDING, _COUNTERS, _LATEST, _WATERMARKS, _LAST_DATA, _COMMITTED):
             for key in [k for k in table if k[:2] == (run_id, node_id)]:
                 table.pop(key, None)
+    for log in logs:
+        try:
+            log.close()
+        except Exception:  # noqa: BLE001 - closing a partition of a finished run
+            pass
 
 
 def stream_read(p, node, ctx, spec: LogSpec, parts: list[Partition], schema, plan, label: str):
@@ -325,6 +333,10 @@ class StreamLogFn(beam.DoFn):
         if self.idle_stop_s is not None and idle >= self.idle_stop_s and caught_up and not claimed:
             self._maybe_commit(force=True)
             tracker.try_claim(STOP)  # this partition's stream ends here
+            with _LOCK:
+                log = _LOGS.pop(key, None)
+            if log is not None:
+                log.close()  # what is not committed stays with the log (redelivered / re-read next run)
             return
         tracker.defer_remainder(Duration.of(0 if claimed else 0.2))
 

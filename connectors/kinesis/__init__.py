@@ -136,6 +136,10 @@ class KinesisConsumerSource(Source):
     def finish(self, node, prepared, ok, run: RunInfo) -> Finished:
         """Checkpoints are committed only now, after the loads committed (at-least-once end to end)."""
         done = Finished()
+        if prepared is not None and prepared.parts is not None:
+            from connectors.logstream import forget
+            forget(run.run_id, node.id)
+            return done
         if not ok or prepared is None or prepared.ranges is None or not node.config.commitCheckpoints:
             return done
         from connectors.kinesis import checkpoints
