@@ -204,3 +204,85 @@ def test_unreachable_broker_is_a_clear_error(tmp_path):
     result = drain(doc(("pulsar://127.0.0.1:9", ""), "t"), tmp_path / "w.duckdb")
     assert result.status == "failed" and "cannot reach the Pulsar broker" in result.error, explain(result)
     assert "Traceback" not in result.error
+
+
+# ---- streaming on Prism ------------------------------------------------------------------------------------
+@pytest.fixture
+def prism():
+    from flow_beam.runners import RunnerError, beam_args
+    try:
+        beam_args("prism")
+    except RunnerError as exc:
+        pytest.skip(str(exc))
+
+
+EVENTS = [{"id": i, "user": "ab"[i % 2], "amount": i, "ts": T0 + 7 * i} for i in range(40)]
+
+
+def stream_doc(broker, topic, window=None, pipeline_id="pulsar-stream"):
+    source = {"id": "src", "kind": "source", "connector": "pulsar_consumer",
+              "config": {"serviceUrl": broker[0], "topics": topic},
+              "schema": [{"name": "id", "type": "int"}, {"name": "user", "type": "string"},
+                         {"name": "amount", "type": "int"}, {"name": "ts", "type": "int"}],
+              "eventTime": {"field": "ts", "format": "epoch_s"}}
+    if window is None:
+        rest = [{"id": "out", "kind": "target", "input": "src", "schema": "public.events", "loadMode": "append"}]
+    else:
+        rest = [{"id": "agg", "kind": "transform", "input": "src", "ops": [
+            {"op": "aggregate", "groupBy": ["user"], "window": window,
+             "aggregations": [{"field": "amount", "fn": "sum", "as": "total"}, {"fn": "count", "as": "n"}]}]},
+            {"id": "out", "kind": "target", "input": "agg", "schema": "public.totals", "loadMode": "upsert",
+             "upsertKey": ["user", "window_start"]}]
+    return {"kind": "pipeline", "version": "1.0", "id": pipeline_id, "nodes": [source] + rest,
+            "errorHandling": {"dlq": {"enabled": True, "table": "dlq.pulsar"}}}
+
+
+def stream_run(d, wh, idle=3.0):
+    return run_document(d, RunOptions(runner="prism", warehouse=f"duckdb://{wh}", stop_after_idle_s=idle))
+
+
+def totals(events):
+    want = defaultdict(lambda: [0, 0])
+    for e in events:
+        key = (e["user"], e["ts"] - e["ts"] % 60)
+        want[key][0] += e["amount"]
+        want[key][1] += 1
+    return {k: tuple(v) for k, v in want.items()}
+
+
+@pytest.mark.slow
+def test_streaming_windowed_aggregate_on_prism_and_a_second_run_resumes_from_the_acks(broker, prism, tmp_path):
+    topic = new_topic(broker, 2)
+    wh = tmp_path / "w.duckdb"
+    produce(broker, topic, EVENTS[:30] + [b"not json"])
+    d = stream_doc(broker, topic, {"type": "fixed", "size": "1m"}, pipeline_id="pulsar-win")
+    result = stream_run(d, wh)
+    assert result.status in ("completed", "completed_with_errors"), explain(result)
+    got = {(u, s): (t, n) for u, s, t, n in query(
+        wh, "select user, epoch(window_start)::bigint, total, n from public.totals")}
+    assert got == totals(EVENTS[:30])
+    assert query(wh, "select count(*) from dlq.pulsar") == [(1,)]
+    left = backlog(broker, topic, "flow-beam-pulsar-win-src")
+    assert left < 31 and left is not None  # acknowledged as windows became final
+    produce(broker, topic, EVENTS[30:], keys=[str(i) for i in range(30, 40)])
+    result = stream_run(d, wh)
+    assert result.status in ("completed", "completed_with_errors"), explain(result)
+    assert 10 <= result.nodes["src"].rowsIn <= 41 - 10, explain(result)  # resumed, not from the start
+    got = {(u, s): (t, n) for u, s, t, n in query(
+        wh, "select user, epoch(window_start)::bigint, total, n from public.totals")}
+    assert got == totals(EVENTS)
+
+
+@pytest.mark.slow
+def test_streaming_unwindowed_appends_each_message_once(broker, prism, tmp_path):
+    topic = new_topic(broker, 2)
+    wh = tmp_path / "w.duckdb"
+    produce(broker, topic, EVENTS[:20])
+    d = stream_doc(broker, topic, pipeline_id="pulsar-append")
+    result = stream_run(d, wh)
+    assert result.status == "completed", explain(result)
+    assert sorted(r[0] for r in query(wh, "select id from public.events")) == list(range(20))
+    produce(broker, topic, EVENTS[20:], keys=[str(i) for i in range(20, 40)])
+    result = stream_run(d, wh)
+    assert result.status == "completed", explain(result)
+    assert sorted(r[0] for r in query(wh, "select id from public.events")) == list(range(40))
