@@ -286,3 +286,83 @@ def test_streaming_unwindowed_appends_each_message_once(broker, prism, tmp_path)
     result = stream_run(d, wh)
     assert result.status == "completed", explain(result)
     assert sorted(r[0] for r in query(wh, "select id from public.events")) == list(range(40))
+
+
+def crash_events(start, stop):
+    """Event i at T0 + 5 i s; every 7th has a late twin 45 s in the past (within the 2-minute allowed lateness)."""
+    out = []
+    for i in range(start, stop):
+        out.append({"id": i, "user": "abcd"[i % 4], "amount": i % 13 + 1, "ts": T0 + 5 * i})
+        if i % 7 == 3:
+            out.append({"id": 10_000 + i, "user": "abcd"[(i + 1) % 4], "amount": 100, "ts": T0 + 5 * i - 45})
+    return out
+
+
+@pytest.mark.slow
+def test_streaming_windowed_upsert_survives_a_crash_and_a_restart(broker, prism, tmp_path):
+    """A streaming run in its own process is killed (SIGKILL) once it acknowledged something; the rest of the
+    events are published; a second run until idle: the PostgreSQL table equals the aggregates of every event and
+    the second run read exactly the messages that were not acknowledged."""
+    import signal
+    import subprocess
+    import sys
+
+    import psycopg
+
+    from tests.pg_util import fresh_database
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    topic = new_topic(broker, 2)
+    sub = "crash-test"
+    first, second = crash_events(0, 240), crash_events(240, 400)
+    d = stream_doc(broker, topic, {"type": "fixed", "size": "1m", "allowedLateness": "2m"}, "pulsar-crash")
+    d["nodes"][0]["config"]["subscription"] = sub
+    ids = produce(broker, topic, first, keys=[e["user"] for e in first], batching=False)
+    per_partition = defaultdict(int)
+    for mid in ids:  # "(ledger,entry,partition,batch index)"
+        per_partition[int(mid.strip("()").split(",")[2])] += 1
+
+    def acked() -> int:
+        """Messages acknowledged, once every partition has the subscription (each reader subscribes its own)."""
+        done = 0
+        for partition, n in per_partition.items():
+            left = backlog(broker, f"{topic}-partition-{partition}", sub)
+            if left is None:
+                return 0
+            done += n - left
+        return done
+
+    def table(url):
+        with psycopg.connect(url) as con:
+            rows = con.execute('SELECT "user", extract(epoch from window_start)::bigint, total, n '
+                               'FROM public.totals').fetchall()
+        out = {}
+        for user, start, total, n in rows:
+            assert (user, start) not in out, f"two rows for {user} {start}"
+            out[(user, start)] = (total, n)
+        return out
+
+    with fresh_database() as url:
+        path = tmp_path / "crash.json"
+        path.write_text(json.dumps(d))
+        env = {**os.environ, "FLOW_BEAM_COMMIT_EVERY_S": "1", "PYTHONPATH": root}
+        proc = subprocess.Popen([sys.executable, "-m", "flow_beam", "run", str(path), "--runner", "prism",
+                                 "--warehouse", url], cwd=root, env=env, start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=open(tmp_path / "run1.log", "w"))
+        try:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and acked() == 0:
+                assert proc.poll() is None, (tmp_path / "run1.log").read_text()[-3000:]
+                time.sleep(1)
+        finally:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)  # a crash: no shutdown, prism dies with it
+            proc.wait()
+        after_crash = acked()
+        assert 0 < after_crash < len(first), "the first run acknowledged some messages, not all"
+        assert table(url), "panes were written before the crash"
+        produce(broker, topic, second, keys=[e["user"] for e in second], batching=False)
+        result = run_document(d, RunOptions(runner="prism", warehouse=url, stop_after_idle_s=4))
+        assert result.status == "completed", explain(result)
+        assert result.nodes["src"].rowsIn == len(first) + len(second) - after_crash  # resumed at the acks
+        assert table(url) == totals(first + second)

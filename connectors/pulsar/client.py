@@ -488,7 +488,8 @@ def subscription_backlog(admin_url: str, topic: str, subscription: str) -> int |
     base, path = _admin_path(admin_url, topic)
     doing = f"reading the stats of {topic}"
     status, stats = _http("GET", f"{base}{path}/partitioned-stats", admin_url=admin_url, doing=doing)
-    if status == 404 or (status == 200 and not (stats or {}).get("metadata", {}).get("partitions")):
+    # 404: not partitioned; 412: a partition's own topic (NAME-partition-N); 200 without partitions: not partitioned
+    if status in (404, 412) or (status == 200 and not (stats or {}).get("metadata", {}).get("partitions")):
         status, stats = _http("GET", f"{base}{path}/stats", admin_url=admin_url, doing=doing)
     if status != 200:
         raise ConnectorError(f"Pulsar admin API at {admin_url}: {doing} failed (HTTP {status}: {stats})")
