@@ -37,6 +37,7 @@ from apache_beam.transforms.core import RestrictionProvider
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from connectors.runtime import ERRORS, ORD, counter
+from ir_compiler.errors import FlowError
 
 EVENT_US = "__fb_event_us"  # the event time the reader used (as in ir_compiler.lower.streaming)
 US = 1_000_000
@@ -105,7 +106,9 @@ def decode_records(node_id, cfg, schema, records: list[Record], ords: np.ndarray
             row = dict(r.raw) if cfg.format == "raw" else decode(cfg, _Msg(r.value, r.key))
             rows.append(row)
             keep.append(i)
-        except (ValueError, UnicodeDecodeError, EOFError, TypeError) as exc:
+        except FlowError:
+            raise  # not the message's fault (a schema registry that does not answer): the run fails
+        except Exception as exc:  # noqa: BLE001 - any decoder failure (fastavro raises several kinds) is a bad message
             raw = r.value.decode("utf-8", "replace")[:2000] if r.value else None
             bad.append((f"{r.label}: {exc}", json.dumps({**r.where, "raw": raw}, default=str)))
     table, micros = None, np.zeros(0, dtype=np.int64)
