@@ -116,6 +116,8 @@ class Builder:
         else:
             if node.connector == "kafka_consumer" and not self.ctx.streaming and not tested:
                 self._drain_windowed(node)
+            if self.ctx.streaming and not tested:  # a connector's own unbounded reader gates its commits on these
+                self.ctx.stream_plans[node.id] = self._frontier_of(node)
             ports = lower_source(self.p, node, self.ctx, node.id, self._schema(node.id))
         main = count(ports["main"], node.id, "rows_out", f"{node.id}/CountOut")
         self._set_ports(node, {"main": main}, [ports["errors"]])

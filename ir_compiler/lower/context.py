@@ -40,6 +40,8 @@ class RunContext:
     drain_windowed: dict = field(default_factory=dict)  # drain: kafka source id -> {targets, retention_us}
     drain_frontiers: dict = field(default_factory=dict)  # drain: windowed transform id -> stored frontier µs
     ledger: dict = field(default_factory=dict)  # target id -> the input files its load records in _flow_files
+    stream_plans: dict = field(default_factory=dict)  # streaming: stream source id -> (windowed target ids,
+    # unwindowed target ids, retention µs): what a connector's own unbounded reader gates its commits on
 
     @property
     def kafka_starts(self) -> dict:
