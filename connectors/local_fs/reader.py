@@ -1,5 +1,24 @@
 """The Beam step of a local_fs source: the staged paths → (file index, path) → Arrow tables, read by
-:func:`connectors.formats.read_file`; a file that breaks part-way is dropped whole (:class:`_WholeFiles`)."""
+:func:`connectors.formats.read_file`.
+
+A file is loaded whole or not at all, without holding rows back:
+
+1. before a file's first row is emitted the reader checks it is whole (:func:`connectors.formats.verify_file`:
+   a cut-off last record, the gzip trailer, the parquet footer, the avro block framing). A file that fails is
+   reported unreadable and none of its rows is emitted;
+2. rows then stream with no barrier. A file that still breaks part-way (damage inside a verified file, invalid
+   UTF-8 in the middle) is reported in the run folder (``files/<source>.<index>.json``), and the commit step of
+   every target — which runs only after every reader finished — leaves that file's rows out (rows carry their
+   file index in the hidden ordinal: ``index << 36``), or refuses to load when its rows combine several files
+   (``ir_compiler.lower.targets``).
+
+Error rows (the ``errors`` port) are few: they alone wait behind a side input of broken files
+(:class:`_WholeFiles`), so no row error of a file that broke part-way reaches the DLQ.
+
+A remote store passes a ``fetch`` object (picklable): on the worker ``fetch.setup()`` once, then
+``fetch.local(index, path)`` → a local copy to read (a ConnectorError there makes the file unreadable),
+``fetch.done(local)`` after it was read.
+"""
 from __future__ import annotations
 
 import json
@@ -11,30 +30,44 @@ from connectors.file_config import format_options
 from connectors.runtime import ERRORS, ORD, bad_rows_table, counter, ords, schemas_of, write_report
 from ir_compiler.errors import ConnectorError
 
+FILE_SHIFT = 36  # ORD = file index << 36 | row number in the file
+
 
 class _ReadFilesFn(beam.DoFn):
     """(file index, path) → Arrow tables (main), (file index, malformed rows) (errors port shape), and the index
-    of every file that broke part-way (``unreadable``): :class:`_WholeFiles` drops the rows already emitted for
-    it, so a file is loaded whole or not at all."""
+    of every file that broke (``unreadable``, the side input of :class:`_WholeFiles` on the errors port)."""
 
     UNREADABLE = "unreadable"
 
-    def __init__(self, node_id, fmt, options, schema, batch_rows, run_dir, hint=None):
+    def __init__(self, node_id, fmt, options, schema, batch_rows, run_dir, hint=None, fetch=None):
         self.node_id, self.fmt, self.options = node_id, fmt, options
         self.schema, self.batch_rows, self.run_dir, self.hint = schema, batch_rows, run_dir, hint
+        self.fetch = fetch
 
     def setup(self):
         self.rows_in = counter(self.node_id, "rows_in")
+        self.rows_out = counter(self.node_id, "rows_out")
         self.bad = counter(self.node_id, "rows_errored")
+        if self.fetch is not None:
+            self.fetch.setup()
+
+    def teardown(self):
+        if self.fetch is not None:
+            self.fetch.teardown()
 
     def process(self, item):
         from connectors.formats import read_file
 
-        index, path = item
-        offset, emitted, errored = 0, 0, 0
+        index, path = item[0], item[1]
+        offset, emitted, errored, local = 0, 0, 0, path
         try:
-            for chunk in read_file(path, self.fmt, self.options, self.schema, hint=self.hint,
-                                   batch_rows=self.batch_rows):
+            if self.fetch is not None:
+                local = self.fetch.local(index, path)
+            for chunk in read_file(local, self.fmt, self.options, self.schema, hint=self.hint,
+                                   batch_rows=self.batch_rows, verify=True):
+                if local != path:  # row errors name the remote file, not the worker's copy
+                    for b in chunk.bad_rows:
+                        b.file = path
                 table = pa.Table.from_batches([chunk.batch])
                 table = table.append_column(ORD, ords(index, offset, table.num_rows))
                 offset += table.num_rows + len(chunk.bad_rows)
@@ -47,22 +80,35 @@ class _ReadFilesFn(beam.DoFn):
                     errored += len(chunk.bad_rows)
                     yield beam.pvalue.TaggedOutput(ERRORS, (index, bad_rows_table(self.node_id, chunk.bad_rows)))
         except ConnectorError as exc:
-            note = f" ({emitted} row(s) read before the break are not loaded)" if emitted else ""
-            write_report(self.run_dir, "files", f"{self.node_id}.{index}",
-                         {"path": path, "error": str(exc) + note, "rowsBeforeBreak": emitted})
-            # the file counts as one row in, set aside (the rows read before the break are taken back)
-            self.rows_in.inc(1 - emitted)
-            self.bad.inc(1 - errored)
-            yield beam.pvalue.TaggedOutput(self.UNREADABLE, index)
-            row = json.dumps({"file": path})
-            yield beam.pvalue.TaggedOutput(ERRORS, (-1, pa.table({
-                "node_id": [self.node_id], "error": [f"unreadable file: {exc}{note}"], "row": [row]})))
+            if local != path:
+                exc = ConnectorError(str(exc).replace(local, path))
+            yield from self._broken(index, path, exc, emitted, errored)
+        finally:
+            if local != path:
+                self.fetch.done(local)
+
+    def _broken(self, index, path, exc, emitted, errored, partial=False):
+        """Report a file that cannot be read (``emitted`` rows of it already went downstream: the targets'
+        commit steps leave them out) and send it to the errors port as one row."""
+        note = f" ({emitted} row(s) read before the break are not loaded)" if emitted else ""
+        write_report(self.run_dir, "files", f"{self.node_id}.{index}",
+                     {"path": path, "error": str(exc) + note, "rowsBeforeBreak": emitted,
+                      "rowsEmitted": bool(emitted - errored) or partial})
+        # the file counts as one row in, set aside; the rows read before the break are taken back (the targets
+        # drop them, see ir_compiler.lower.targets)
+        self.rows_in.inc(1 - emitted)
+        self.rows_out.inc(-(emitted - errored))
+        self.bad.inc(1 - errored)
+        yield beam.pvalue.TaggedOutput(self.UNREADABLE, index)
+        row = json.dumps({"file": path})
+        yield beam.pvalue.TaggedOutput(ERRORS, (-1, pa.table({
+            "node_id": [self.node_id], "error": [f"unreadable file: {exc}{note}"], "row": [row]})))
 
 
 class _WholeFiles(beam.DoFn):
     """Drops the rows (main: by the file index in ORD) or error rows ((index, table) pairs) of files that broke
-    part-way. Its side input (every reader's unreadable files) is complete only once every file was read, so
-    nothing downstream sees a row of a file before the whole file was read."""
+    part-way. Its side input (every reader's unreadable files) is complete only once every file was read. Used
+    on the errors port only (few rows); the main rows of a broken file are left out by the targets' commit."""
 
     def __init__(self, errors: bool):
         self.errors = errors
@@ -79,15 +125,16 @@ class _WholeFiles(beam.DoFn):
         if not bad or item.num_rows == 0:
             yield item
             return
-        files = pc.shift_right(item.column(ORD), 36)
+        files = pc.shift_right(item.column(ORD), FILE_SHIFT)
         keep = pc.invert(pc.is_in(files, pa.array(sorted(bad), pa.int64())))
         kept = item.filter(keep)
         if kept.num_rows:
             yield kept
 
 
-def read_files(p, node, ctx, paths: list[str], schema):
-    """{main, errors} of a file source reading ``paths`` (in this order: the file index is the position)."""
+def read_files(p, node, ctx, paths: list[str], schema, fetch=None):
+    """{main, errors} of a file source reading ``paths`` (in this order: the file index is the position);
+    ``fetch``: how a worker gets a local copy of a remote path (None: the paths are local)."""
     declared, hint = schemas_of(node, schema)
     cfg, label = node.config, node.id
     files = list(enumerate(paths))
@@ -95,9 +142,8 @@ def read_files(p, node, ctx, paths: list[str], schema):
     if len(files) > 1:  # spread the files over workers
         matched = matched | f"{label}/Reshuffle" >> beam.Reshuffle()
     read = (matched | f"{label}/ReadFiles" >> beam.ParDo(_ReadFilesFn(
-                node.id, cfg.format, format_options(cfg), declared, ctx.batch_rows, ctx.run_dir, hint))
+                node.id, cfg.format, format_options(cfg), declared, ctx.batch_rows, ctx.run_dir, hint, fetch))
             .with_outputs(ERRORS, _ReadFilesFn.UNREADABLE, main="main"))
     broken = beam.pvalue.AsList(read[_ReadFilesFn.UNREADABLE])
-    main = read.main | f"{label}/WholeFiles" >> beam.ParDo(_WholeFiles(False), broken)
     errors = read[ERRORS] | f"{label}/WholeFileErrors" >> beam.ParDo(_WholeFiles(True), broken)
-    return {"main": main, ERRORS: errors}
+    return {"main": read.main, ERRORS: errors}
