@@ -34,8 +34,10 @@ FILE_SHIFT = 36  # ORD = file index << 36 | row number in the file
 
 
 class _ReadFilesFn(beam.DoFn):
-    """(file index, path) → Arrow tables (main), (file index, malformed rows) (errors port shape), and the index
-    of every file that broke (``unreadable``, the side input of :class:`_WholeFiles` on the errors port)."""
+    """(file index, path[, range]) → Arrow tables (main), (file index, malformed rows) (errors port shape), and
+    the index of every file that broke (``unreadable``, the side input of :class:`_WholeFiles` on the errors
+    port). A range (connectors.splits) is read like a whole file: verified first, rows numbered from the
+    range's first row."""
 
     UNREADABLE = "unreadable"
 
@@ -58,13 +60,16 @@ class _ReadFilesFn(beam.DoFn):
     def process(self, item):
         from connectors.formats import read_file
 
+        from connectors.splits import first_row
+
         index, path = item[0], item[1]
-        offset, emitted, errored, local = 0, 0, 0, path
+        part = item[2] if len(item) > 2 else None
+        offset, emitted, errored, local = first_row(part), 0, 0, path
         try:
             if self.fetch is not None:
                 local = self.fetch.local(index, path)
             for chunk in read_file(local, self.fmt, self.options, self.schema, hint=self.hint,
-                                   batch_rows=self.batch_rows, verify=True):
+                                   batch_rows=self.batch_rows, verify=True, part=part):
                 if local != path:  # row errors name the remote file, not the worker's copy
                     for b in chunk.bad_rows:
                         b.file = path
@@ -82,7 +87,8 @@ class _ReadFilesFn(beam.DoFn):
         except ConnectorError as exc:
             if local != path:
                 exc = ConnectorError(str(exc).replace(local, path))
-            yield from self._broken(index, path, exc, emitted, errored)
+            # another range of the file may have emitted rows: the targets' commit decides
+            yield from self._broken(index, path, exc, emitted, errored, partial=bool(part and part.get("of", 1) > 1))
         finally:
             if local != path:
                 self.fetch.done(local)
@@ -135,14 +141,21 @@ class _WholeFiles(beam.DoFn):
 def read_files(p, node, ctx, paths: list[str], schema, fetch=None):
     """{main, errors} of a file source reading ``paths`` (in this order: the file index is the position);
     ``fetch``: how a worker gets a local copy of a remote path (None: the paths are local)."""
+    from connectors.splits import plan_file
+
     declared, hint = schemas_of(node, schema)
     cfg, label = node.config, node.id
-    files = list(enumerate(paths))
+    options = format_options(cfg)
+    if fetch is None:  # local files: large ones become several ranges (connectors.splits)
+        files = [(i, path, part) for i, path in enumerate(paths)
+                 for part in plan_file(path, cfg.format, options, typed=schema is not None)]
+    else:
+        files = list(enumerate(paths))
     matched = p | f"{label}/MatchedFiles" >> beam.Create(files)
-    if len(files) > 1:  # spread the files over workers
+    if len(files) > 1:  # spread the files and ranges over workers
         matched = matched | f"{label}/Reshuffle" >> beam.Reshuffle()
     read = (matched | f"{label}/ReadFiles" >> beam.ParDo(_ReadFilesFn(
-                node.id, cfg.format, format_options(cfg), declared, ctx.batch_rows, ctx.run_dir, hint, fetch))
+                node.id, cfg.format, options, declared, ctx.batch_rows, ctx.run_dir, hint, fetch))
             .with_outputs(ERRORS, _ReadFilesFn.UNREADABLE, main="main"))
     broken = beam.pvalue.AsList(read[_ReadFilesFn.UNREADABLE])
     errors = read[ERRORS] | f"{label}/WholeFileErrors" >> beam.ParDo(_WholeFiles(True), broken)
