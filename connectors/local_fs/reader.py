@@ -12,8 +12,10 @@ A file is loaded whole or not at all, without holding rows back:
    file index in the hidden ordinal: ``index << 36``), or refuses to load when its rows combine several files
    (``ir_compiler.lower.targets``).
 
-Error rows (the ``errors`` port) are few: they alone wait behind a side input of broken files
-(:class:`_WholeFiles`), so no row error of a file that broke part-way reaches the DLQ.
+Row errors (the ``errors`` port) carry their file index too (hidden column ``__fb_file``): the DLQ append and
+the targets' commit leave out those of a file that broke part-way. No side input, no barrier: on Flink a
+side input made the reading stage's outputs blocking partitions (512 network buffers each), which a
+2-worker job on the 2-slot cluster could not get.
 
 A remote store passes a ``fetch`` object (picklable): on the worker ``fetch.setup()`` once, then
 ``fetch.local(index, path)`` → a local copy to read (a ConnectorError there makes the file unreadable),
@@ -31,15 +33,13 @@ from connectors.runtime import ERRORS, ORD, bad_rows_table, counter, ords, schem
 from ir_compiler.errors import ConnectorError
 
 FILE_SHIFT = 36  # ORD = file index << 36 | row number in the file
+FILE = "__fb_file"  # hidden column of a reader's row errors: the file index (the DLQ leaves out broken files')
 
 
 class _ReadFilesFn(beam.DoFn):
-    """(file index, path[, range]) → Arrow tables (main), (file index, malformed rows) (errors port shape), and
-    the index of every file that broke (``unreadable``, the side input of :class:`_WholeFiles` on the errors
-    port). A range (connectors.splits) is read like a whole file: verified first, rows numbered from the
+    """(file index, path[, range]) → Arrow tables (main) and malformed rows (errors port shape, plus the file
+    index in the hidden ``__fb_file`` column). A range (connectors.splits) is read like a whole file: verified first, rows numbered from the
     range's first row."""
-
-    UNREADABLE = "unreadable"
 
     def __init__(self, node_id, fmt, options, schema, batch_rows, run_dir, hint=None, fetch=None):
         self.node_id, self.fmt, self.options = node_id, fmt, options
@@ -83,7 +83,9 @@ class _ReadFilesFn(beam.DoFn):
                 if chunk.bad_rows:
                     self.bad.inc(len(chunk.bad_rows))
                     errored += len(chunk.bad_rows)
-                    yield beam.pvalue.TaggedOutput(ERRORS, (index, bad_rows_table(self.node_id, chunk.bad_rows)))
+                    errors = bad_rows_table(self.node_id, chunk.bad_rows)
+                    yield beam.pvalue.TaggedOutput(ERRORS, errors.append_column(
+                        FILE, pa.array([index] * errors.num_rows, pa.int64())))
         except ConnectorError as exc:
             if local != path:
                 exc = ConnectorError(str(exc).replace(local, path))
@@ -105,37 +107,9 @@ class _ReadFilesFn(beam.DoFn):
         self.rows_in.inc(1 - emitted)
         self.rows_out.inc(-(emitted - errored))
         self.bad.inc(1 - errored)
-        yield beam.pvalue.TaggedOutput(self.UNREADABLE, index)
         row = json.dumps({"file": path})
-        yield beam.pvalue.TaggedOutput(ERRORS, (-1, pa.table({
-            "node_id": [self.node_id], "error": [f"unreadable file: {exc}{note}"], "row": [row]})))
-
-
-class _WholeFiles(beam.DoFn):
-    """Drops the rows (main: by the file index in ORD) or error rows ((index, table) pairs) of files that broke
-    part-way. Its side input (every reader's unreadable files) is complete only once every file was read. Used
-    on the errors port only (few rows); the main rows of a broken file are left out by the targets' commit."""
-
-    def __init__(self, errors: bool):
-        self.errors = errors
-
-    def process(self, item, unreadable):
-        import pyarrow.compute as pc
-
-        bad = set(unreadable)
-        if self.errors:
-            index, table = item
-            if index not in bad:
-                yield table
-            return
-        if not bad or item.num_rows == 0:
-            yield item
-            return
-        files = pc.shift_right(item.column(ORD), FILE_SHIFT)
-        keep = pc.invert(pc.is_in(files, pa.array(sorted(bad), pa.int64())))
-        kept = item.filter(keep)
-        if kept.num_rows:
-            yield kept
+        yield beam.pvalue.TaggedOutput(ERRORS, pa.table({
+            "node_id": [self.node_id], "error": [f"unreadable file: {exc}{note}"], "row": [row]}))
 
 
 def read_files(p, node, ctx, paths: list[str], schema, fetch=None):
@@ -156,7 +130,5 @@ def read_files(p, node, ctx, paths: list[str], schema, fetch=None):
         matched = matched | f"{label}/Reshuffle" >> beam.Reshuffle()
     read = (matched | f"{label}/ReadFiles" >> beam.ParDo(_ReadFilesFn(
                 node.id, cfg.format, options, declared, ctx.batch_rows, ctx.run_dir, hint, fetch))
-            .with_outputs(ERRORS, _ReadFilesFn.UNREADABLE, main="main"))
-    broken = beam.pvalue.AsList(read[_ReadFilesFn.UNREADABLE])
-    errors = read[ERRORS] | f"{label}/WholeFileErrors" >> beam.ParDo(_WholeFiles(True), broken)
-    return {"main": read.main, ERRORS: errors}
+            .with_outputs(ERRORS, main="main"))
+    return {"main": read.main, ERRORS: read[ERRORS]}

@@ -44,17 +44,36 @@ def stage_table(folder: str, table: pa.Table) -> str:
     return path
 
 
-def broken_files(run_dir: str, sources) -> dict[str, dict[int, dict]]:
-    """{source id: {file index: report}} of the files of ``sources`` that broke part-way while they were read
-    after some of their rows had gone downstream (the readers' ``files`` reports)."""
+FILE = "__fb_file"  # a reader's row errors: the index of the file they come from (connectors.local_fs.reader)
+
+
+def broken_files(run_dir: str, sources=None, emitted_only: bool = True) -> dict[str, dict[int, dict]]:
+    """{source id: {file index: report}} of the files of ``sources`` (None: every source) that could not be read
+    (the readers' ``files`` reports); ``emitted_only``: only those that broke after some of their rows had
+    gone downstream."""
     from ir_compiler.lower.context import read_reports
 
     out: dict[str, dict[int, dict]] = {}
     for key, rep in read_reports(run_dir, "files").items():
         src, _, idx = key.rpartition(".")
-        if src in sources and idx.isdigit() and rep.get("rowsEmitted", rep.get("rowsBeforeBreak")):
+        if (sources is None or src in sources) and idx.isdigit() and (
+                not emitted_only or rep.get("rowsEmitted", rep.get("rowsBeforeBreak"))):
             out.setdefault(src, {})[int(idx)] = rep
     return out
+
+
+def drop_broken_errors(table: pa.Table, broken: dict[str, dict[int, dict]]) -> pa.Table:
+    """A reader's row errors (``node_id`` + hidden ``__fb_file``) without those of the ``broken`` files."""
+    import pyarrow.compute as pc
+
+    if FILE not in table.column_names or not broken or not table.num_rows:
+        return table
+    mask = None
+    for src, reps in broken.items():
+        m = pc.and_(pc.equal(table.column("node_id"), src),
+                    pc.is_in(table.column(FILE), pa.array(sorted(reps), pa.int64())))
+        mask = m if mask is None else pc.or_(mask, m)
+    return table.filter(pc.invert(pc.fill_null(mask, False)))
 
 
 _ROW_WISE = {"source", "validate", "branch", "enrich", "target"}
@@ -91,10 +110,13 @@ class _CommitFn(beam.DoFn):
             write_report(info["run_dir"], "targets", node.id, {"status": "aborted", "error": "; ".join(reasons)})
             return
         staged, dropped = list(staged), []
-        broken = broken_files(info["run_dir"], info.get("sources") or ())
-        if broken:  # files that broke part-way: their rows are left out, or nothing loads
+        unread = broken_files(info["run_dir"], info.get("sources") or (), emitted_only=False)
+        if unread:  # files that broke part-way: their rows are left out, or nothing loads
+            broken = {s: {i: r for i, r in reps.items() if r.get("rowsEmitted", r.get("rowsBeforeBreak"))}
+                      for s, reps in unread.items()}
+            broken = {s: reps for s, reps in broken.items() if reps}
             try:
-                staged, dropped = self._without(staged, broken)
+                staged, dropped = self._without(staged, broken, unread)
             except FlowError as exc:
                 write_report(info["run_dir"], "targets", node.id, {"status": "failed", "error": exc.message,
                                                                    "heldBack": sorted(broken)})
@@ -141,10 +163,11 @@ class _CommitFn(beam.DoFn):
         return {"rowsLoaded": rep.rows_loaded, "rowsSkipped": rep.rows_skipped, "warnings": warnings,
                 "table": node.schema_}
 
-    def _without(self, staged, broken):
+    def _without(self, staged, broken, unread):
         """(staged files without the rows of the files that broke part-way, warnings). Only for a target whose
-        rows carry one source's file index (rows_by_file); a target whose rows combine files raises FlowError
-        (nothing of it loads: no partial file in a table)."""
+        rows carry one source's file index (rows_by_file), or a reader's row errors (``__fb_file``: those of
+        every ``unread`` file are left out); a target whose rows combine files raises FlowError (nothing of it
+        loads: no partial file in a table)."""
         import pyarrow.compute as pc
 
         from connectors.warehouse.loading import read_staged
@@ -154,6 +177,19 @@ class _CommitFn(beam.DoFn):
         by_file = info.get("by_file")
         names = ", ".join(sorted({os.path.basename(r["path"]) for reps in broken.values() for r in reps.values()}))
         why = "; ".join(r["error"] for reps in broken.values() for r in reps.values())
+        if any(FILE in schema.names for _, schema in staged):  # a reader's errors port
+            out = []
+            for path, schema in staged:
+                table = read_staged(path)
+                kept = drop_broken_errors(table, unread)
+                if kept.num_rows == table.num_rows:
+                    out.append((path, schema))
+                elif kept.num_rows:
+                    out.append((stage_table(runfs.join(info["run_dir"], "staging", node.id), kept), schema))
+                counter(node.id, "rows_in").inc(kept.num_rows - table.num_rows)
+            return out, []
+        if not broken:
+            return staged, []
         if by_file is None or set(broken) != {by_file}:
             raise FlowError(f"file(s) {names} broke part-way while they were read ({why}), and the rows of target "
                             f"'{node.id}' combine several files (aggregation, deduplication or join), so that "
@@ -355,6 +391,10 @@ class _AppendFn(beam.DoFn):
         if not tables:
             return
         rows = pa.concat_tables(tables, promote_options="permissive")
+        if FILE in rows.column_names:  # a reader's row errors: none of a file that could not be read whole
+            rows = drop_broken_errors(rows, broken_files(self.info["run_dir"], emitted_only=False))
+            if not rows.num_rows:
+                return
         if self.kind == "quarantine":
             rows = quarantine_rows(rows, (self.info["run_id"], self.info["pipeline_id"]), self.node_id)
         else:
