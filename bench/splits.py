@@ -2,7 +2,7 @@
 
 Contenders (each a whole process, interleaved rounds, per-country sums cross-checked with pyarrow's):
   pyarrow                 the floor (read_csv + compute + group_by)
-  direct, one range       flow-beam on the direct runner with splitting off (FLOW_BEAM_SPLIT_BYTES huge)
+  direct 1 range          flow-beam on the direct runner with splitting off (FLOW_BEAM_SPLIT_BYTES huge)
   direct                  flow-beam on the direct runner, the file split into 64 MiB ranges
   direct 2 procs          + --direct_num_workers=2 --direct_running_mode=multi_processing
   flink p1 / flink p2     the Flink cluster (scripts/flink.sh) with --parallelism=1 / 2; Python work runs in a
@@ -10,8 +10,10 @@ Contenders (each a whole process, interleaved rounds, per-country sums cross-che
                           127.0.0.1 that this script starts and stops): with flow-beam's default LOOPBACK every
                           Flink task's Python work shares the submitting process (one GIL), so 2 tasks cannot
                           use 2 cores
-  flink p2, one range     p2 with splitting off: one worker reads the whole file
-Peak RSS is the flow-beam process's (Flink's SDK workers are other processes; not counted).
+  flink p2 1 range        p2 with splitting off: one worker reads the whole file
+Peak RSS is the flow-beam process's (Flink's SDK workers are other processes; not counted). For the Flink runs
+the reading stage's own wall time (reader + filter + derived column + partial aggregation, from Flink's REST
+API: the slowest subtask of that stage) is printed too: it is what the workers share, the rest is job start-up.
 Usage: python bench/splits.py [--rows 10000000] [--repeat 3] [--contenders a,b,...] [--keep DIR]
 """
 from __future__ import annotations
@@ -21,6 +23,7 @@ import atexit
 import json
 import os
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -74,12 +77,12 @@ def start_pool() -> int:
 
 
 CONTENDERS = {
-    "direct, one range": ([], NO_SPLIT),
+    "direct 1 range": ([], NO_SPLIT),
     "direct": ([], None),
     "direct 2 procs": (["--", "--direct_num_workers=2", "--direct_running_mode=multi_processing"], None),
     "flink p1": (FLINK + ["--", "--parallelism=1"], None),
     "flink p2": (FLINK + ["--", "--parallelism=2"], None),
-    "flink p2, one range": (FLINK + ["--", "--parallelism=2"], NO_SPLIT),
+    "flink p2 1 range": (FLINK + ["--", "--parallelism=2"], NO_SPLIT),
 }
 
 
@@ -117,16 +120,39 @@ def main() -> None:
             with open(doc, "w") as fh:
                 json.dump(ir(data, os.path.join(out, "result")), fh)
             if name.startswith("flink"):
-                extra = extra + ["--environment_type=EXTERNAL", f"--environment_config=127.0.0.1:{pool}"]
+                workers = "2" if "p2" in name else "1"  # one SDK worker process per slot (default: 1 per TaskManager)
+                extra = extra + ["--environment_type=EXTERNAL", f"--environment_config=127.0.0.1:{pool}",
+                                 f"--sdk_worker_parallelism={workers}"]
             env = ["env", f"FLOW_BEAM_SPLIT_BYTES={split}"] if split else []
             return env + [sys.executable, "-m", "flow_beam", "run", doc, "--warehouse",
                           f"duckdb://{out}/wh.duckdb"] + extra, out
 
+        stages: dict[str, list[float]] = {}
+
         def collect(name, stdout, out):
+            if name.startswith("flink"):
+                stages.setdefault(name, []).append(read_stage_seconds())
             return last_json(stdout) if name == "pyarrow" else flow_beam_result(out)
 
         compare(names, args.repeat, "pyarrow", prepare, collect, same_sums,
                 f"aggregate job, {args.rows:,} rows in one CSV file, 1 vs 2 workers")
+        for name, secs in stages.items():
+            print(f"{name:26s} reading stage {statistics.median(secs):6.2f} s (runs: "
+                  f"{', '.join(f'{x:.1f}' for x in secs)})")
+
+
+def read_stage_seconds(master: str = "127.0.0.1:8081") -> float:
+    """Wall time of the newest Flink job's reading stage (the vertex fusing the source with the transform)."""
+    import urllib.request
+
+    def get(path):
+        with urllib.request.urlopen(f"http://{master}{path}", timeout=10) as resp:
+            return json.load(resp)
+    jobs = [j for j in get("/jobs/overview")["jobs"] if j["name"].startswith("flowbeam-bench-orders")]
+    job = get(f"/jobs/{max(jobs, key=lambda j: j['start-time'])['jid']}")
+    stage = next(v for v in job["vertices"] if "{src, t}" in v["name"])
+    subtasks = get(f"/jobs/{job['jid']}/vertices/{stage['id']}")["subtasks"]
+    return (max(s["end-time"] for s in subtasks) - min(s["start-time"] for s in subtasks)) / 1000.0
 
 
 if __name__ == "__main__":
