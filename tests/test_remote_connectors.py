@@ -304,3 +304,126 @@ def test_every_sink_format_written_and_read_back(sink_store, tmp_path):
     again = run(doc, tmp_path / "wh.duckdb")
     assert again.status == "completed", again.error
     assert len(st.names("out/csv")) == 2
+
+
+# ---- exactly once per file -----------------------------------------------------------------------------------
+def put_csvs(st: Store, tmp: Path, n_files: int, per_file: int, folder: str = "in", start: int = 0) -> list[int]:
+    ids = []
+    for f in range(n_files):
+        lo = start + f * per_file
+        st.put(f"{folder}/part-{lo:07d}.csv", csv_bytes(lo, per_file), tmp)
+        ids += range(lo, lo + per_file)
+    return ids
+
+
+def everything(st: Store, folder: str = "in") -> list[str]:
+    """Every visible file under the folder, its staging/success/failure folders included (no leases, markers)."""
+    base = st.p(folder).strip("/")
+    return sorted(f.path.strip("/")[len(base) + 1:] for f in st.fs.list(st.p(folder), recursive=True,
+                                                                        include_hidden=True)
+                  if not f.name.startswith(".") and "/.claims/" not in f.path)
+
+
+def test_a_second_run_loads_nothing_and_a_renamed_copy_is_the_same_file(store, tmp_path):
+    ids = put_csvs(store, tmp_path, 3, 100)
+    wh, doc = tmp_path / "wh.duckdb", pipeline([source(store, "in", waitPolicy={"onMissAction": "skip"})])
+    first = run(doc, wh)
+    assert first.status == "completed", (first.error, first.warnings)
+    assert rows(wh, "public.src") == [(i,) for i in ids]
+    assert store.names("in/.done") == [f"part-{i:07d}.csv" for i in (0, 100, 200)]
+    second = run(doc, wh)  # nothing new
+    assert second.status == "completed" and second.nodes["src"].rowsIn == 0
+    store.put("in/copy.csv", csv_bytes(0, 100), tmp_path)  # the bytes of part-0000000.csv under a new name
+    third = run(doc, wh)
+    assert rows(wh, "public.src") == [(i,) for i in ids]
+    assert any("copy.csv was already loaded" in w for w in third.nodes["src"].warnings), third.nodes["src"].warnings
+    assert everything(store) == sorted(f".done/{n}" for n in ["copy.csv", "part-0000000.csv", "part-0000100.csv",
+                                                              "part-0000200.csv"])
+    led = duckdb.connect(str(wh), read_only=True).execute(
+        "select path, rows_loaded, run_id from _flow_files order by path").fetchall()
+    assert [(p.rsplit("/", 1)[1], n) for p, n, _ in led] == [(f"part-{i:07d}.csv", 100) for i in (0, 100, 200)]
+    assert {r for _, _, r in led} == {first.runId} and led[0][0].startswith(store.fs.url(store.p("in")))
+
+
+def _run_folder(st: Store, run_id: str, node_id: str = "src") -> str:
+    return st.p("in", ".processing", f"{run_id}.{node_id}")
+
+
+def test_a_live_runs_claim_is_never_taken_then_recovered_once_it_is_gone(store, tmp_path):
+    """A claim held by a live process (this one: the lease names its pid) keeps its file out of other runs; once
+    released (its lease deleted, as after the run) the next run recovers and loads it."""
+    from connectors.remote.claims import RemoteClaim
+    ids = put_csvs(store, tmp_path, 2, 50)
+    other = RemoteClaim(open_fs(store.name, store.conn), lambda: open_fs(store.name, store.conn), store.p("in"),
+                        ".processing/", "live0000run", "rc", "src", lease_seconds=300)
+    [(held, _)] = other.stage([f for f in store.fs.list(store.p("in")) if f.name == "part-0000000.csv"])
+    wh, doc = tmp_path / "wh.duckdb", pipeline([source(store, "in")])
+    try:
+        first = run(doc, wh)
+        assert first.status == "completed", first.error
+        assert rows(wh, "public.src") == [(i,) for i in ids[50:]]  # the live run's file is not read
+        assert store.fs.exists(held)  # ... nor moved
+    finally:
+        other.release()
+    second = run(doc, wh)
+    assert second.status == "completed_with_errors", second.error  # a recovery is a warning
+    assert any("recovered" in w for w in second.nodes["src"].warnings), second.nodes["src"].warnings
+    assert rows(wh, "public.src") == [(i,) for i in ids]
+    assert everything(store) == [".done/part-0000000.csv", ".done/part-0000050.csv"]
+
+
+@pytest.mark.parametrize("age_s, taken", [(3600, True), (5, False)])
+def test_another_hosts_lease_is_honoured_until_it_expires(store, tmp_path, age_s, taken):
+    put_csvs(store, tmp_path, 1, 10)
+    folder = _run_folder(store, "farhostrun")
+    store.fs.claim(store.p("in", "part-0000000.csv"), folder)
+    renewed = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(seconds=age_s)).isoformat()
+    lease = {"pid": 1, "host": "another-host.example", "runId": "farhostrun", "pipelineId": "rc", "nodeId": "src",
+             "leaseSeconds": 300, "renewedAt": renewed}
+    store.put("in/.processing/.farhostrun.src.lease", json.dumps(lease).encode(), tmp_path)
+    wh = tmp_path / "wh.duckdb"
+    result = run(pipeline([source(store, "in")]), wh)
+    assert result.status in ("completed", "completed_with_errors") and result.error is None
+    assert rows(wh, "public.src") == ([(i,) for i in range(10)] if taken else [])
+    assert any("recovered" in w for w in result.nodes["src"].warnings) is taken
+    assert store.fs.exists(folder + "/part-0000000.csv") is (not taken)
+
+
+FAULTS = ["after_claim", "before_commit", "after_commit", "before_move", "after_first_move"]
+FAST_FAULTS = {("s3", "after_claim"), ("s3", "after_commit"), ("sftp", "after_claim"), ("ftp", "after_first_move"),
+               ("gcs", "before_move"), ("azure_blob", "after_claim")}
+
+
+@pytest.mark.parametrize("point", [pytest.param(p, marks=pytest.mark.slow) for p in FAULTS])
+def test_a_killed_runs_claim_is_recovered_and_every_row_loads_once(store, tmp_path, point):
+    """SIGKILL at each fault point of a real `flow-beam run` subprocess, then a second run: every row exactly once,
+    every file in the success folder (the fast subset of store × point runs without -m slow, see
+    test_a_killed_run_fast)."""
+    _kill_then_recover(store, tmp_path, point)
+
+
+@pytest.mark.parametrize("name, point", sorted(FAST_FAULTS))
+def test_a_killed_run_fast(servers, tmp_path, name, point):
+    srv = servers.get(name)
+    make_bucket(name, srv)
+    st = Store(name, srv)
+    try:
+        _kill_then_recover(st, tmp_path, point)
+    finally:
+        st.fs.close()
+
+
+def _kill_then_recover(st: Store, tmp_path: Path, point: str) -> None:
+    ids = put_csvs(st, tmp_path, 3, 400)
+    wh, doc = tmp_path / "wh.duckdb", pipeline([source(st, "in")])
+    code, out = run_cli(doc, tmp_path, wh, {"FLOW_BEAM_FAULT": point})
+    assert code == -signal.SIGKILL, out
+    assert rows(wh, "public.src") in ([], [(i,) for i in ids])  # never half
+    names = [n.rsplit("/", 1)[1] for n in everything(st)]
+    assert sorted(names) == [f"part-{i:07d}.csv" for i in (0, 400, 800)], everything(st)  # each file in one place
+    code, out = run_cli(doc, tmp_path, wh)
+    assert code in (0, 2), out
+    assert rows(wh, "public.src") == [(i,) for i in ids]
+    assert everything(st) == [f".done/part-{i:07d}.csv" for i in (0, 400, 800)]
+    leftovers = [f.path for f in st.fs.list(st.p("in", ".processing"), recursive=True, include_hidden=True)]
+    assert leftovers == [], leftovers  # the dead run's lease and markers are gone too

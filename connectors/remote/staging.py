@@ -105,6 +105,8 @@ def prepare_remote(connector: str, node, run: RunInfo) -> PreparedRemote:
                 skip_loaded(node, run, out)
             return out
         _claim(connector, node, run, fs, atom, listing.files, out)
+        if not listing.files and (out.paths or out.loaded):  # "0 rows read" is not true: files were recovered
+            out.warnings = [w for w in out.warnings if w not in listing.warnings]
         skip_loaded(node, run, out)
     except BaseException:
         out.release()
