@@ -181,14 +181,17 @@ def source(st: Store, folder: str, fmt: str = "csv", atomicity: dict | None = AT
     return {"id": sid, "kind": "source", "connector": st.name, "config": cfg}
 
 
-def pipeline(sources: list[dict], pid: str = "rc", schema: list | None = SCHEMA) -> dict:
+def pipeline(sources: list[dict], pid: str = "rc", schema: list | None = SCHEMA, dlq: bool = False) -> dict:
     nodes = []
     for s in sources:
         if schema is not None:
             s = {**s, "schema": schema}
         nodes += [s, {"id": f"{s['id']}_t", "kind": "target", "input": s["id"], "schema": f"public.{s['id']}",
                       "loadMode": "append", "lineage": False}]
-    return {"kind": "pipeline", "version": "1.0", "id": pid, "nodes": nodes}
+    doc = {"kind": "pipeline", "version": "1.0", "id": pid, "nodes": nodes}
+    if dlq:
+        doc["errorHandling"] = {"dlq": {"enabled": True, "table": "dlq.rc"}}
+    return doc
 
 
 def run(doc: dict, wh: Path, **kw):
@@ -427,3 +430,139 @@ def _kill_then_recover(st: Store, tmp_path: Path, point: str) -> None:
     assert everything(st) == [f".done/part-{i:07d}.csv" for i in (0, 400, 800)]
     leftovers = [f.path for f in st.fs.list(st.p("in", ".processing"), recursive=True, include_hidden=True)]
     assert leftovers == [], leftovers  # the dead run's lease and markers are gone too
+
+
+# ---- failure paths: nothing lost, the path named ---------------------------------------------------------------
+def _dead(st: Store) -> tuple[dict, str]:
+    port = free_port()  # nothing listens there
+    if st.name in ("sftp", "ftp"):
+        return {"port": port}, f"127.0.0.1:{port}"
+    suffix = "/devstoreaccount1" if st.name == "azure_blob" else ""
+    return {"endpoint": f"http://127.0.0.1:{port}{suffix}"}, f"127.0.0.1:{port}"
+
+
+def test_server_down_fails_the_run_naming_the_endpoint_and_touches_nothing(store, tmp_path):
+    put_csvs(store, tmp_path, 2, 10)
+    over, where = _dead(store)
+    doc = pipeline([{**source(store, "in"), "config": {**source(store, "in")["config"], **over}}])
+    result = run(doc, tmp_path / "wh.duckdb")
+    assert result.status == "failed"
+    assert where in result.error and "cannot reach" in result.error, result.error
+    assert store.names("in") == ["part-0000000.csv", "part-0000010.csv"]  # untouched
+    assert everything(store) == ["part-0000000.csv", "part-0000010.csv"]
+
+
+@pytest.mark.parametrize("atomic", [False, True])
+def test_a_file_vanishing_between_listing_and_reading(store, tmp_path, monkeypatch, atomic):
+    """Without atomicity the run lists, then the file is deleted before a worker reads it: that file is set aside
+    (a warning and a DLQ-shaped error naming it), the others load. With atomicity the file vanishes between the
+    listing and the claim: it is simply not claimed (another run may have taken it), the others load."""
+    import connectors.remote.staging as staging
+    ids = put_csvs(store, tmp_path, 2, 10)
+    victim = store.p("in", "part-0000010.csv")
+    other = open_fs(store.name, store.conn)
+    if atomic:
+        real = staging.list_matching
+
+        def list_then_delete(fs, cfg, now=None):
+            out = real(fs, cfg, now)
+            other.delete(victim)
+            return out
+        monkeypatch.setattr(staging, "list_matching", list_then_delete)
+    else:
+        real = staging.prepare_remote
+
+        def prepare_then_delete(connector, node, run_):
+            out = real(connector, node, run_)
+            other.delete(victim)
+            return out
+        monkeypatch.setattr(staging, "prepare_remote", prepare_then_delete)
+    wh = tmp_path / "wh.duckdb"
+    result = run(pipeline([source(store, "in", atomicity=ATOM if atomic else None)], dlq=True), wh)
+    other.close()
+    assert rows(wh, "public.src") == [(i,) for i in ids[:10]], (result.status, result.error, result.warnings)
+    if atomic:
+        assert result.status == "completed", (result.error, result.warnings)
+        assert everything(store) == [".done/part-0000000.csv"]
+    else:
+        assert result.status == "completed_with_errors", result.error
+        [warning] = [w for w in result.nodes["src"].warnings if "unreadable" in w]
+        assert "part-0000010.csv" in warning and "not found" in warning, warning
+        [(err,)] = rows(wh, "dlq.rc", "error")
+        assert "unreadable file" in err and "part-0000010.csv" in err
+        assert store.names("in") == ["part-0000000.csv"]
+
+
+def test_server_stopping_mid_run_fails_it_and_the_next_run_recovers(servers, tmp_path, monkeypatch):
+    """A dedicated SFTP server (its files persist across a restart) stops after the driver claimed the files and
+    before the workers download them: the run fails naming the endpoint and the file, the files stay claimed in
+    staging (the moves could not happen either), and once the server is back the next run recovers and loads
+    them, each row once."""
+    import connectors.remote.staging as staging
+    srv = ScriptServer("sftp")
+    try:
+        srv.start()
+    except ServerUnavailable as e:
+        pytest.skip(str(e))
+    try:
+        st = Store("sftp", srv)
+        ids = put_csvs(st, tmp_path, 2, 10)
+        real = staging.prepare_remote
+
+        def prepare_then_stop(connector, node, run_):
+            out = real(connector, node, run_)
+            srv.stop()
+            return out
+        monkeypatch.setattr(staging, "prepare_remote", prepare_then_stop)
+        wh, doc = tmp_path / "wh.duckdb", pipeline([source(st, "in")])
+        result = run(doc, wh)
+        assert result.status == "failed"
+        assert f"127.0.0.1:{srv.port}" in result.error and "part-00000" in result.error, result.error
+        assert rows(wh, "public.src") == []
+        monkeypatch.setattr(staging, "prepare_remote", real)
+        srv.start()
+        st.fs = open_fs("sftp", st.conn)
+        assert len([n for n in everything(st) if n.startswith(".processing/")]) == 2  # claimed, not lost
+        again = run(doc, wh)
+        assert again.status == "completed_with_errors" and any("recovered" in w for w in again.nodes["src"].warnings)
+        assert rows(wh, "public.src") == [(i,) for i in ids]
+        assert everything(st) == [".done/part-0000000.csv", ".done/part-0000010.csv"]
+        st.fs.close()
+    finally:
+        srv.cleanup()
+
+
+def test_permission_denied_names_the_path_and_loses_nothing(store, tmp_path, monkeypatch):
+    """A real read-only account (moto IAM user with read/list only, pyftpdlib's read-only user, an Azure account
+    SAS with read/list): it may load without atomicity; with atomicity the run fails at its first write (the claim
+    lease in the staging folder), naming that path, and the input files stay where they were."""
+    if store.name not in ("s3", "ftp", "azure_blob"):
+        pytest.skip(f"the local {store.name} server cannot refuse a permission here (sshd runs the chrooted session "
+                    f"as root, which file modes do not stop; fake-gcs-server has no authentication)")
+    ids = put_csvs(store, tmp_path, 1, 10)
+    e = store.srv.env
+    if store.name == "s3":
+        monkeypatch.setenv("FB_RC_RO", e["FLOW_BEAM_S3_RO_SECRET_ACCESS_KEY"])
+        ro = {"username": e["FLOW_BEAM_S3_RO_ACCESS_KEY_ID"], "passwordSecret": "env:FB_RC_RO"}
+    elif store.name == "ftp":
+        ro = {"username": e["FLOW_BEAM_FTP_RO_USER"]}
+    else:
+        from azure.storage.blob import AccountSasPermissions, ResourceTypes, generate_account_sas
+        sas = generate_account_sas(e["FLOW_BEAM_AZURE_ACCOUNT"], e["FLOW_BEAM_AZURE_KEY"],
+                                   ResourceTypes(service=True, container=True, object=True),
+                                   AccountSasPermissions(read=True, list=True),
+                                   expiry=dt.datetime.now(dt.timezone.utc) + dt.timedelta(hours=1))
+        monkeypatch.setenv("FB_RC_RO", f"BlobEndpoint={e['FLOW_BEAM_AZURE_ENDPOINT']};SharedAccessSignature={sas}")
+        ro = {"passwordSecret": "env:FB_RC_RO", "username": None, "endpoint": None}
+
+    def cfg(atomicity):
+        c = {**source(store, "in", atomicity=atomicity)["config"], **ro}
+        return {k: v for k, v in c.items() if v is not None}
+    wh = tmp_path / "wh.duckdb"
+    denied = run(pipeline([{**source(store, "in"), "config": cfg(ATOM)}]), wh)
+    assert denied.status == "failed" and "permission denied" in denied.error, denied.error
+    assert store.p("in", ".processing").strip("/") in denied.error
+    assert everything(store) == ["part-0000000.csv"]  # nothing moved, nothing lost
+    reading = run(pipeline([{**source(store, "in"), "config": cfg(None)}]), wh)
+    assert reading.status == "completed", reading.error
+    assert rows(wh, "public.src") == [(i,) for i in ids]

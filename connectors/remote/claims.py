@@ -5,8 +5,8 @@ source node) and when it last renewed it. A heartbeat thread renews the lease ev
 
 Remote stores have no lock that dies with a process (local_fs uses ``flock``), so "the owner is provably gone"
 is decided from the lease: the owner ran on this host and its process is dead (or its pid now belongs to another
-process: the start times differ) — known at once, however it died — or, from another host, the lease was not
-renewed for ``claimLeaseSeconds`` (the hosts' clocks must agree to well within that; use NTP). A folder without a
+process: the start times differ) — known at once, however it died — or it is this very process and no longer
+holds that claim, or else the lease was not renewed for ``claimLeaseSeconds`` (the hosts' clocks must agree to well within that; use NTP). A folder without a
 lease belongs to a run that is over (the lease is written before the first file is claimed and deleted last).
 
 :meth:`RemoteClaim.adopt` takes over the files of gone runs of the same pipeline and source, one ``claim`` per
@@ -51,13 +51,22 @@ def proc_start(pid: int) -> str | None:
         return "?"
 
 
+_ACTIVE: set[str] = set()  # "<run id>.<node id>" of the claims this process holds now
+_ACTIVE_LOCK = threading.Lock()
+
+
 def owner_gone(owner: dict, now: dt.datetime | None = None, mtime: dt.datetime | None = None) -> bool:
     """Whether the run described by a lease is provably over (see the module docstring)."""
     now = now or dt.datetime.now(dt.timezone.utc)
     pid = owner.get("pid")
     if owner.get("host") == socket.gethostname() and isinstance(pid, int):
         start = proc_start(pid)
-        return start is None or (start != "?" and owner.get("pidStart") not in (None, start))
+        if start is None or (start != "?" and owner.get("pidStart") not in (None, start)):
+            return True  # its process is dead (or the pid is another process's now)
+        if pid == os.getpid():  # this very process: is that claim still held (a long-lived service runs many)?
+            with _ACTIVE_LOCK:
+                return f"{owner.get('runId')}.{owner.get('nodeId')}" not in _ACTIVE
+        # another live process: its heartbeat says whether that run still holds the claim
     lease = float(owner.get("leaseSeconds") or 300)
     try:
         renewed = dt.datetime.fromisoformat(owner["renewedAt"])
@@ -103,7 +112,14 @@ class RemoteClaim:
                       "leaseSeconds": self.lease_seconds,
                       "startedAt": dt.datetime.now(dt.timezone.utc).isoformat()}
         self._stop = threading.Event()
-        self._write_lease(fs)  # before any file is claimed: a folder without a lease is a finished run's
+        with _ACTIVE_LOCK:
+            _ACTIVE.add(self.name)
+        try:
+            self._write_lease(fs)  # before any file is claimed: a folder without a lease is a finished run's
+        except BaseException:
+            with _ACTIVE_LOCK:
+                _ACTIVE.discard(self.name)
+            raise
         self._beat = threading.Thread(target=self._heartbeat, name=f"lease-{self.name}", daemon=True)
         self._beat.start()
 
@@ -136,6 +152,8 @@ class RemoteClaim:
             return
         self._stop.set()
         self._beat.join(timeout=60)
+        with _ACTIVE_LOCK:
+            _ACTIVE.discard(self.name)
         try:
             self.fs.delete(self.lease_path, missing_ok=True)
             if self.fs.connector in ("sftp", "ftp"):

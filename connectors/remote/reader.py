@@ -44,17 +44,17 @@ class RemoteFetch:
         if self.tmp:
             shutil.rmtree(self.tmp, ignore_errors=True)
 
-    def _open(self):
+    def _open(self, path: str):
         if self.fs is None:
             from connectors.remote.fs import open_fs
             try:
                 self.fs = open_fs(self.connector, self.cfg)
             except ConnectorError as exc:
-                raise StoreUnavailable(str(exc)) from None
+                raise StoreUnavailable(f"{self.connector} read {path}: {exc}") from None
         return self.fs
 
     def local(self, index: int, path: str) -> str:
-        fs = self._open()
+        fs = self._open(path)
         try:
             local = fs.fetch_local(path, self.tmp or tempfile.gettempdir())
         except ConnectorError as exc:
