@@ -7,6 +7,7 @@ SIGKILLs at the fault points of ir_compiler/faults.py), and failure paths that l
 A store whose server cannot be installed here skips, saying why."""
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import gzip
 import json
@@ -566,3 +567,141 @@ def test_permission_denied_names_the_path_and_loses_nothing(store, tmp_path, mon
     reading = run(pipeline([{**source(store, "in"), "config": cfg(None)}]), wh)
     assert reading.status == "completed", reading.error
     assert rows(wh, "public.src") == [(i,) for i in ids]
+
+
+# ---- http_pull ---------------------------------------------------------------------------------------------------
+@pytest.fixture
+def http_server():
+    started = []
+
+    def start(root, **extra):
+        srv = ScriptServer("http", {"FLOW_BEAM_HTTP_ROOT": str(root), **{k: str(v) for k, v in extra.items()}})
+        try:
+            srv.start()
+        except ServerUnavailable as e:
+            pytest.skip(str(e))
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in started:
+        srv.cleanup()
+
+
+def http_source(url: str, fmt: str, sid: str = "src", **extra) -> dict:
+    return {"id": sid, "kind": "source", "connector": "http_pull", "config": {"url": url, "format": fmt, **extra}}
+
+
+@pytest.mark.parametrize("listing", ["html", "json"])
+def test_http_pull_reads_every_format_and_a_rerun_skips_what_is_loaded(http_server, tmp_path, monkeypatch, listing):
+    """Listings paginated two links a page behind a bearer token (from env:VAR); seven sources, one per format;
+    the re-run reads nothing (the _flow_files ledger: same bytes, same size), a changed file is a new one."""
+    root = tmp_path / "site"
+    payloads = format_payloads(tmp_path)
+    for key, (name, data) in payloads.items():
+        (root / key).mkdir(parents=True)
+        (root / key / name).write_bytes(data)
+    token = uuid.uuid4().hex
+    srv = http_server(root, FLOW_BEAM_HTTP_TOKEN=token, FLOW_BEAM_HTTP_PAGE_SIZE=2)
+    monkeypatch.setenv("FB_RC_HTTP_TOKEN", token)
+    auth = {"Authorization": "Bearer env:FB_RC_HTTP_TOKEN"}
+    query = "?format=json" if listing == "json" else ""
+    sources = [http_source(f"{srv.env['FLOW_BEAM_HTTP_URL']}{key}/{query}", "csv" if key == "gzip" else key,
+                           sid=f"s_{key}", headers=auth) for key in payloads]
+    wh, doc = tmp_path / "wh.duckdb", pipeline(sources, schema=None)
+    first = run(doc, wh)
+    assert first.status == "completed", (first.error, first.warnings)
+    for key in payloads:
+        assert rows(wh, f"public.s_{key}", "id, name, amount") == [(1, "a", 1.5), (2, "b, with comma", None),
+                                                                   (3, "ü", -2.25)], key
+    again = run(doc, wh)
+    assert again.nodes["s_csv"].rowsIn == 0 and any("already loaded" in w for w in again.nodes["s_csv"].warnings)
+    assert all(rows(wh, f"public.s_{k}", "count(*)") == [(3,)] for k in payloads)
+    (root / "csv" / "more.csv").write_text("id,name,amount\n4,d,0.5\n")
+    third = run(doc, wh)
+    assert third.nodes["s_csv"].rowsIn == 1 and rows(wh, "public.s_csv", "count(*)") == [(4,)]
+    assert sorted(p.name for p in (root / "csv").iterdir()) == ["data-00000.csv", "more.csv"]  # read-only
+
+
+def test_http_pull_retries_auth_and_server_down(http_server, tmp_path, monkeypatch):
+    root = tmp_path / "site"
+    (root / "in").mkdir(parents=True)
+    (root / "in" / "a.csv").write_bytes(csv_bytes(0, 5))
+    flaky = http_server(root, FLOW_BEAM_HTTP_FAIL_FIRST=2)
+    url = flaky.env["FLOW_BEAM_HTTP_URL"] + "in/a.csv"
+    ok = run(pipeline([http_source(url, "csv", retries=3, retryBackoffSeconds=0.05)]), tmp_path / "a.duckdb")
+    assert ok.status == "completed", ok.error  # two 503s, then the file
+    assert rows(tmp_path / "a.duckdb", "public.src") == [(i,) for i in range(5)]
+
+    guarded = http_server(root, FLOW_BEAM_HTTP_TOKEN="right-token")
+    monkeypatch.setenv("FB_RC_HTTP_TOKEN", "wrong-token-value")
+    url = guarded.env["FLOW_BEAM_HTTP_URL"] + "in/"
+    denied = run(pipeline([http_source(url, "csv", headers={"Authorization": "Bearer env:FB_RC_HTTP_TOKEN"})]),
+                 tmp_path / "b.duckdb")
+    assert denied.status == "failed" and "401" in denied.error and url in denied.error, denied.error
+    assert "wrong-token-value" not in json.dumps(dataclasses.asdict(denied), default=str)
+
+    port = free_port()
+    down = run(pipeline([http_source(f"http://127.0.0.1:{port}/in/", "csv", retries=1, retryBackoffSeconds=0.05)]),
+               tmp_path / "c.duckdb")
+    assert down.status == "failed" and f"127.0.0.1:{port}" in down.error and "cannot reach" in down.error
+
+
+# ---- validation and the schema -----------------------------------------------------------------------------------
+@pytest.mark.infra
+@pytest.mark.parametrize("node, path, words", [
+    ({"connector": "s3", "config": {"bucket": "b", "path": "in/", "bucekt": "x"}}, "nodes[0].config.bucekt",
+     "unknown field"),
+    ({"connector": "s3", "config": {"path": "in/"}}, "nodes[0].config.bucket", ""),
+    ({"connector": "s3", "config": {"bucket": "b", "path": "in/", "passwordSecret": "hunter2-literal"}},
+     "nodes[0].config.passwordSecret", "env:"),
+    ({"connector": "gcs", "config": {"bucket": "b", "path": "in/", "host": "h"}}, "nodes[0].config.host",
+     "unknown field"),
+    ({"connector": "azure_blob", "config": {"bucket": "c", "path": "in/", "atomicity": {"stagingFoldr": "x"}}},
+     "nodes[0].config.atomicity.stagingFoldr", "unknown field"),
+    ({"connector": "sftp", "config": {"host": "h", "username": "u", "path": "/in", "privateKeySecret": "/k"}},
+     "nodes[0].config.privateKeySecret", "env:"),
+    ({"connector": "sftp", "config": {"host": "h", "username": "u", "path": "/in", "bucket": "b"}},
+     "nodes[0].config.bucket", "unknown field"),
+    ({"connector": "ftp", "config": {"host": "h", "path": "/in", "port": 70000}}, "nodes[0].config.port", ""),
+    ({"connector": "http_pull", "config": {"url": "http://h/in/", "atomicity": {}}}, "nodes[0].config.atomicity",
+     "read-only"),
+    ({"connector": "http_pull", "config": {"url": "http://h/in/", "headers": {"Authorization": "Bearer abc123"}}},
+     "nodes[0].config.headers", "env:VAR"),
+    ({"connector": "http_pull", "config": {"url": "file:///etc/passwd"}}, "nodes[0].config.url", ""),
+    ({"connector": "http_pull", "config": {"url": "http://h/", "retries": 99}}, "nodes[0].config.retries", ""),
+])
+def test_a_remote_config_problem_is_one_error_at_its_json_path(node, path, words):
+    from ir_compiler.errors import ValidationFailed
+    from ir_compiler.loader import load_document
+    doc = {"kind": "pipeline", "id": "p", "nodes": [{"id": "s", "kind": "source", **node}]}
+    with pytest.raises(ValidationFailed) as info:
+        load_document(doc)
+    assert [(i.path, i.node_id) for i in info.value.issues] == [(path, "s")]
+    assert words in info.value.issues[0].message
+    assert "hunter2" not in info.value.issues[0].message and "abc123" not in info.value.issues[0].message
+
+
+def test_flow_beam_schema_documents_every_remote_config():
+    out = subprocess.run([sys.executable, "-m", "flow_beam", "schema"], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "PYTHONPATH": ROOT})
+    defs = json.loads(out.stdout)["$defs"]
+    for model in ("S3SourceConfig", "GcsSourceConfig", "AzureBlobSourceConfig", "SftpSourceConfig", "FtpSourceConfig",
+                  "HttpPullSourceConfig", "S3SinkConfig", "GcsSinkConfig", "AzureBlobSinkConfig", "SftpSinkConfig"):
+        assert model in defs, model
+    sftp = defs["SftpSourceConfig"]["properties"]
+    assert {"privateKeySecret", "knownHosts", "claimLeaseSeconds", "atomicity"} <= set(sftp)
+    assert "env:VAR" in sftp["privateKeySecret"]["description"]
+    assert {"retries", "retryBackoffSeconds", "headers"} <= set(defs["HttpPullSourceConfig"]["properties"])
+
+
+def test_plan_describes_the_remote_steps_without_a_server(tmp_path):
+    doc = pipeline([{"id": "src", "kind": "source", "connector": "s3", "schema": SCHEMA,
+                     "config": {"bucket": "b", "path": "in/", "endpoint": f"http://127.0.0.1:{free_port()}",
+                                "atomicity": {}}}])
+    path = tmp_path / "p.json"
+    path.write_text(json.dumps(doc))
+    out = subprocess.run([sys.executable, "-m", "flow_beam", "plan", str(path)], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "PYTHONPATH": ROOT, "COLUMNS": "200"})
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "claim into the run's staging folder" in out.stdout and "download to a worker temp file" in out.stdout
