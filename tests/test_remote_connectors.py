@@ -13,7 +13,6 @@ import gzip
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -705,3 +704,66 @@ def test_plan_describes_the_remote_steps_without_a_server(tmp_path):
                          timeout=120, env={**os.environ, "PYTHONPATH": ROOT, "COLUMNS": "200"})
     assert out.returncode == 0, out.stdout + out.stderr
     assert "claim into the run's staging folder" in out.stdout and "download to a worker temp file" in out.stdout
+
+
+# ---- patterns, orderings, wait policy, bounded sampling ------------------------------------------------------------
+def test_patterns_orderings_and_the_wait_policy(store, tmp_path):
+    """The same matching as local_fs (shared connectors/filematch.py) over the store's listing."""
+    import time as _time
+
+    from connectors.file_config import FileSourceConfig
+    from connectors.remote.staging import list_matching
+    store.put("in/b.csv", b"id\n1\n", tmp_path)
+    _time.sleep(1.1)  # object stores keep mtimes to the second: b is older than a
+    store.put("in/a.csv", b"id\n2\n", tmp_path)
+    store.put("in/c.txt", b"x", tmp_path)
+    store.put("in/sub/d.csv", b"id\n3\n", tmp_path)
+    today = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
+    store.put(f"in/orders_{today}.csv", b"id\n4\n", tmp_path)
+    store.put("in/.processing/z.csv", b"id\n5\n", tmp_path)
+
+    def names(**cfg):
+        c = FileSourceConfig(path=store.p("in"), **cfg)
+        return [f.path.rsplit("/", 1)[1] for f in list_matching(store.fs, c)]
+    glob = {"type": "glob", "value": "?.csv"}
+    assert names(pattern=glob, ordering="fifo_by_name") == ["a.csv", "b.csv"]
+    assert names(pattern=glob, ordering="process_all") == ["b.csv", "a.csv"]
+    assert names(pattern=glob, ordering="latest_by_mtime") == ["a.csv"]
+    assert names(pattern={"type": "regex", "value": r"[bc]\.(csv|txt)"}, ordering="lexicographic") == ["b.csv", "c.txt"]
+    assert names(pattern={"type": "glob", "value": "**/*.csv"}, ordering="lexicographic") == [
+        "a.csv", "b.csv", f"orders_{today}.csv", "d.csv"]  # recursive; the hidden staging folder never listed
+    assert names(pattern={"type": "date_template", "value": "orders_{YYYY-MM-DD}.csv"}) == [f"orders_{today}.csv"]
+    wait = {"maxRetries": 1, "intervalMinutes": 0, "onMissAction": "fail"}
+    failed = run(pipeline([source(store, "in", pattern={"type": "glob", "value": "*.parquet"}, waitPolicy=wait)]),
+                 tmp_path / "wh.duckdb")
+    assert failed.status == "failed" and "no file in" in failed.error and store.p("in").strip("/") in failed.error
+    assert "after 1 retry" in failed.error
+
+
+def test_schema_inference_samples_a_bounded_prefix(servers, tmp_path):
+    """A 6 MB csv.gz and a parquet file of many row groups on s3: the sample is at most 4 MB of text / the first
+    10,000 rows, and the schema inferred from it types the columns."""
+    from connectors.formats import SAMPLE_BYTES, SAMPLE_ROWS
+    from connectors.remote.sample import infer_remote_schema, sample_copy
+    srv = servers.get("s3")
+    make_bucket("s3", srv)
+    st = Store("s3", srv)
+    n = 300_000
+    text = "id,price,day\n" + "".join(f"{i},{i}.5,2024-01-{1 + i % 28:02d}\n" for i in range(n))
+    assert len(text) > SAMPLE_BYTES
+    st.put("in/big.csv.gz", gzip.compress(text.encode()), tmp_path)
+    import numpy as np
+    rng = np.random.default_rng(7)
+    table = pa.table({"id": pa.array(rng.integers(0, 2**62, n), pa.int64()), "v": pa.array(rng.random(n))})
+    pq.write_table(table, tmp_path / "big.parquet", row_group_size=20_000)
+    assert (tmp_path / "big.parquet").stat().st_size > SAMPLE_BYTES
+    st.put("in/big.parquet", (tmp_path / "big.parquet").read_bytes(), tmp_path)
+    infos = {f.name: f for f in st.fs.list(st.p("in"))}
+    local = sample_copy(st.fs, infos["big.csv.gz"], "csv", {}, str(tmp_path))
+    assert 0 < os.path.getsize(local) <= SAMPLE_BYTES and Path(local).read_bytes().endswith(b"\n")
+    schema = infer_remote_schema(st.fs, [infos["big.csv.gz"]], "csv", {})
+    assert str(schema.types()["id"]) == "int" and str(schema.types()["day"]) == "date"
+    local = sample_copy(st.fs, infos["big.parquet"], "parquet", {}, str(tmp_path))
+    assert pq.ParquetFile(local).metadata.num_rows == SAMPLE_ROWS
+    assert str(infer_remote_schema(st.fs, [infos["big.parquet"]], "parquet", {}).types()["v"]) == "float"
+    st.fs.close()
