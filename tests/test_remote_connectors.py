@@ -20,7 +20,6 @@ import uuid
 from pathlib import Path
 
 import duckdb
-import fastavro
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
