@@ -1,10 +1,12 @@
-"""Batch benchmark: 1,000,000 generated order rows, CSV → filter → derived column → group-by sum → file.
+"""Batch benchmark: N generated order rows, CSV → filter → derived column → group-by sum → Parquet.
 
-Runs the same job three ways in one process and prints each wall time and the ratios:
-  1. flow-beam (the IR below, DirectRunner/FnApiRunner, Arrow batches through fused nodes)
-  2. a hand-written per-element Beam pipeline on the same runner (ReadFromText → Map → Filter → CombinePerKey)
-  3. plain pyarrow (read_csv + compute + group_by), the floor
-Usage: python bench/batch_orders.py [--rows 1000000] [--repeat 1]
+Every contender is a whole process (start-up and imports included), run ``--repeat`` times interleaved:
+  flow-beam         ``python -m flow_beam run`` of the IR below (DirectRunner/FnApiRunner, Arrow batches)
+  pyarrow           read_csv + compute + group_by, the floor for an Arrow engine
+  duckdb            the same job as one SQL statement
+  beam per-element  a hand-written per-element Beam pipeline on the same runner (skip with --no-per-element)
+Prints median wall, peak RSS and the ratio to pyarrow; the per-country sums are cross-checked.
+Usage: python bench/batch_orders.py [--rows 1000000] [--repeat 3] [--no-per-element] [--keep DIR]
 """
 from __future__ import annotations
 
@@ -13,15 +15,10 @@ import csv
 import json
 import os
 import random
-import statistics
+import sys
 import tempfile
-import time
 
-import apache_beam as beam
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pacsv
-import pyarrow.parquet as pq
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 COUNTRIES = ["US", "DE", "FR", "GB", "ES", "IT", "NL", "SE", "PL", "JP"]
 
@@ -36,15 +33,30 @@ def generate(path: str, rows: int) -> None:
                         "paid" if rnd.random() < 0.8 else "refunded", f"{rnd.uniform(1, 500):.2f}"])
 
 
+def ensure_data(folder: str, rows: int) -> str:
+    """``folder/orders.csv`` with ``rows`` rows (generated once; reused when the row count matches)."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, "orders.csv")
+    stamp = path + ".rows"
+    if not (os.path.exists(path) and os.path.exists(stamp) and open(stamp).read() == str(rows)):
+        generate(path, rows)
+        with open(stamp, "w") as fh:
+            fh.write(str(rows))
+    return path
+
+
+ORDERS_SCHEMA = [{"name": "order_id", "type": "int"}, {"name": "customer_id", "type": "string"},
+                 {"name": "country", "type": "string"}, {"name": "status", "type": "string"},
+                 {"name": "amount", "type": "float"}]
+
+
 def ir(folder: str, out: str) -> dict:
     return {
         "kind": "pipeline", "version": "1.0", "id": "bench-orders",
         "nodes": [
             {"id": "src", "kind": "source", "connector": "local_fs",
              "config": {"path": folder, "pattern": {"type": "glob", "value": "*.csv"}, "format": "csv"},
-             "schema": [{"name": "order_id", "type": "int"}, {"name": "customer_id", "type": "string"},
-                        {"name": "country", "type": "string"}, {"name": "status", "type": "string"},
-                        {"name": "amount", "type": "float"}]},
+             "schema": ORDERS_SCHEMA},
             {"id": "t", "kind": "transform", "input": "src", "ops": [
                 {"op": "filter", "condition": "status = 'paid'"},
                 {"op": "expression", "field": "amount_with_tax", "expr": "amount * 1.2"},
@@ -56,16 +68,25 @@ def ir(folder: str, out: str) -> dict:
     }
 
 
-def run_flow_beam(folder: str, out: str, wh: str) -> dict:
-    from flow_beam.running import RunOptions, run_document
+# ---- contenders: flow-beam is its CLI; the others run in this file (--contender NAME) ------------------------
+def flow_beam_argv(folder: str, out: str) -> list[str]:
+    doc = os.path.join(out, "pipeline.json")
+    with open(doc, "w") as fh:
+        json.dump(ir(folder, os.path.join(out, "result")), fh)
+    return [sys.executable, "-m", "flow_beam", "run", doc, "--warehouse", f"duckdb://{out}/wh.duckdb"]
 
-    result = run_document(ir(folder, out), RunOptions(warehouse=wh))
-    assert result.status == "completed", result.error
-    table = pa.concat_tables([pq.read_table(os.path.join(out, f)) for f in os.listdir(out)])
+
+def flow_beam_result(out: str) -> dict:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    res = os.path.join(out, "result")
+    table = pa.concat_tables([pq.read_table(os.path.join(res, f)) for f in os.listdir(res)])
     return {r["country"]: r["revenue"] for r in table.to_pylist()}
 
 
-def run_per_element(path: str, out: str) -> dict:
+def run_per_element(folder: str, out: str) -> dict:
+    import apache_beam as beam
     from apache_beam.runners.portability.fn_api_runner import FnApiRunner
 
     def parse(line):
@@ -74,17 +95,21 @@ def run_per_element(path: str, out: str) -> dict:
                 "amount": float(amount)}
 
     with beam.Pipeline(runner=FnApiRunner()) as p:
-        (p | beam.io.ReadFromText(path, skip_header_lines=1) | beam.Map(parse)
+        (p | beam.io.ReadFromText(os.path.join(folder, "orders.csv"), skip_header_lines=1) | beam.Map(parse)
          | beam.Filter(lambda r: r["status"] == "paid")
          | beam.Map(lambda r: (r["country"], r["amount"] * 1.2)) | beam.CombinePerKey(sum)
          | beam.Map(lambda kv: json.dumps({"country": kv[0], "revenue": kv[1]}))
          | beam.io.WriteToText(os.path.join(out, "part"), file_name_suffix=".jsonl"))
-    rows = [json.loads(line) for f in os.listdir(out) for line in open(os.path.join(out, f))]
+    rows = [json.loads(line) for f in os.listdir(out) if f.startswith("part") for line in open(os.path.join(out, f))]
     return {r["country"]: r["revenue"] for r in rows}
 
 
-def run_pyarrow(path: str, out: str) -> dict:
-    t = pacsv.read_csv(path)
+def run_pyarrow(folder: str, out: str) -> dict:
+    import pyarrow.compute as pc
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    t = pacsv.read_csv(os.path.join(folder, "orders.csv"))
     t = t.filter(pc.equal(t["status"], "paid"))
     t = t.append_column("amount_with_tax", pc.multiply(t["amount"], 1.2))
     g = t.group_by("country").aggregate([("amount_with_tax", "sum")])
@@ -92,46 +117,58 @@ def run_pyarrow(path: str, out: str) -> dict:
     return dict(zip(g["country"].to_pylist(), g["amount_with_tax_sum"].to_pylist()))
 
 
-def timed(fn, *args):
-    t0 = time.perf_counter()
-    res = fn(*args)
-    return time.perf_counter() - t0, res
+def run_duckdb(folder: str, out: str) -> dict:
+    import duckdb
+
+    con = duckdb.connect()
+    src = os.path.join(folder, "orders.csv").replace("'", "''")
+    dst = os.path.join(out, "out.parquet").replace("'", "''")
+    con.execute(f"COPY (SELECT country, sum(amount * 1.2) AS revenue FROM read_csv('{src}', header=true) "
+                f"WHERE status = 'paid' GROUP BY country) TO '{dst}' (FORMAT parquet)")
+    return dict(con.execute(f"SELECT country, revenue FROM '{dst}'").fetchall())
+
+
+CONTENDERS = {"pyarrow": run_pyarrow, "duckdb": run_duckdb, "beam per-element": run_per_element}
+
+
+def same_sums(name, res, ref) -> None:
+    if set(res) != set(ref) or not all(abs(res[c] - ref[c]) <= 1e-6 * max(1.0, abs(ref[c])) for c in ref):
+        raise SystemExit(f"{name}: result differs from pyarrow:\n{res}\n{ref}")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", type=int, default=1_000_000)
-    ap.add_argument("--repeat", type=int, default=1)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--no-per-element", action="store_true")
+    ap.add_argument("--keep", help="keep the generated data in this folder (reused by later runs)")
+    ap.add_argument("--contender", choices=sorted(CONTENDERS), help=argparse.SUPPRESS)
+    ap.add_argument("--data", help=argparse.SUPPRESS)
+    ap.add_argument("--out", help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.contender:  # one timed process
+        print(json.dumps(CONTENDERS[args.contender](args.data, args.out)))
+        return
+    from harness import compare, last_json
+
     with tempfile.TemporaryDirectory(prefix="flow-beam-bench-") as tmp:
-        data = os.path.join(tmp, "data")
-        os.makedirs(data)
-        path = os.path.join(data, "orders.csv")
-        generate(path, args.rows)
-        times: dict[str, list[float]] = {"flow-beam": [], "beam per-element": [], "pyarrow": []}
-        results = {}
-        for k in range(args.repeat):
-            for name, fn, fargs in (
-                    ("flow-beam", run_flow_beam, (data, os.path.join(tmp, f"fb{k}"), f"duckdb://{tmp}/w{k}.duckdb")),
-                    ("beam per-element", run_per_element, (path, os.path.join(tmp, f"pe{k}"))),
-                    ("pyarrow", run_pyarrow, (path, _mk(os.path.join(tmp, f"pa{k}"))))):
-                dt_, res = timed(fn, *fargs)
-                times[name].append(dt_)
-                results[name] = res
-        ref = results["pyarrow"]
-        for name, res in results.items():
-            assert set(res) == set(ref) and all(abs(res[c] - ref[c]) < 1e-6 * max(1, abs(ref[c])) for c in ref), name
-        med = {k: statistics.median(v) for k, v in times.items()}
-        print(f"rows: {args.rows:,}  (median of {args.repeat}; results cross-checked)")
-        for name, t in med.items():
-            print(f"  {name:18s} {t:7.2f} s")
-        print(f"  per-element Beam / flow-beam = {med['beam per-element'] / med['flow-beam']:.1f}x")
-        print(f"  flow-beam / pyarrow          = {med['flow-beam'] / med['pyarrow']:.1f}x")
+        data = args.keep or os.path.join(tmp, "data")
+        ensure_data(data, args.rows)
+        names = ["flow-beam", *[n for n in CONTENDERS if not (args.no_per_element and n == "beam per-element")]]
+        runs = iter(range(10**6))
 
+        def prepare(name):
+            out = os.path.join(tmp, f"out{next(runs)}")
+            os.makedirs(out)
+            if name == "flow-beam":
+                return flow_beam_argv(data, out), out
+            return [sys.executable, os.path.abspath(__file__), "--contender", name, "--data", data, "--out", out], out
 
-def _mk(path):
-    os.makedirs(path, exist_ok=True)
-    return path
+        def collect(name, stdout, out):
+            return flow_beam_result(out) if name == "flow-beam" else last_json(stdout)
+
+        compare(names, args.repeat, "pyarrow", prepare, collect, same_sums,
+                f"aggregate job, {args.rows:,} rows (CSV → filter → derived column → group-by sum → Parquet)")
 
 
 if __name__ == "__main__":

@@ -1,3 +1,3 @@
-from flow_beam.cli import main
+from flow_beam.cli import entry
 
-raise SystemExit(main())
+entry()

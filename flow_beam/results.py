@@ -20,6 +20,7 @@ class NodeResult:
     rowsLoaded: int = 0
     rowsErrored: int = 0
     rowsCombined: int = 0
+    rowsLate: int = 0  # streaming: rows whose window had closed (beyond allowedLateness); DLQ'd when there is one
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
     routes: dict[str, int] | None = None

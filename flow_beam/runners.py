@@ -23,17 +23,58 @@ def _prism_binary() -> str:
     return path
 
 
-def _flink_args() -> list[str]:
-    endpoint = os.environ.get("FLOW_BEAM_FLINK_JOB_ENDPOINT")
-    if endpoint:
-        return ["--runner=PortableRunner", f"--job_endpoint={endpoint}", "--environment_type=LOOPBACK"]
-    jar = os.environ.get("FLOW_BEAM_FLINK_JAR") or os.path.join(
-        CACHE, "jars", "beam-runners-flink-1.20-job-server-2.77.0.jar")
+FLINK_SCRIPT = "bash scripts/flink.sh"
+JVM_OPENS = ["--add-opens=java.base/java.lang=ALL-UNNAMED", "--add-opens=java.base/java.nio=ALL-UNNAMED",
+             "--add-opens=java.base/java.util=ALL-UNNAMED", "--add-opens=java.base/java.lang.invoke=ALL-UNNAMED"]
+
+
+def flink_jar() -> str:
+    """The job-server jar scripts/flink.sh builds (versions: flow_beam/flink_pins.py)."""
+    from flow_beam import flink_pins as pins
+    return os.environ.get("FLOW_BEAM_FLINK_JAR") or os.path.join(
+        CACHE, "flink", f"flow-beam-flink-job-server-{pins.BEAM_JAVA}-flink{pins.FLINK}.jar")
+
+
+def flink_local_conf() -> str:
+    """FLINK_CONF_DIR for Beam's embedded `[local]` MiniCluster: every listener on 127.0.0.1, ephemeral ports."""
+    return os.environ.get("FLOW_BEAM_FLINK_CONF_DIR") or os.path.join(CACHE, "flink", "conf-local")
+
+
+def _flink_master_answers(master: str) -> bool:
+    import json
+    import urllib.request
+    url = (master if master.startswith(("http://", "https://")) else f"http://{master}").rstrip("/")
+    try:
+        with urllib.request.urlopen(f"{url}/overview", timeout=5) as resp:
+            return "flink-version" in json.loads(resp.read().decode())
+    except (OSError, ValueError):
+        return False
+
+
+def _flink_args(flink_master: str | None) -> list[str]:
+    from flow_beam import flink_pins as pins
+    jar = flink_jar()
     if not os.path.exists(jar) or not shutil.which("java"):
-        raise RunnerError("the flink runner needs Beam's Flink job server; run `bash scripts/flink.sh start` "
-                          "(it prints FLOW_BEAM_FLINK_JOB_ENDPOINT) or `bash scripts/flink.sh install`")
-    return ["--runner=FlinkRunner", "--flink_master=[local]", "--flink_version=1.20", f"--flink_job_server_jar={jar}",
-            "--environment_type=LOOPBACK"]
+        raise RunnerError(f"the flink runner needs the Beam Flink job server jar {jar} (and java): run "
+                          f"`{FLINK_SCRIPT} install` (or `{FLINK_SCRIPT} start` for a local cluster)")
+    master = flink_master or "[local]"
+    if master == "[local]":
+        conf = flink_local_conf()
+        if not os.path.exists(os.path.join(conf, "config.yaml")):
+            raise RunnerError(f"no Flink configuration at {conf} (its listeners must be on 127.0.0.1): run "
+                              f"`{FLINK_SCRIPT} install`")
+    else:
+        endpoint = os.environ.get("FLOW_BEAM_FLINK_JOB_ENDPOINT")
+        if not _flink_master_answers(master):
+            raise RunnerError(f"no Flink cluster answers at {master} (its REST API, e.g. 127.0.0.1:8081): start "
+                              f"the local one with `{FLINK_SCRIPT} start`, or pass the JobManager's host:port "
+                              f"(a Flink {pins.FLINK_MINOR}.x cluster) to --flink-master")
+        if endpoint and os.environ.get("FLOW_BEAM_FLINK_MASTER") == master:
+            # the job server scripts/flink.sh started for this cluster: no job-server JVM per run
+            return ["--runner=PortableRunner", f"--job_endpoint={endpoint}", "--environment_type=LOOPBACK"]
+    return ["--runner=FlinkRunner", f"--flink_master={master}", f"--flink_version={pins.FLINK_MINOR}",
+            f"--flink_job_server_jar={jar}", "--environment_type=LOOPBACK"] + [
+        f"--job_server_jvm_properties={o}" for o in JVM_OPENS]
 
 
 def beam_args(runner: str, extra: list[str] | None = None, flink_master: str | None = None) -> list[str]:
@@ -44,11 +85,7 @@ def beam_args(runner: str, extra: list[str] | None = None, flink_master: str | N
     elif runner == "prism":
         base = ["--runner=PrismRunner", f"--prism_location={_prism_binary()}", "--environment_type=LOOPBACK"]
     elif runner == "flink":
-        base = _flink_args()
-        if flink_master:
-            base = [a for a in base if not a.startswith(("--flink_master", "--runner=Portable", "--job_endpoint"))]
-            base = ["--runner=FlinkRunner", f"--flink_master={flink_master}"] + [
-                a for a in base if not a.startswith("--runner")]
+        base = _flink_args(flink_master)
     elif runner == "dataflow":
         raise RunnerError("the dataflow runner needs its profile: use dataflow_args(DataflowProfile(...))")
     else:
@@ -56,11 +93,156 @@ def beam_args(runner: str, extra: list[str] | None = None, flink_master: str | N
     return base + extra
 
 
+def streaming_args(runner: str, idle_stop: bool = False) -> list[str]:
+    """Beam options a streaming run adds on this runner."""
+    if runner != "flink":
+        return ["--streaming"]
+    # Flink checkpoints (every 10 s) hold the SDF restrictions. With checkpointing on, Beam's Flink Impulse
+    # sources never shut down, so an idle-stopped run never finishes by itself; Beam's remedy,
+    # --shutdown_sources_after_idle_ms, ends the reader stage with restrictions still pending (measured here:
+    # 73,000 of 200,000 events read, none loaded, job FINISHED; and no checkpoint completes after it). So it is
+    # never set: an idle-stopped run is stopped by stop_when_drained once every row is loaded.
+    return ["--streaming", "--checkpointing_interval=10000"]
+
+
+def stop_when_drained(beam_result, flink_master: str | None, args: list[str], run_id: str, targets: list[str],
+                      readers: int, poll_s: float = 0.5, grace_s: float = 120.0) -> list[str]:
+    """An idle-stopped streaming run on Flink, once every reader has ended (idle stop): on a cluster, Flink's
+    stop-with-savepoint and drain (the end-of-time watermark flushes every window and pane, then the job
+    FINISHES and Beam gets its metrics); on [local], Beam's cancel once every target has also passed the
+    end-of-time watermark (ir_compiler.lower.streaming.drained), or after ``grace_s`` more. Returns warnings."""
+    import time
+
+    from apache_beam.runners.runner import PipelineState
+
+    from ir_compiler.lower.streaming import drained
+    names = [a.split("=", 1)[1] for a in args if a.startswith("--job_name=")]
+    ended_at = None
+    while not PipelineState.is_terminal(beam_result.state):
+        done, ended = drained(run_id)
+        if ended >= readers:
+            ended_at = ended_at or time.monotonic()
+            local = not flink_master or flink_master == "[local]"
+            master = local_flink_master(names[-1]) if local and names else flink_master
+            if master and names:
+                import shutil
+                import tempfile
+                folder = tempfile.mkdtemp(prefix="flow-beam-savepoint-") if local else None
+                try:  # [local] has no savepoint folder configured: a throw-away one
+                    flink_stop(master, names[-1], folder)
+                    if folder:
+                        beam_result.wait_until_finish()
+                    return []
+                except OSError:
+                    pass
+                finally:
+                    if folder:
+                        shutil.rmtree(folder, ignore_errors=True)
+            if set(targets) <= done:
+                cancel_run(beam_result, "flink", flink_master, args)
+                return []
+            if time.monotonic() - ended_at > grace_s:
+                cancel_run(beam_result, "flink", flink_master, args)
+                return [f"the readers ended but not every target reported its last pane within {grace_s:.0f} s; "
+                        f"the job was cancelled (the next run re-reads what was not committed)"]
+        time.sleep(poll_s)
+    return []
+
+
+def job_name_args(runner: str, pipeline_id: str, run_id: str, extra: list[str]) -> list[str]:
+    """Flink: name the job after the pipeline and run (lowercase, so Flink's REST API can find it to cancel)."""
+    if runner != "flink" or any(a.startswith("--job_name") for a in extra):
+        return []
+    import re
+    return [f"--job_name={re.sub(r'[^a-z0-9-]+', '-', f'flowbeam-{pipeline_id}-{run_id}'.lower())}"]
+
+
+def cancel_run(beam_result, runner: str, flink_master: str | None, args: list[str]) -> None:
+    """Stop a running job: Beam's cancel, and on a Flink cluster also Flink's REST cancel (Beam's alone leaves the
+    job running there). Best effort: the job is going away either way."""
+    try:
+        beam_result.cancel()
+    except Exception:  # noqa: BLE001
+        pass
+    if runner == "flink" and flink_master and flink_master != "[local]":
+        names = [a.split("=", 1)[1] for a in args if a.startswith("--job_name=")]
+        try:
+            if names:
+                flink_cancel(flink_master, job_name=names[-1])
+        except OSError:
+            pass
+
+
+def flink_rest(master: str, method: str, path: str) -> dict:
+    """One call to a Flink cluster's REST API (127.0.0.1:8081 for the local one)."""
+    import json
+    import urllib.request
+    url = (master if master.startswith(("http://", "https://")) else f"http://{master}").rstrip("/")
+    req = urllib.request.Request(f"{url}{path}", method=method)
+    with urllib.request.urlopen(req, timeout=10) as resp:
+        body = resp.read().decode()
+    return json.loads(body) if body.strip() else {}
+
+
+LOCAL_REST_PORTS = range(50100, 50200)  # the [local] MiniCluster's REST API (scripts/flink.sh conf-local)
+
+
+def local_flink_master(job_name: str) -> str | None:
+    """The 127.0.0.1 REST endpoint of the [local] MiniCluster running this job (ports LOCAL_REST_PORTS)."""
+    import socket
+    for port in LOCAL_REST_PORTS:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+        except OSError:
+            continue
+        try:
+            jobs = flink_rest(f"127.0.0.1:{port}", "GET", "/jobs/overview").get("jobs", [])
+        except (OSError, ValueError):
+            continue
+        if any(j.get("name") == job_name for j in jobs):
+            return f"127.0.0.1:{port}"
+    return None
+
+
+def flink_stop(master: str, job_name: str, target_dir: str | None = None) -> list[str]:
+    """Stop the running jobs with this name with a savepoint and drain (Flink's REST API; into ``target_dir`` or
+    the cluster's state.savepoints.dir): the job ends FINISHED. Returns the ids stopped."""
+    import json
+    import urllib.request
+    url = (master if master.startswith(("http://", "https://")) else f"http://{master}").rstrip("/")
+    jobs = flink_rest(master, "GET", "/jobs/overview").get("jobs", [])
+    ids = [j["jid"] for j in jobs if j.get("name") == job_name and j.get("state") == "RUNNING"]
+    for jid in ids:
+        body = {"drain": True, **({"targetDirectory": f"file://{target_dir}"} if target_dir else {})}
+        req = urllib.request.Request(f"{url}/jobs/{jid}/stop", data=json.dumps(body).encode(),
+                                     method="POST", headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            resp.read()
+    return ids
+
+
+def flink_cancel(master: str, job_name: str | None = None, job_id: str | None = None) -> list[str]:
+    """Cancel running jobs on a Flink cluster through its REST API (Beam's result.cancel() does not stop a job on
+    a real cluster): the job with this id, or every unfinished job with this name. Returns the ids cancelled."""
+    if job_id:
+        ids = [job_id]
+    else:
+        jobs = flink_rest(master, "GET", "/jobs/overview").get("jobs", [])
+        ids = [j["jid"] for j in jobs if j.get("name") == job_name
+               and j.get("state") not in ("FINISHED", "CANCELED", "FAILED")]
+    for jid in ids:
+        flink_rest(master, "PATCH", f"/jobs/{jid}?mode=cancel")
+    return ids
+
+
 def make_pipeline(runner: str, args: list[str]):
     import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions
 
     options = PipelineOptions(args)
+    if runner == "flink":
+        # Beam's embedded [local] MiniCluster (in the job-server JVM Beam starts) reads FLINK_CONF_DIR
+        os.environ["FLINK_CONF_DIR"] = flink_local_conf()
     if runner == "direct":
         from apache_beam.runners.portability.fn_api_runner import FnApiRunner
         return beam.Pipeline(runner=FnApiRunner(), options=options)

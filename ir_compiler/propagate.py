@@ -124,9 +124,6 @@ def _windowed_aggregate(op, schema, node, prop, op_path):
     columns = [Field(c, TIMESTAMP, False) for c in WINDOW_COLUMNS]
     if is_unbounded(prop.graph, node.id):  # streaming windows come from the runner
         return Schema(columns + list(out.fields)) if out is not None else None
-    if op.window.type == "session":
-        raise _Problem(f"{op_path}.window", "session windows on a bounded input are not available in this build "
-                                            "yet; use fixed or sliding windows")
     et = event_time_of(prop.graph, node.id)
     if et is None:
         raise _Problem(f"{op_path}.window", "a window needs event times: set eventTime {field, format} on the "

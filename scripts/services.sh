@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
-# The real components the tests use, each from its own script (scripts/{postgres,kafka,flink,prism,pubsub}.sh):
-#   bash scripts/services.sh up [--strict] [pg] [kafka] [flink] [prism] [pubsub] [all]
-#        start what is not running yet (default: pg kafka prism pubsub; `all` adds flink, whose job server jar
-#        is not on the Maven Central this machine reaches). A component that fails to start is a warning
+# The real components the tests use, each from its own script
+# (scripts/{postgres,kafka,flink,prism,pubsub,kinesis,pulsar}.sh):
+#   bash scripts/services.sh up [--strict] [pg] [kafka] [flink] [prism] [pubsub] [kinesis] [pulsar] [all]
+#        start what is not running yet (default: pg kafka flink prism pubsub kinesis; flink = a real Flink 1.19
+#        cluster + Beam's job server, cold install ~2-4 min, cached; `all` adds pulsar, a ~300 MB JVM that takes
+#        ~25 s to start: tests/test_pulsar.py starts a private one itself when none runs). A component that fails
+#        to start is a warning
 #        (its tests then skip, saying why) unless --strict or FLOW_BEAM_SERVICES_STRICT=1: then exit 1.
-#   bash scripts/services.sh down [pg|kafka|flink|prism|pubsub|all ...]
+#   bash scripts/services.sh down [pg|kafka|flink|prism|pubsub|kinesis|pulsar|all ...]
 #        stop what `up` started (recorded in $FLOW_BEAM_STATE/services.started); or the named components
 #   bash scripts/services.sh env       export lines for every component that is running (prism: installed)
 #   bash scripts/services.sh status    one line per component
@@ -17,8 +20,8 @@ HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 . "$HERE/lib/common.sh"
 
 STARTED="$FB_STATE_ROOT/services.started"
-ALL=(pg kafka flink prism pubsub)
-DEFAULT=(pg kafka prism pubsub)
+ALL=(pg kafka flink prism pubsub kinesis pulsar)
+DEFAULT=(pg kafka flink prism pubsub kinesis)
 STRICT="${FLOW_BEAM_SERVICES_STRICT:-0}"
 
 script_of() {
@@ -28,7 +31,9 @@ script_of() {
     flink) echo "$HERE/flink.sh" ;;
     prism) echo "$HERE/prism.sh" ;;
     pubsub) echo "$HERE/pubsub.sh" ;;
-    *) echo "unknown component '$1' (pg, kafka, flink, prism, pubsub, all)" >&2; exit 2 ;;
+    kinesis) echo "$HERE/kinesis.sh" ;;
+    pulsar) echo "$HERE/pulsar.sh" ;;
+    *) echo "unknown component '$1' (pg, kafka, flink, prism, pubsub, kinesis, pulsar, all)" >&2; exit 2 ;;
   esac
 }
 
@@ -111,5 +116,5 @@ case "$cmd" in
   down) validate "$@"; down "$@" ;;
   env) env_lines ;;
   status) status_all ;;
-  *) echo "usage: $0 up [--strict] [pg] [kafka] [flink] [prism] [pubsub] [all] | down [COMPONENT...|all] | env | status" >&2; exit 2 ;;
+  *) echo "usage: $0 up [--strict] [pg] [kafka] [flink] [prism] [pubsub] [kinesis] [pulsar] [all] | down [COMPONENT...|all] | env | status" >&2; exit 2 ;;
 esac

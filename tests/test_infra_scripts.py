@@ -116,8 +116,7 @@ def _run_tiny_pipeline(out_dir, runner_args):
 
 
 def test_flink_tiny_pipeline(tmp_path):
-    # Beam's Flink job server jar is not on the Maven Central this machine reaches: scripts/flink.sh install then
-    # fails, saying so, and this skips unless the jar was provided (FLOW_BEAM_FLINK_JAR) and the server started.
+    # the job server scripts/flink.sh starts in front of its real Flink cluster (127.0.0.1:8081)
     endpoint = _require("FLOW_BEAM_FLINK_JOB_ENDPOINT", "flink.sh")
     values, elapsed = _run_tiny_pipeline(tmp_path, [
         "--runner=PortableRunner", f"--job_endpoint={endpoint}", "--environment_type=LOOPBACK",

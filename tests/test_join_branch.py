@@ -49,10 +49,13 @@ def run(tmp_path, doc):
         con.close()
 
 
-@pytest.mark.parametrize("strategy", ["shuffle", "broadcast"])
+@pytest.mark.parametrize("strategy", ["shuffle", "broadcast", "auto", "auto-too-big"])
 @pytest.mark.parametrize("jtype", list(EXPECTED))
-def test_join_types(tmp_path, jtype, strategy):
+def test_join_types(tmp_path, monkeypatch, jtype, strategy):
     setup_files(tmp_path)
+    if strategy == "auto-too-big":  # auto, with a 1-byte broadcast limit: the customers are shuffled
+        monkeypatch.setenv("FLOW_BEAM_BROADCAST_BYTES", "1")
+        strategy = "auto"
     rows, result = run(tmp_path, make_doc(tmp_path, {"type": jtype, "on": ["customer_id"], "strategy": strategy}))
     got = {(r["order_id"], r["customer_id"], r.get("country")) for r in rows}
     assert got == EXPECTED[jtype]

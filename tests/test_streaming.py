@@ -1,13 +1,14 @@
-"""Streaming on real components: Kafka (scripts/kafka.sh), Prism (scripts/prism.sh) and PostgreSQL
-(scripts/postgres.sh). Flink: Beam's Flink job-server jar is not served by the Maven Central this machine
-reaches (checked 2026-12-02 for Beam 2.73–2.77 × Flink 1.18–1.20), so these run on Prism, Beam's portable
-runner; `--runner flink` builds the same job (tests/test_runners.py skips with that reason).
+"""Streaming on real components: Kafka (scripts/kafka.sh), Prism (scripts/prism.sh), the real Flink cluster
+(scripts/flink.sh: JobManager + TaskManager on 127.0.0.1:8081, Flink checkpoints every 10 s) and PostgreSQL
+(scripts/postgres.sh).
 
 The crash test: a producer writes events with event times (some of them late) to a two-partition topic; a
-streaming run (a separate process) windows, aggregates and upserts into PostgreSQL; the test kills it part-way
-(SIGKILL, no clean shutdown), writes the rest of the events, runs again until the topic is idle, and checks the
-table equals the aggregates of every event — no loss, no double counting — and that the second run resumed
-from the offsets the first one committed."""
+streaming run (a separate process: the pipeline's Python worker, LOOPBACK) windows, aggregates and upserts into
+PostgreSQL; the test kills it part-way (SIGKILL, no clean shutdown; on Flink the job left on the cluster is
+cancelled through Flink's REST API), writes the rest of the events, runs again until the topic is idle (on Flink
+that idle stop needs --shutdown_sources_after_idle_ms, which flow-beam sets), and checks the table equals the
+aggregates of every event — no loss, no double counting — and that the second run resumed from the offsets the
+first one committed."""
 import json
 import os
 import signal
@@ -41,12 +42,19 @@ def kafka():
     return servers, topic
 
 
-def need(runner: str) -> None:
+def need(runner: str) -> str | None:
+    """Skips when the runner's component is missing; flink means the real cluster: returns its master."""
     from flow_beam.runners import RunnerError, beam_args
+    master = None
+    if runner == "flink":
+        master = os.environ.get("FLOW_BEAM_FLINK_MASTER")
+        if not master:
+            pytest.skip("no Flink cluster: bash scripts/flink.sh start && eval \"$(bash scripts/flink.sh env)\"")
     try:
-        beam_args(runner)
+        beam_args(runner, flink_master=master)
     except RunnerError as exc:
         pytest.skip(str(exc))
+    return master
 
 
 @pytest.fixture(autouse=True)
@@ -134,9 +142,28 @@ def frontier(url) -> int | None:
         return None
 
 
+def flink_checkpoints(master, name) -> int:
+    """Completed Flink checkpoints of the running job with this name."""
+    from flow_beam.runners import flink_rest
+    jobs = [j for j in flink_rest(master, "GET", "/jobs/overview")["jobs"] if j["name"] == name]
+    return sum(flink_rest(master, "GET", f"/jobs/{j['jid']}/checkpoints")["counts"]["completed"] for j in jobs)
+
+
+def cancel_flink_job(master, name):
+    from flow_beam.runners import flink_cancel, flink_rest
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        flink_cancel(master, job_name=name)
+        jobs = [j for j in flink_rest(master, "GET", "/jobs/overview")["jobs"] if j["name"] == name]
+        if all(j["state"] in ("CANCELED", "FAILED", "FINISHED") for j in jobs):
+            return
+        time.sleep(1)
+    raise AssertionError(f"the Flink job {name} did not stop")
+
+
 @pytest.mark.parametrize("runner", ["prism", "flink"])
 def test_windowed_upsert_survives_a_crash_and_a_restart(kafka, tmp_path, runner):
-    need(runner)  # flink: skips here, Beam's Flink job-server jar is not on the reachable Maven mirror
+    master = need(runner)
     servers, topic = kafka
     group = f"g-{topic}"
     first, second = events(0, 240), events(240, 400)
@@ -145,18 +172,25 @@ def test_windowed_upsert_survives_a_crash_and_a_restart(kafka, tmp_path, runner)
         path.write_text(json.dumps(doc(servers, topic, group)))
         produce(servers, topic, first)
         env = {**os.environ, "FLOW_BEAM_COMMIT_EVERY_S": "1", "PYTHONPATH": ROOT}
-        proc = subprocess.Popen([sys.executable, "-m", "flow_beam", "run", str(path), "--runner", runner,
-                                 "--warehouse", url], cwd=ROOT, env=env, start_new_session=True,
+        cmd = [sys.executable, "-m", "flow_beam", "run", str(path), "--runner", runner, "--warehouse", url]
+        job = f"crash-{topic}"
+        if master:
+            cmd += ["--flink-master", master, "--", f"--job_name={job}"]
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=env, start_new_session=True,
                                 stdout=subprocess.DEVNULL, stderr=open(tmp_path / "run1.log", "w"))
         try:
-            deadline = time.monotonic() + 120
-            while time.monotonic() < deadline and committed(servers, topic, group) == 0:
+            deadline = time.monotonic() + 180
+            while time.monotonic() < deadline and (committed(servers, topic, group) == 0 or (
+                    master and not flink_checkpoints(master, job))):
                 assert proc.poll() is None, (tmp_path / "run1.log").read_text()[-3000:]
                 time.sleep(1)
+            assert not master or flink_checkpoints(master, job), "Flink completed a checkpoint before the crash"
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)  # a crash: no shutdown hooks, prism dies with it
             proc.wait()
+            if master:  # the job on the cluster lost its worker: cancel it (Flink's REST API) so it frees its slot
+                cancel_flink_job(master, job)
         after_crash = committed(servers, topic, group)
         assert 0 < after_crash < len(first), "the first run committed some offsets, not all"
         assert frontier(url) is not None
@@ -165,7 +199,7 @@ def test_windowed_upsert_survives_a_crash_and_a_restart(kafka, tmp_path, runner)
 
         produce(servers, topic, second)
         result = run_document(json.loads(path.read_text()),
-                              RunOptions(runner=runner, warehouse=url, stop_after_idle_s=4))
+                              RunOptions(runner=runner, warehouse=url, stop_after_idle_s=4, flink_master=master))
         assert result.status == "completed", result.error
         # resumed from the committed offsets: the second run did not read the topic from the start
         assert result.nodes["clicks"].rowsIn == len(first) + len(second) - after_crash

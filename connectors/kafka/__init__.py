@@ -76,8 +76,10 @@ class KafkaConsumerSource(Source):
         if not ok or prepared is None or prepared.ranges is None or not node.config.commitOffsets:
             return done
         from connectors.kafka import client
-        try:
-            client.commit_ranges(node.config, prepared.ranges)
+        from connectors.kafka.drain import settle
+        try:  # windowed targets downstream: commit only the offsets whose windows are final (drain.py)
+            client.commit_ranges(node.config, settle(run.run_dir, run.warehouse_url, run.pipeline_id, node.id,
+                                                     prepared.ranges))
         except Exception as exc:  # noqa: BLE001 - the rows are loaded; the next run reads them again
             done.warnings.append(f"node '{node.id}': could not commit Kafka offsets ({exc}); the next run "
                                  f"re-reads those messages")

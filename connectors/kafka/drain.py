@@ -1,7 +1,17 @@
 """The Beam step of a drained kafka_consumer: the offset ranges the driver planned → one read per partition range
-(:func:`connectors.kafka.client.read_range`) → Arrow tables; bad messages leave through ``errors``."""
+(:func:`connectors.kafka.client.read_range`) → Arrow tables; bad messages leave through ``errors``.
+
+Windows stay whole across runs (issue 12): when windowed targets are downstream (``windowed``: their ids, the
+retention = window size + allowedLateness, and a function giving each row's event time, from the compiler), the
+reader records every message's (offset, event time) (``record``); after the loads committed, ``settle`` stores
+the frontier F = max(the targets' stored frontier, the latest event read) in ``_flow_frontier`` and returns, per
+partition, the offsets to commit: only those before the first message whose window is not final at F. The next
+run re-reads every still-open window from its first event and replaces its row with the aggregate of all of its
+events (the compiler drops rows of windows already final at the stored frontier as late:
+ir_compiler/lower/drain.py)."""
 from __future__ import annotations
 
+import io
 import json
 
 import apache_beam as beam
@@ -14,8 +24,10 @@ from connectors.runtime import ERRORS, ORD, counter, schemas_of
 def read_ranges(p, node, ctx, ranges: list, schema):
     """{main, errors} of a drained Kafka source reading ``ranges``."""
     declared, _ = schemas_of(node, schema)
+    windowed = getattr(ctx, "drain_windowed", {}).get(node.id)
     read = (p | f"{node.id}/OffsetRanges" >> beam.Create(ranges)
-            | f"{node.id}/ReadKafka" >> beam.ParDo(ReadKafkaFn(node.id, node.config, declared, ctx.batch_rows))
+            | f"{node.id}/ReadKafka" >> beam.ParDo(ReadKafkaFn(node.id, node.config, declared, ctx.batch_rows,
+                                                               windowed, ctx.run_dir))
             .with_outputs(ERRORS, main="main"))
     return {"main": read.main, ERRORS: read[ERRORS]}
 
@@ -24,16 +36,23 @@ class ReadKafkaFn(beam.DoFn):
     """One partition's offset range → Arrow tables (typed by the declared schema); undecodable messages and
     values that do not convert leave through ``errors`` with topic, partition and offset."""
 
-    def __init__(self, node_id, cfg, schema, batch_rows):
+    def __init__(self, node_id, cfg, schema, batch_rows, windowed=None, run_dir=None):
         self.node_id, self.cfg, self.schema, self.batch_rows = node_id, cfg, schema, batch_rows
+        self.windowed, self.run_dir = windowed, run_dir  # windowed targets downstream: record event times
 
     def process(self, rng):
         from connectors.codecs import decode
         from connectors.kafka.client import read_range
 
         rows, bad = [], []
+        self.seen = {} if self.windowed else None  # offset -> event µs (-1: none / undecodable: final)
+        self.stamps = {}
         for msg in read_range(self.cfg, rng, self.cfg.pollTimeoutMs):
             where = {"topic": msg.topic, "partition": msg.partition, "offset": msg.offset}
+            if self.seen is not None:
+                self.seen[msg.offset] = -1
+                self.stamps[msg.offset] = msg.timestamp * 1000 if msg.timestamp is not None and msg.timestamp >= 0 \
+                    else -1
             try:
                 rows.append((msg.offset, decode(self.cfg, msg)))
             except (ValueError, UnicodeDecodeError) as exc:
@@ -44,6 +63,10 @@ class ReadKafkaFn(beam.DoFn):
                 rows = []
         if rows:
             yield from self._emit(rng, rows)
+        if self.seen is not None:
+            offsets = sorted(self.seen)
+            record(self.run_dir, self.node_id, rng, offsets, [self.seen[o] for o in offsets],
+                   {"targets": self.windowed["targets"], "retention_us": self.windowed["retention_us"]})
         counter(self.node_id, "rows_in").inc(len(bad))
         counter(self.node_id, "rows_errored").inc(len(bad))
         if bad:
@@ -68,4 +91,62 @@ class ReadKafkaFn(beam.DoFn):
             rejected = {b.line for b in bad_rows}  # the offsets of rows whose values did not convert
             good = [o for o in offsets if o not in rejected]
             ords = pa.array(np.array(good, dtype=np.int64) + (rng.partition << 40))
+            if self.seen is not None:
+                events = self.windowed["event_us"](table)  # each row's event time µs (None: not set)
+                self.seen.update({o: e if e is not None else self.stamps.get(o, -1) for o, e in zip(good, events)})
             yield table.append_column(ORD, ords)
+
+
+FOLDER = "kafka_events"
+
+
+def record(run_dir: str, node_id: str, rng, offsets: list[int], events_us: list[int], meta: dict) -> None:
+    """The (offset, event µs) of one offset range's messages, for ``settle``."""
+    from connectors import runfs
+    buf = io.BytesIO()
+    np.savez(buf, offsets=np.array(offsets, dtype=np.int64), events=np.array(events_us, dtype=np.int64))
+    name = f"{node_id}~{rng.topic}~{rng.partition}~{rng.start}"
+    runfs.write_bytes(runfs.join(run_dir, FOLDER, name + ".npz"), buf.getvalue())
+    runfs.write_bytes(runfs.join(run_dir, FOLDER, node_id + ".json"), json.dumps(meta).encode())
+
+
+def settle(run_dir: str, warehouse_url: str, pipeline_id: str, node_id: str, ranges: list) -> list:
+    """After the loads committed: store the frontier and return the ranges to commit (module doc)."""
+    from connectors import runfs
+    from connectors.kafka.client import OffsetRange
+    from connectors.warehouse import open_warehouse
+    from connectors.warehouse.streaming import advance_frontier, read_frontier
+
+    folder = runfs.join(run_dir, FOLDER)
+    try:
+        names = runfs.list_names(folder)
+    except OSError:
+        names = []
+    if f"{node_id}.json" not in names:
+        return ranges  # no windowed target downstream: commit everything read
+    meta = json.loads(runfs.read_bytes(runfs.join(folder, f"{node_id}.json")))
+    retention, targets = int(meta["retention_us"]), list(meta["targets"])
+    read = {}
+    for name in names:
+        parts = name[:-4].split("~") if name.endswith(".npz") else []
+        if len(parts) == 4 and parts[0] == node_id:
+            data = np.load(io.BytesIO(runfs.read_bytes(runfs.join(folder, name))))
+            read[(parts[1], int(parts[2]), int(parts[3]))] = (data["offsets"], data["events"])
+    latest = max((int(e.max()) for _, e in read.values() if len(e)), default=None)
+    wh = open_warehouse(warehouse_url)
+    stored = read_frontier(wh, pipeline_id, targets)
+    known = [x for x in (stored, latest) if x is not None]
+    if not known:
+        return []  # nothing with an event time was read: commit nothing new
+    frontier = max(known)
+    out = []
+    empty = (np.array([], np.int64), np.array([], np.int64))
+    for r in ranges:
+        offsets, events = read.get((r.topic, r.partition, r.start), empty)
+        open_ = np.nonzero(events + retention > frontier)[0]
+        end = int(offsets[open_[0]]) if len(open_) else r.end
+        if end > r.start:
+            out.append(OffsetRange(r.topic, r.partition, r.start, end))
+    for target in targets:
+        advance_frontier(wh, pipeline_id, target, frontier)
+    return out

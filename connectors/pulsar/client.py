@@ -70,6 +70,15 @@ class Received:
         return f"{self.topic}@{self.message_id}"
 
     @property
+    def order(self) -> tuple[int, int, int]:
+        """(ledger, entry, batch index): the order of messages within one partition."""
+        return _order(self)
+
+    @property
+    def serialized_id(self) -> bytes:
+        return self._id().serialize()
+
+    @property
     def partition(self) -> int:
         return self._id().partition()
 
@@ -372,6 +381,27 @@ class Consumer:
                 raise self._client._error(exc, f"acknowledging up to {m.key} on {self.subscription!r}") from None
         return len(newest)
 
+    def last_message_id(self) -> tuple[int, int, int] | None:
+        """(ledger, entry, batch index) of the newest message of the (single, non-multi-topic) topic this consumer
+        reads, or None when the topic holds no message yet: the end of the backlog "now"."""
+        try:
+            mid = self._raw.get_last_message_id()
+        except Exception as exc:  # noqa: BLE001
+            raise self._client._error(exc, f"looking up the last message of {', '.join(self.topics)}") from None
+        if mid.entry_id() < 0:
+            return None
+        return (mid.ledger_id(), mid.entry_id(), mid.batch_index())
+
+    def ack_cumulative_id(self, serialized: bytes) -> None:
+        """Acknowledge everything up to a message id given as :meth:`Received.serialized_id` bytes (exclusive or
+        failover subscriptions). The id carries no batch size: the whole stored entry it is in is acknowledged,
+        so give the id of the last message of an entry."""
+        pulsar = self._client._pulsar
+        try:
+            self._raw.acknowledge_cumulative(pulsar.MessageId.deserialize(serialized))
+        except Exception as exc:  # noqa: BLE001
+            raise self._client._error(exc, f"acknowledging on {self.subscription!r}") from None
+
     def nack(self, messages: Iterable[Received]) -> None:
         """Ask for redelivery of these messages (after the client's negative-ack delay)."""
         for m in messages:
@@ -458,7 +488,8 @@ def subscription_backlog(admin_url: str, topic: str, subscription: str) -> int |
     base, path = _admin_path(admin_url, topic)
     doing = f"reading the stats of {topic}"
     status, stats = _http("GET", f"{base}{path}/partitioned-stats", admin_url=admin_url, doing=doing)
-    if status == 404 or (status == 200 and not (stats or {}).get("metadata", {}).get("partitions")):
+    # 404: not partitioned; 412: a partition's own topic (NAME-partition-N); 200 without partitions: not partitioned
+    if status in (404, 412) or (status == 200 and not (stats or {}).get("metadata", {}).get("partitions")):
         status, stats = _http("GET", f"{base}{path}/stats", admin_url=admin_url, doing=doing)
     if status != 200:
         raise ConnectorError(f"Pulsar admin API at {admin_url}: {doing} failed (HTTP {status}: {stats})")

@@ -31,10 +31,19 @@ def staged_rows(req: LoadRequest) -> pa.Table:
     tables = [t for t in tables if t.num_rows]
     if not tables:
         return req.schema.empty_table()
+    if ORD in tables[0].column_names:  # staged files are runs of increasing ordinals: order the files first
+        tables.sort(key=lambda t: t.column(ORD)[0].as_py())
     table = pa.concat_tables(tables, promote_options="default")
-    if ORD in table.column_names:
+    if ORD in table.column_names and not _increasing(table.column(ORD)):
         table = table.sort_by([(ORD, "ascending")])
     return table
+
+
+def _increasing(col) -> bool:
+    import numpy as np
+
+    values = col.to_numpy()
+    return col.null_count == 0 and bool(np.all(values[1:] > values[:-1]))
 
 
 def dedupe_last(table: pa.Table, keys: list[str]) -> tuple[pa.Table, int]:

@@ -73,26 +73,51 @@ class PostgresWarehouse(Warehouse):
 
     def stage(self, con, name: str, table: pa.Table) -> None:
         """COPY the rows into a temporary table."""
-        cols = ", ".join(f"{self.ident(f.name)} {self._col_type(f)}" for f in table.schema)
+        from connectors.warehouse.pgcopy import DDL_TYPES
+
+        types = [self._col_type(f) for f in table.schema]
+        cols = ", ".join(f"{self.ident(f.name)} {t}" for f, t in zip(table.schema, types))
         con.execute(f"CREATE TEMP TABLE {self.ident(name)} ({cols}) ON COMMIT DROP")
-        self._copy(con, self.ident(name), table)
+        self._copy(con, self.ident(name), table, [DDL_TYPES.get(t) for t in types])
+        if table.num_rows > 1000:  # autovacuum never analyzes temp tables: without statistics the planner guesses,
+            con.execute(f"ANALYZE {self.ident(name)}")  # e.g. a nested loop for an upsert's DELETE ... EXISTS
 
     def copy_into(self, con, name: str, table: pa.Table) -> None:
         """COPY the rows straight into a table, by column name (inside the load transaction)."""
-        self._copy(con, self.qualified(name), table)
+        self._copy(con, self.qualified(name), table, self._column_types(con, name, table.column_names))
 
-    def _copy(self, con, target: str, table: pa.Table) -> None:
-        """CSV COPY; pyarrow writes '' as "" and NULL as nothing, which is exactly how COPY reads them."""
+    def _column_types(self, con, name: str, columns: list[str]) -> list[str | None]:
+        schema, table = split_name(name)
+        rows = con.execute("SELECT column_name, data_type FROM information_schema.columns "
+                           "WHERE table_schema = %s AND table_name = %s", [schema or "public", table]).fetchall()
+        types = dict(rows)
+        return [types.get(c) for c in columns]
+
+    def _copy(self, con, target: str, table: pa.Table, pg_types: list[str | None] | None = None) -> None:
+        """Binary COPY built from the Arrow buffers when every column pairs exactly with its PostgreSQL type
+        (connectors.warehouse.pgcopy), else CSV COPY (pyarrow writes '' as "" and NULL as nothing, which is exactly
+        how COPY reads them); streamed in batches of 200,000 rows either way."""
         if table.num_rows == 0:
+            return
+        from connectors.warehouse import pgcopy
+
+        names = ", ".join(self.ident(c) for c in table.column_names)
+        if pg_types is not None and all(pgcopy.encode_column(pa.array([], f.type), t) is not None
+                                        for f, t in zip(table.schema, pg_types)):
+            with con.cursor().copy(f"COPY {target} ({names}) FROM STDIN WITH (FORMAT binary)") as copy:
+                copy.write(pgcopy.HEADER)
+                for batch in table.to_batches(max_chunksize=200_000):
+                    if batch.num_rows:
+                        copy.write(memoryview(pgcopy.binary_rows(batch, pg_types)))
+                copy.write(pgcopy.TRAILER)
             return
         import pyarrow.csv as pacsv
 
-        names = ", ".join(self.ident(c) for c in table.column_names)
         with con.cursor().copy(f"COPY {target} ({names}) FROM STDIN WITH (FORMAT csv)") as copy:
             for batch in _csv_ready(table).to_batches(max_chunksize=200_000):
                 buf = io.BytesIO()
                 pacsv.write_csv(batch, buf, pacsv.WriteOptions(include_header=False))
-                copy.write(buf.getvalue())
+                copy.write(buf.getbuffer())
 
     def unstage(self, con, name: str) -> None:
         con.execute(f"DROP TABLE IF EXISTS {self.ident(name)}")

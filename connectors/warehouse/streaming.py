@@ -64,9 +64,23 @@ def load_pane(wh, req: LoadRequest, rows: pa.Table, window_key: str | None, shar
 
     ``window_final_us``: the event time at which this pane's window becomes final (end + allowed lateness);
     None for unwindowed rows. Returns rows_loaded 0 and rows_skipped n for a replayed pane."""
-    from connectors.warehouse.modes import MODES
+    return load_panes(wh, [(req, rows, window_key, shard, pane_index, window_final_us, offsets, accumulating)])[0]
 
-    with _transaction(wh, f"pane load into {req.table} failed and was rolled back (the table is unchanged)") as con:
+
+def load_panes(wh, panes: list) -> list[LoadReport]:
+    """Several panes (the arguments of ``load_pane`` each, applied in order) in ONE transaction: every pane with
+    its commit key, all or none (a bundle's panes: one commit instead of one per pane; a replayed bundle is
+    skipped pane by pane by the commit keys)."""
+    if not panes:
+        return []
+    table = panes[0][0].table
+    with _transaction(wh, f"pane load into {table} failed and was rolled back (the table is unchanged)") as con:
+        return [_load_one(wh, con, *pane) for pane in panes]
+
+
+def _load_one(wh, con, req, rows, window_key, shard, pane_index, window_final_us, offsets, accumulating):
+    from connectors.warehouse.modes import MODES
+    if True:
         if window_key is None:
             report = MODES[req.mode](wh, con, req, rows)
             _record_offsets(wh, con, req.pipeline_id, req.node_id, offsets or {})

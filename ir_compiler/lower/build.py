@@ -15,7 +15,7 @@ import pyarrow as pa
 from ir_compiler.check import CheckedPipeline
 from ir_compiler.graph import MAIN
 from ir_compiler.joins import keys_for
-from ir_compiler.lower.branch_join import lower_branch, lower_join
+from ir_compiler.lower.branch_join import estimate_input_bytes, lower_branch, lower_join
 from ir_compiler.lower.context import RunContext, count
 from ir_compiler.lower.gates import ReportGateFn
 from ir_compiler.lower.sources import lower_source
@@ -51,6 +51,7 @@ class Builder:
         self.out = Lowered()
         self.signals: dict[str, list] = {}
         self.dlq: list = []
+        self.ctx.dlq_enabled = bool(checked.pipeline.dlq_enabled)
 
     def build(self) -> Lowered:
         for node_id in self.graph.order:
@@ -74,6 +75,8 @@ class Builder:
 
     def _route_errors(self, node, errors: list):
         errs = [e for e in errors if e is not None]
+        if not errs and "errors" not in self.graph.consumed_ports(node.id):
+            return  # no error output and no reader: no gate input, no DLQ rows (and fewer Beam stages)
         if not errs:
             errs = [self.p | f"{node.id}/NoErrors" >> beam.Create([])]
         merged = errs[0] if len(errs) == 1 else errs | f"{node.id}/MergeErrors" >> beam.Flatten()
@@ -107,10 +110,14 @@ class Builder:
             args = None
             if self.ctx.streaming:
                 targets, _, retention = self._frontier_of(node)
-                args = {"frontier_nodes": targets, "retention_us": retention,
+                args = {"frontier_nodes": targets, "retention_us": retention, "windows": self._windows_after(node),
                         "commit_every_s": float(os.environ.get("FLOW_BEAM_COMMIT_EVERY_S", "5"))}
             ports = lower_pubsub_source(self.p, node, self.ctx, args, self.ctx.on_dataflow)
         else:
+            if node.connector == "kafka_consumer" and not self.ctx.streaming and not tested:
+                self._drain_windowed(node)
+            if self.ctx.streaming and not tested:  # a connector's own unbounded reader gates its commits on these
+                self.ctx.stream_plans[node.id] = self._frontier_of(node)
             ports = lower_source(self.p, node, self.ctx, node.id, self._schema(node.id))
         main = count(ports["main"], node.id, "rows_out", f"{node.id}/CountOut")
         self._set_ports(node, {"main": main}, [ports["errors"]])
@@ -120,13 +127,48 @@ class Builder:
         from ir_compiler.loader import connector_config
 
         targets, plain, retention = self._frontier_of(node)
-        fn = StreamKafkaFn(node.id, connector_config(node), declared_schema(node), node.eventTime, self.ctx.batch_rows,
+        cfg = connector_config(node)
+        starts = self.ctx.kafka_starts.get(node.id, [])
+        parts = []  # the partitions that exist at launch (start_positions appends discovery slots per topic)
+        for topic in dict.fromkeys(t for t, _, _ in starts):
+            mine = [(t, p) for t, p, _ in starts if t == topic]
+            parts += mine[:max(0, len(mine) - cfg.discoverPartitions)]
+        fn = StreamKafkaFn(node.id, cfg, declared_schema(node), node.eventTime, self.ctx.batch_rows,
                            self.ctx.pipeline_id, self.ctx.warehouse_url, targets, retention, self.ctx.idle_stop_s,
                            commit_every_s=float(os.environ.get("FLOW_BEAM_COMMIT_EVERY_S", "5")), run_id=self.ctx.run_id,
-                           offset_nodes=plain)
-        read = (self.p | f"{node.id}/Partitions" >> beam.Create(self.ctx.kafka_starts.get(node.id, []))
+                           offset_nodes=plain, windows=self._windows_after(node), parts=parts,
+                           hold_unstarted=not self.ctx.on_dataflow)
+        read = (self.p | f"{node.id}/Partitions" >> beam.Create(starts)
                 | f"{node.id}/ReadKafkaStream" >> beam.ParDo(fn).with_outputs(ERRORS, main="main"))
         return {"main": read.main, "errors": read[ERRORS]}
+
+    def _drain_windowed(self, node):
+        """A drained Kafka source feeding windowed targets keeps open windows re-readable (lower/drain.py)."""
+        from ir_compiler.lower.drain import stored_frontier
+        from ir_compiler.lower.streaming import NEVER_FINAL
+        targets, _, retention = self._frontier_of(node)
+        if not targets or retention >= NEVER_FINAL:
+            return  # no fixed/sliding window downstream: every offset read is committed
+        import functools
+
+        from ir_compiler.lower.drain import event_micros
+        self.ctx.drain_windowed[node.id] = {"targets": targets, "retention_us": retention,
+                                            "event_us": functools.partial(event_micros, node.eventTime)}
+        for n in self.graph.order:
+            if node.id in self.graph.upstream(n) and self.graph.nodes[n].kind == "transform" and any(
+                    getattr(op, "window", None) is not None for op in self.graph.nodes[n].ops):
+                below = [t for t in targets if n in self.graph.upstream(t)]
+                frontier = stored_frontier(self.ctx.warehouse_url, self.ctx.pipeline_id, below) if below else None
+                if frontier is not None:
+                    self.ctx.drain_frontiers[n] = frontier
+
+    def _windows_after(self, node) -> list:
+        """Every window (windowed ops, windowed joins) downstream of a stream source: where its rows get stamped."""
+        down = [n for n in self.graph.order if node.id in self.graph.upstream(n)]
+        out = [op.window for n in down if self.graph.nodes[n].kind == "transform"
+               for op in self.graph.nodes[n].ops if getattr(op, "window", None) is not None]
+        return out + [self.graph.nodes[n].window for n in down if self.graph.nodes[n].kind == "join"
+                      and getattr(self.graph.nodes[n], "window", None) is not None]
 
     def _frontier_of(self, node):
         """The targets fed by a stream source (whose frontiers gate its offset commits / acks) and how long after
@@ -175,19 +217,36 @@ class Builder:
         self._set_ports(node, lower_branch(pcoll, node, node.id), [])
 
     def _join(self, node):
-        if self.ctx.streaming:
-            from ir_compiler.errors import NotAvailableError
-            raise NotAvailableError("windowed joins of streams are not in this build (they validate and plan); "
-                                    "run the pipeline with --drain, or join a stream with a table through a "
-                                    "lookup_join op", node_id=node.id)
         inputs = [count(self._input(node, i), node.id, "rows_in", f"{node.id}/CountIn{i}")
                   for i in range(len(node.inputs))]
         schemas = [self._schema(ref) for ref in node.inputs]
         key_types = self._key_types(node, schemas)
         arrow = [s.to_arrow() if s is not None else None for s in schemas]
-        main = lower_join(inputs, node, self.ctx, node.id, arrow, key_types, self.out.warnings)
+        errors = []
+        if self.ctx.streaming:
+            main, errors = self._stream_join(node, inputs, arrow, key_types)
+        else:
+            known = estimate_input_bytes(self.graph, self.ctx, self.graph.inputs[node.id][1:])  # strategy auto
+            main = lower_join(inputs, node, self.ctx, node.id, arrow, key_types, self.out.warnings, known)
         main = count(main, node.id, "rows_out", f"{node.id}/CountOut")
-        self._set_ports(node, {"main": main}, [])
+        self._set_ports(node, {"main": main}, errors)
+
+    def _stream_join(self, node, inputs, arrow, key_types):
+        """A windowed join of streams (every input unbounded; fixed, sliding or global-with-trigger windows)."""
+        from ir_compiler.errors import NotAvailableError
+        from ir_compiler.lower.branch_join import lower_stream_join
+        from ir_compiler.rules import is_unbounded
+        from ir_compiler.windows import event_time_of
+        ids = [str(ref).split(".")[0] for ref in node.inputs]
+        if not all(is_unbounded(self.graph, i) for i in ids):
+            raise NotAvailableError("a streaming join needs every input to be a stream; join a stream with a table "
+                                    "through a lookup_join op (or run the pipeline with --drain)", node_id=node.id)
+        if node.window.type == "session":
+            raise NotAvailableError("session windows on a join of streams are not in this build; use fixed or "
+                                    "sliding windows (or a windowed aggregate per stream)", node_id=node.id)
+        times = [self.graph.nodes[i].eventTime if self.graph.nodes[i].kind == "source"
+                 else event_time_of(self.graph, i) for i in ids]
+        return lower_stream_join(inputs, node, self.ctx, node.id, arrow, key_types, times)
 
     @staticmethod
     def _key_types(node, schemas):
@@ -227,14 +286,20 @@ class Builder:
     def _lateness_us(self, node) -> int:
         """The largest allowedLateness of the windows upstream of a target (a pane is final that long after)."""
         from ir_compiler.lower.streaming import US, lateness_s
-        windows = [op.window for n in self.graph.upstream(node.id) if self.graph.nodes[n].kind == "transform"
-                   for op in self.graph.nodes[n].ops if getattr(op, "window", None) is not None]
+        windows = self._windows_before(node)
         return int(max([lateness_s(w) for w in windows] or [0]) * US)
+
+    def _windows_before(self, node) -> list:
+        """The windows upstream of a node: windowed ops and windowed joins."""
+        up = self.graph.upstream(node.id)
+        return [op.window for n in up if self.graph.nodes[n].kind == "transform"
+                for op in self.graph.nodes[n].ops if getattr(op, "window", None) is not None] + [
+            self.graph.nodes[n].window for n in up if self.graph.nodes[n].kind == "join"
+            and getattr(self.graph.nodes[n], "window", None) is not None]
 
     def _accumulating(self, node) -> bool:
         """Whether the panes reaching a target carry whole windows (else deltas, applied once each)."""
-        windows = [op.window for n in self.graph.upstream(node.id) if self.graph.nodes[n].kind == "transform"
-                   for op in self.graph.nodes[n].ops if getattr(op, "window", None) is not None]
+        windows = self._windows_before(node)
         return not any(w.trigger is not None and w.trigger.accumulation == "discarding" for w in windows)
 
     def _archive(self, node):

@@ -36,7 +36,12 @@ class RunContext:
     streaming: bool = False  # unbounded run: stream sources read forever (or until idle_stop_s), panes commit
     on_dataflow: bool = False  # Pub/Sub compiles to Beam's own IO there
     idle_stop_s: float | None = None  # streaming: a partition with no new message for this long ends its read
+    dlq_enabled: bool = False  # streaming: late rows (beyond allowedLateness) are also written to the DLQ
+    drain_windowed: dict = field(default_factory=dict)  # drain: kafka source id -> {targets, retention_us}
+    drain_frontiers: dict = field(default_factory=dict)  # drain: windowed transform id -> stored frontier µs
     ledger: dict = field(default_factory=dict)  # target id -> the input files its load records in _flow_files
+    stream_plans: dict = field(default_factory=dict)  # streaming: stream source id -> (windowed target ids,
+    # unwindowed target ids, retention µs): what a connector's own unbounded reader gates its commits on
 
     @property
     def kafka_starts(self) -> dict:
@@ -51,21 +56,31 @@ class RunContext:
 
 
 class CountRows(beam.DoFn):
-    """Counts the rows of every batch passing by (``rows_in`` or ``rows_out`` of a node)."""
+    """Counts the rows of every batch passing by (``rows_in`` or ``rows_out`` of one or more nodes)."""
 
     def __init__(self, node_id: str, name: str):
-        self.node_id, self.name = node_id, name
+        self.counts = [(node_id, name)]
 
     def setup(self):
-        self.c = counter(self.node_id, self.name)
+        self.cs = [counter(node_id, name) for node_id, name in self.counts]
 
     def process(self, table):
-        self.c.inc(table.num_rows)
+        for c in self.cs:
+            c.inc(table.num_rows)
         yield table
 
 
 def count(pcoll, node_id: str, name: str, label: str):
-    return pcoll | label >> beam.ParDo(CountRows(node_id, name))
+    """Counts rows; both sides carry Arrow tables, so both get the Arrow coder (no pickling to size them). A
+    collection that a count step already produced (a node's ``rows_out``, then a reader's ``rows_in``) is counted by
+    that same step: one ParDo fewer per edge, the same numbers."""
+    from ir_compiler.lower.arrow_coder import tables
+
+    fn = getattr(getattr(getattr(pcoll, "producer", None), "transform", None), "fn", None)
+    if isinstance(fn, CountRows) and pcoll.tag is None:
+        fn.counts.append((node_id, name))
+        return pcoll
+    return tables(tables(pcoll) | label >> beam.ParDo(CountRows(node_id, name)))
 
 
 def json_value(v):

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
-from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
 from apache_beam.transforms import window as bw
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from ir_compiler.lower.context import counter, write_report
-from ir_compiler.lower.streaming import UNWINDOWED, StreamRestrictions, hold_at_earliest
+from ir_compiler.lower.streaming import (UNWINDOWED, HoldingWatermarks, StreamRestrictions, earliest_stamps,
+                                         source_clock)
 from ir_compiler.ops.common import ORD
 
 ERRORS = "errors"
@@ -109,8 +109,9 @@ _LAST: dict[tuple, float] = {}
 
 class StreamPubsubFn(beam.DoFn):
     def __init__(self, node_id, cfg, schema, event_time, batch_rows, pipeline_id, warehouse_url, frontier_nodes,
-                 retention_us, idle_stop_s=None, run_id="", commit_every_s=5.0):
+                 retention_us, idle_stop_s=None, run_id="", commit_every_s=5.0, windows=()):
         self.node_id, self.cfg, self.schema, self.event_time = node_id, cfg, schema, event_time
+        self.windows = list(windows)  # downstream windows: the watermark holds at their earliest stamp
         self.batch_rows, self.pipeline_id, self.warehouse_url = batch_rows, pipeline_id, warehouse_url
         self.frontier_nodes, self.retention_us, self.idle_stop_s = list(frontier_nodes), retention_us, idle_stop_s
         self.key, self.commit_every_s = (run_id, node_id), commit_every_s
@@ -120,7 +121,7 @@ class StreamPubsubFn(beam.DoFn):
 
     @beam.DoFn.unbounded_per_element()
     def process(self, sub, tracker=beam.DoFn.RestrictionParam(StreamRestrictions()),
-                wm=beam.DoFn.WatermarkEstimatorParam(ManualWatermarkEstimator.default_provider())):
+                wm=beam.DoFn.WatermarkEstimatorParam(HoldingWatermarks())):
         from connectors import pubsub
 
         position = tracker.current_restriction().start
@@ -146,19 +147,28 @@ class StreamPubsubFn(beam.DoFn):
             if table is not None:
                 top = int(micros.max())
                 yield bw.TimestampedValue(table, Timestamp(micros=max(top, 0)))
-                hold_at_earliest(wm, micros)
+                clock = source_clock(self.key, [sub])  # one reader: the source's watermark is its own
+                stamps = earliest_stamps(micros, self.windows)
+                before = clock.progress_of(sub)
+                on_time = stamps if before is None else stamps[stamps >= before]
+                clock.update(sub, state="reading", progress=int(on_time.min()) if len(on_time) else None,
+                             latest=top)
+                clock.follow(wm)
             if self.retention_us == UNWINDOWED:  # no windows: the fused sinks wrote the rows during the yield
                 self._ack(sub, [r.ack_id for r in received])
         elif self.retention_us != UNWINDOWED:
             with _HELD_LOCK:
                 latest = max(_HELD.get(self.key, {}).values(), default=None)
-            current = wm.current_watermark()
-            if latest is not None and (current is None or current.micros < latest):
-                wm.set_watermark(Timestamp(micros=latest))  # caught up: everything pulled so far is in
+            if latest is not None:  # caught up: everything pulled so far is in
+                clock = source_clock(self.key, [sub])
+                clock.update(sub, state="caught_up", latest=latest)
+                clock.follow(wm)
         self._settle(sub, force=False)
         if self.idle_stop_s is not None and time.monotonic() - _LAST[self.key] >= self.idle_stop_s:
             self._settle(sub, force=True)
             tracker.try_claim(sys.maxsize)
+            from ir_compiler.lower.streaming import reader_done
+            reader_done(self.key[0], (self.node_id, str(sub)))
             return
         tracker.defer_remainder(Duration.of(0 if received else 0.2))
 

@@ -242,8 +242,9 @@ def split_unstorable(pcoll, node, ctx, label):
     :class:`_StorableFn`), every other target gets all rows and no errors."""
     if node.schema_ is None or ctx.warehouse_url.split("://", 1)[0] not in ("postgresql", "postgres"):
         return pcoll, None
+    from ir_compiler.lower.arrow_coder import tables
     out = pcoll | f"{label}/NulBytes" >> beam.ParDo(_StorableFn(node.id)).with_outputs("errors", main="main")
-    return out.main, out.errors
+    return tables(out.main), tables(out.errors)
 
 
 def _writes_files(node) -> bool:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import apache_beam as beam
 import pyarrow as pa
+from apache_beam import typehints
 
 from ir_compiler.errors import NotAvailableError
+from ir_compiler.lower.arrow_coder import tables
 from ir_compiler.lower.context import RunContext, counter, to_error_table
 from ir_compiler.ops import OPS, sets
 from ir_compiler.ops.cast import CastFailure
@@ -76,25 +78,33 @@ def lower_transform(pcoll, node, ctx: RunContext, label: str, lookups: dict[int,
             out = pcoll | f"{step}-row-ops" >> beam.ParDo(
                 _RowOpsFn(node.id, ops, {k: lookups[i] for k, i in enumerate(idx) if i in lookups})
             ).with_outputs(ERRORS, main="main")
-            pcoll = out.main
-            errors.append(out[ERRORS])
+            pcoll = tables(out.main)
+            errors.append(tables(out[ERRORS]))
         else:
             i, op = payload
             if OPS[op.op].kind == "model":
                 raise NotAvailableError(f"model op '{op.op}' (ops[{i}]) is not available yet in this build",
                                         node_id=node.id)
-            if ctx.streaming and op.op in ("aggregate", "deduplicate") and op.window is not None:
+            if op.op in ("aggregate", "deduplicate") and op.window is not None and (
+                    ctx.streaming or op.window.type == "session"):  # bounded sessions: Beam merges them too
                 from ir_compiler.lower.streaming import lower_windowed
                 partial, final = ((sets.aggregate_partial, sets.aggregate_final) if op.op == "aggregate"
                                   else (sets.dedupe_table, sets.dedupe_table))
                 pcoll, errs = lower_windowed(pcoll, node.id, op, op.window, event_time, f"{step}-{op.op}",
-                                             partial, final, window_columns=op.op == "aggregate")
+                                             partial, final, window_columns=op.op == "aggregate", ctx=ctx)
                 errors += errs
                 continue
             if op.op == "aggregate" and op.window is not None and op.window.type != "global":
                 pcoll = pcoll | f"{step}-windows" >> beam.Map(_assign_windows, op.window, event_time)
+                if node.id in ctx.drain_frontiers:  # a drain after runs that closed windows: late rows
+                    from ir_compiler.lower.drain import DropClosedWindowsFn
+                    out = pcoll | f"{step}-closed" >> beam.ParDo(DropClosedWindowsFn(
+                        node.id, op.window, ctx.drain_frontiers[node.id], ctx.dlq_enabled)).with_outputs(
+                        ERRORS, main="main")
+                    pcoll = out.main
+                    errors.append(out[ERRORS])
                 op = op.model_copy(update={"groupBy": ["window_start", "window_end", *op.groupBy], "window": None})
-            pcoll = _SET_LOWERING[op.op](pcoll, node.id, op, ctx, f"{step}-{op.op}")
+            pcoll = tables(_SET_LOWERING[op.op](pcoll, node.id, op, ctx, f"{step}-{op.op}"))
     return pcoll, errors
 
 
@@ -161,7 +171,8 @@ def _empty_global(op) -> pa.Table:
 def _aggregate(pcoll, node_id, op, ctx, label):
     if not op.groupBy:
         return pcoll | f"{label}/Combine" >> beam.CombineGlobally(_GlobalPartials(op))
-    return (pcoll | f"{label}/Partial" >> beam.ParDo(_PartialFn(node_id, op, ctx.buckets))
+    return (pcoll | f"{label}/Partial" >> beam.ParDo(_PartialFn(node_id, op, ctx.buckets)).with_output_types(
+                typehints.Tuple[int, pa.Table])
             | f"{label}/ShuffleByKey" >> beam.GroupByKey()
             | f"{label}/Final" >> beam.ParDo(_FinalFn(node_id, op)))
 
@@ -197,7 +208,8 @@ class _BucketDedupeFn(beam.DoFn):
 
 
 def _deduplicate(pcoll, node_id, op, ctx, label):
-    return (pcoll | f"{label}/Local" >> beam.ParDo(_LocalDedupeFn(node_id, op, ctx.buckets))
+    return (pcoll | f"{label}/Local" >> beam.ParDo(_LocalDedupeFn(node_id, op, ctx.buckets)).with_output_types(
+                typehints.Tuple[int, pa.Table])
             | f"{label}/ShuffleByKey" >> beam.GroupByKey()
             | f"{label}/Final" >> beam.ParDo(_BucketDedupeFn(node_id, op)))
 
