@@ -278,6 +278,11 @@ def write_sink(node, cfg: dict, table: pa.Table, prefix: str) -> tuple[int, list
     if ORD in table.column_names:
         table = table.sort_by([(ORD, "ascending")])
     config = node.config
+    if cfg.get("_local"):  # embedded tests: a file sink (remote too) writes the same files under a local folder
+        local = get_sink("local_fs")
+        config = local.config(path=cfg["path"], **{k: getattr(config, k) for k in ("format", "prefix", "compression")
+                                                   if getattr(config, k, None) is not None})
+        return local.write(node, config, table, prefix)
     if cfg.get("path") is not None and cfg.get("path") != getattr(config, "path", None):
         config = config.model_copy(update={"path": cfg["path"]})
     return get_sink(node.connector).write(node, config, table, prefix)
@@ -304,6 +309,7 @@ def lower_target(pcoll, node, ctx, label, gate, lineage_source: str, schema_fiel
     sink = dict(node.config) if node.connector else None
     if sink is not None and ctx.sink_root and _writes_files(node):
         sink["path"] = os.path.join(ctx.sink_root, node.id)
+        sink["_local"] = True  # embedded tests never write to a real bucket or server
     return staged | f"{label}/Commit" >> beam.ParDo(_CommitFn(node, info, lineage_source, sink), *side)
 
 
