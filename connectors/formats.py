@@ -390,7 +390,7 @@ def _csv_parts(path, fmt, options, schema, batch_rows, strict=True, part=None):
         yield pa.table({n: pa.array([], pa.string()) for n in names}), [], lines.line  # _conform names them
         return
     opts = _csv_options(path, fmt, options, bad, names=names, types=types or None, threads=False)
-    source = pa.BufferReader(_range_bytes(path, part)) if part else _csv_source(path, options)
+    source = pa.BufferReader(_range_buffer(path, part)) if part else _csv_source(path, options)
     done = 0
     with pacsv.open_csv(source, **opts) as reader:
         for batch in reader:
@@ -428,6 +428,17 @@ def _range_bytes(path: str, part: dict) -> bytes:
         a, b = _align(fh, part["start"], size), _align(fh, part["end"], size)
         fh.seek(a)
         return fh.read(max(0, b - a))
+
+
+def _range_buffer(path: str, part: dict) -> pa.Buffer:
+    """The bytes of a byte-range part as a zero-copy view of the memory-mapped file (pages are read as the
+    parser reaches them)."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as fh:
+        a, b = _align(fh, part["start"], size), _align(fh, part["end"], size)
+    mm = pa.memory_map(path)
+    mm.seek(a)
+    return mm.read_buffer(max(0, b - a))
 
 
 def records_before(path: str, pos: int, fmt: str) -> int:

@@ -8,7 +8,7 @@ size:
 
 - csv/tsv/jsonl (plain, UTF-8 or a single-byte encoding): byte ranges; each range reads the records whose first
   byte lies in it (a range starts just after a line break). A csv/tsv file that holds the quote character
-  anywhere is NOT split (a quoted value may span lines, and a range cannot tell from its own bytes whether it
+  anywhere (a memchr scan on the driver, ~0.07 s per 300 MB) is NOT split (a quoted value may span lines, and a range cannot tell from its own bytes whether it
   starts inside one): one range. Neither is a file with bare ``\\r`` line ends, nor a text file without a known
   schema (each range would infer its own types);
 - parquet: groups of whole row groups (a file with one row group is one range);
@@ -69,18 +69,23 @@ def _text_ranges(path, fmt, options, typed, size, limit):
         head = fh.read(1 << 16)
         if b"\r" in head and b"\r\n" not in head:  # bare CR line ends: pyarrow's records, not ours
             return [None]
-        if fmt != "jsonl":
-            quote = (options.get("quote") or '"').encode("latin-1")
-            fh.seek(0)
-            while True:  # memchr-speed scan (~0.05 s per 300 MB)
-                block = fh.read(1 << 24)
-                if not block:
-                    break
-                if quote in block:
-                    return [None]
+        if fmt != "jsonl" and _holds(fh, (options.get("quote") or '"').encode("latin-1"), size):
+            return [None]
     n = -(-size // limit)
     cuts = [size * i // n for i in range(n + 1)]
     return [{"kind": "bytes", "start": a, "end": b, "n": i, "of": n} for i, (a, b) in enumerate(zip(cuts, cuts[1:]))]
+
+
+def _holds(fh, needle: bytes, size: int, window: int = 1 << 24) -> bool:
+    """Whether the file holds ``needle`` (one byte): memchr over 16 MiB memory-mapped windows (no copy, and
+    at most one window resident at a time; ~0.07 s per 300 MB from the page cache)."""
+    import mmap
+
+    for at in range(0, size, window):
+        with mmap.mmap(fh.fileno(), min(window, size - at), access=mmap.ACCESS_READ, offset=at) as m:
+            if m.find(needle) >= 0:
+                return True
+    return False
 
 
 def _parquet_ranges(path, limit):
