@@ -41,6 +41,23 @@ def table_schema(table: pa.Table) -> Schema:
     return Schema.from_arrow(table.select(user_columns(table)).schema)
 
 
+_COMPILED: dict = {}  # (text, boolean, the batch's Arrow fields) → CompiledExpression
+
+
+def _compiled_for(text: str, table: pa.Table, field_name: str, boolean: bool = False):
+    """The expression compiled for this batch's columns, once per process and column layout rather than once
+    per batch (compiling parses the SQL: ~0.4 ms, a tenth of the 10M-row aggregate's transform time). A
+    compiled expression holds no per-batch state (``now()`` is one value per process)."""
+    key = (text, boolean, tuple((f.name, f.type, f.nullable) for f in table.schema))
+    hit = _COMPILED.get(key)
+    if hit is None:
+        hit = _compile(text, table_schema(table), field_name, boolean)
+        if len(_COMPILED) >= 512:
+            _COMPILED.clear()
+        _COMPILED[key] = hit
+    return hit
+
+
 def evaluate(compiled, table: pa.Table):
     """Vectorised evaluation; if a row fails (e.g. a bad cast inside), fall back to rows and report them.
 
@@ -75,7 +92,7 @@ def _route_failures(table, values, failed, reasons):
 
 
 def expression_apply(op, table):
-    compiled = _storable(_compile(op.expr, table_schema(table), "expr"))
+    compiled = _storable(_compiled_for(op.expr, table, "expr"))
     values, failed, reasons = evaluate(compiled, table)
     table, values, errors = _route_failures(table, values, failed, reasons)
     if op.field in table.column_names:
@@ -86,7 +103,7 @@ def expression_apply(op, table):
 
 
 def filter_apply(op, table):
-    compiled = _compile(op.condition, table_schema(table), "condition", boolean=True)
+    compiled = _compiled_for(op.condition, table, "condition", boolean=True)
     values, failed, reasons = evaluate(compiled, table)
     table, values, errors = _route_failures(table, values, failed, reasons)
     mask = pc.fill_null(values, False)
