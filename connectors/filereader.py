@@ -65,12 +65,15 @@ class _ReadFilesFn(beam.DoFn):
 
         index, path = item[0], item[1]
         part = item[2] if len(item) > 2 else None
-        offset, emitted, errored, local = first_row(part), 0, 0, path
+        offset, emitted, errored, local, chunks = first_row(part), 0, 0, path, None
         try:
             if self.fetch is not None:  # a ConnectorError here: the file is unreadable (other errors fail the run)
                 local = self.fetch.local(index, path)
-            for chunk in read_file(local, self.fmt, self.options, self.schema, hint=self.hint,
-                                   batch_rows=self.batch_rows, verify=True, part=part):
+            # read ahead: the next chunks are parsed and converted on another core while the steps fused after
+            # this one work on the current chunk
+            chunks = read_file(local, self.fmt, self.options, self.schema, hint=self.hint,
+                               batch_rows=self.batch_rows, verify=True, part=part, read_ahead=True)
+            for chunk in chunks:
                 if local != path:  # row errors name the remote file, not the worker's copy
                     for b in chunk.bad_rows:
                         b.file = path
@@ -93,6 +96,8 @@ class _ReadFilesFn(beam.DoFn):
             # another range of the file may have emitted rows: the targets' commit decides
             yield from self._broken(index, path, exc, emitted, errored, partial=bool(part and part.get("of", 1) > 1))
         finally:
+            if chunks is not None:
+                chunks.close()  # stops the read-ahead thread before the local copy goes
             if local != path:
                 self.fetch.done(local)
 

@@ -404,24 +404,22 @@ def _csv_parts(path, fmt, options, schema, batch_rows, strict=True, part=None):
     source = pa.BufferReader(_range_buffer(path, part)) if part else _csv_source(path, options)
     done = 0
     with pacsv.open_csv(source, **opts) as reader:
-        batches = _read_ahead(reader, bad)
-        try:
-            for batch, new in batches:
-                lines.skipped.extend(sorted(b.line for b in new if b.line))
-                yield pa.Table.from_batches([batch]), new, (lambda i, base=done: lines.line(base + i))
-                done += batch.num_rows
-        finally:
-            batches.close()
+        for batch in reader:
+            new, bad[:] = list(bad), []
+            lines.skipped.extend(sorted(b.line for b in new if b.line))
+            yield pa.Table.from_batches([batch]), new, (lambda i, base=done: lines.line(base + i))
+            done += batch.num_rows
     if bad:
         yield pa.table({n: pa.array([], pa.string()) for n in types}), list(bad), lines.line
 
 
-def _read_ahead(reader, bad: list, depth: int = 2) -> Iterator[tuple[pa.RecordBatch, list]]:
-    """The batches of a streaming CSV reader, each with the malformed rows its parse reported (taken from
-    ``bad``, which the reader's invalid-row handler fills), parsed up to ``depth`` batches ahead in a background
-    thread: pyarrow parses without the GIL, so the next batch is parsed on another core while this thread
-    converts and transforms the current one. The same serial reader as without the thread: the same batches,
-    rows, malformed rows and record numbers, in the same order; a read error is raised here, in order."""
+def _read_ahead(items: Iterator, depth: int = 2) -> Iterator:
+    """The items of ``items``, produced up to ``depth`` items ahead in a background thread, in the same order.
+    pyarrow parses and casts without the GIL, so the next batch of a file is read and converted on another core
+    while the consuming thread (the reader's Beam step and the transforms fused after it) works on the current
+    one. Nothing changes but the timing: the producer is the same serial generator (same batches, rows,
+    malformed rows, record numbers); an error it raises is raised here, after the items before it. Closing this
+    iterator stops and closes the producer."""
     import queue
     import threading
 
@@ -440,15 +438,18 @@ def _read_ahead(reader, bad: list, depth: int = 2) -> Iterator[tuple[pa.RecordBa
 
     def run() -> None:
         try:
-            for batch in reader:
-                new, bad[:] = list(bad), []
-                if not put((batch, new)):
+            for item in items:
+                if not put(item):
                     return
             put(end)
         except BaseException as exc:  # noqa: BLE001 - handed to the consuming thread, raised there
             put(exc)
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
 
-    thread = threading.Thread(target=run, name="flow-beam-csv-read-ahead", daemon=True)
+    thread = threading.Thread(target=run, name="flow-beam-read-ahead", daemon=True)
     thread.start()
     try:
         while True:
@@ -720,7 +721,7 @@ TEXT_FORMATS = ("csv", "tsv")
 
 def read_file(path: str, fmt: str, options: dict | None = None, schema: Schema | None = None, *,
               hint: Schema | None = None, batch_rows: int = 65536, verify: bool = False,
-              part: dict | None = None) -> Iterator[ReadChunk]:
+              part: dict | None = None, read_ahead: bool = False) -> Iterator[ReadChunk]:
     """Read one file as chunks of at most ``batch_rows`` rows plus the file's bad rows (see module doc).
 
     ``schema`` is a declared schema (exactly its columns); ``hint`` a schema inferred from a sample (its columns
@@ -734,6 +735,8 @@ def read_file(path: str, fmt: str, options: dict | None = None, schema: Schema |
     ``{"kind": "row_groups", "groups"}`` (parquet), ``{"kind": "blocks", "offset", "count"}`` (avro: ``count``
     records from the block at byte ``offset``). With ``verify`` the file is still checked whole first (an avro
     range skips it: its planner walked every block).
+    ``read_ahead``: parse and convert the next chunks in a background thread (:func:`_read_ahead`) while the
+    caller works on this one — for a reader that consumes the whole file, not for a sample.
     """
     options = options or {}
     if fmt not in _READERS:
@@ -743,25 +746,37 @@ def read_file(path: str, fmt: str, options: dict | None = None, schema: Schema |
     if verify and not (part and part.get("kind") == "blocks"):
         verify_file(path, fmt, options)
     strict = schema is not None
-    target = schema if strict else hint
+    typed = [schema if strict else hint]  # the producer may infer it from the first chunk
     yielded = False
     part = part if part and part.get("kind") else None
-    parts = _READERS[fmt](path, fmt, options, target, batch_rows, strict, part)
-    if part and part["kind"] == "bytes" and part["start"] > 0:
-        parts = _shift_lines(parts, path, fmt, part)
-    for table, bad, line_of in _guarded(parts, path, fmt):
-        if target is None and fmt in TEXT_FORMATS:
-            from connectors.infer import infer_text_schema
-            target = infer_text_schema(table)
-        table, conv_bad = _conform(table, target, path, line_of, strict=strict)
-        bad = bad + conv_bad
-        batches = table.to_batches(max_chunksize=batch_rows)
-        if not batches and bad:
-            batches = [_empty_batch(table.schema)]
-        for i, batch in enumerate(batches):
+
+    def chunks() -> Iterator[ReadChunk]:
+        target = typed[0]
+        parts = _READERS[fmt](path, fmt, options, target, batch_rows, strict, part)
+        if part and part["kind"] == "bytes" and part["start"] > 0:
+            parts = _shift_lines(parts, path, fmt, part)
+        for table, bad, line_of in _guarded(parts, path, fmt):
+            if target is None and fmt in TEXT_FORMATS:
+                from connectors.infer import infer_text_schema
+                target = typed[0] = infer_text_schema(table)
+            table, conv_bad = _conform(table, target, path, line_of, strict=strict)
+            bad = bad + conv_bad
+            batches = table.to_batches(max_chunksize=batch_rows)
+            if not batches and bad:
+                batches = [_empty_batch(table.schema)]
+            for i, batch in enumerate(batches):
+                yield ReadChunk(batch, bad if i == 0 else [], path)
+    produced = chunks()
+    if read_ahead:
+        produced = _read_ahead(produced)
+    try:
+        for chunk in produced:
             yielded = True
-            yield ReadChunk(batch, bad if i == 0 else [], path)
+            yield chunk
+    finally:
+        produced.close()
     if not yielded:
+        target = typed[0]
         empty = target.to_arrow() if target is not None else pa.schema([])
         yield ReadChunk(_empty_batch(empty), [], path)
     if not verify:
