@@ -191,7 +191,10 @@ _TEXT = {
 def convert_column(col, ctype: ColumnType) -> tuple[pa.Array, pa.Array | None]:
     """Convert ``col`` to ``to_arrow(ctype)``; returns (values, mask of values that failed or None)."""
     target = to_arrow(ctype)
-    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    if isinstance(col, pa.ChunkedArray):  # one chunk (a reader's batch) is used as is: combining copies it
+        arr = col.chunk(0) if col.num_chunks == 1 else col.combine_chunks()
+    else:
+        arr = col
     if arr.type == target:
         return arr, None
     if pa.types.is_large_string(arr.type) or pa.types.is_dictionary(arr.type):
