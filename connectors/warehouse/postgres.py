@@ -96,7 +96,7 @@ class PostgresWarehouse(Warehouse):
     def _copy(self, con, target: str, table: pa.Table, pg_types: list[str | None] | None = None) -> None:
         """Binary COPY built from the Arrow buffers when every column pairs exactly with its PostgreSQL type
         (connectors.warehouse.pgcopy), else CSV COPY (pyarrow writes '' as "" and NULL as nothing, which is exactly
-        how COPY reads them); streamed in batches of 200,000 rows either way."""
+        how COPY reads them); streamed in batches of 100,000 rows either way, sent by a worker thread."""
         if table.num_rows == 0:
             return
         from connectors.warehouse import pgcopy
@@ -104,17 +104,21 @@ class PostgresWarehouse(Warehouse):
         names = ", ".join(self.ident(c) for c in table.column_names)
         if pg_types is not None and all(pgcopy.encode_column(pa.array([], f.type), t) is not None
                                         for f, t in zip(table.schema, pg_types)):
-            with con.cursor().copy(f"COPY {target} ({names}) FROM STDIN WITH (FORMAT binary)") as copy:
+            cur = con.cursor()
+            # the queued writer sends from its own thread: the next batch is encoded while the server reads this one
+            with cur.copy(f"COPY {target} ({names}) FROM STDIN WITH (FORMAT binary)",
+                          writer=_queued_writer(cur)) as copy:
                 copy.write(pgcopy.HEADER)
-                for batch in table.to_batches(max_chunksize=200_000):
+                for batch in table.to_batches(max_chunksize=_COPY_BATCH_ROWS):
                     if batch.num_rows:
                         copy.write(memoryview(pgcopy.binary_rows(batch, pg_types)))
                 copy.write(pgcopy.TRAILER)
             return
         import pyarrow.csv as pacsv
 
-        with con.cursor().copy(f"COPY {target} ({names}) FROM STDIN WITH (FORMAT csv)") as copy:
-            for batch in _csv_ready(table).to_batches(max_chunksize=200_000):
+        cur = con.cursor()
+        with cur.copy(f"COPY {target} ({names}) FROM STDIN WITH (FORMAT csv)", writer=_queued_writer(cur)) as copy:
+            for batch in _csv_ready(table).to_batches(max_chunksize=_COPY_BATCH_ROWS):
                 buf = io.BytesIO()
                 pacsv.write_csv(batch, buf, pacsv.WriteOptions(include_header=False))
                 copy.write(buf.getbuffer())
@@ -218,3 +222,15 @@ def _csv_ready(table: pa.Table) -> pa.Table:
     return table
 
 
+_COPY_BATCH_ROWS = 100_000
+
+
+def _queued_writer(cursor):
+    """psycopg's QueuedLibpqWriter (a worker thread sends the COPY data, so encoding the next batch overlaps the
+    server reading this one; errors still surface when the COPY ends), or None (the default writer) when this
+    psycopg has none."""
+    try:
+        from psycopg.copy import QueuedLibpqWriter
+    except ImportError:  # pragma: no cover - psycopg < 3.1
+        return None
+    return QueuedLibpqWriter(cursor)
