@@ -407,13 +407,26 @@ def _csv_parts(path, fmt, options, schema, batch_rows, strict=True, part=None):
     source = pa.BufferReader(_range_buffer(path, part)) if part else _csv_source(path, options)
     done = 0
     with pacsv.open_csv(source, **opts) as reader:
-        for batch in reader:
-            new, bad[:] = list(bad), []
-            lines.skipped.extend(sorted(b.line for b in new if b.line))
-            yield pa.Table.from_batches([batch]), new, (lambda i, base=done: lines.line(base + i))
-            done += batch.num_rows
+        batches = _with_bad(reader, bad)
+        if options.get("_read_ahead"):  # parsed in a thread of its own, ahead of the conversion (read_file)
+            batches = _read_ahead(batches)
+        try:
+            for batch, new in batches:
+                lines.skipped.extend(sorted(b.line for b in new if b.line))
+                yield pa.Table.from_batches([batch]), new, (lambda i, base=done: lines.line(base + i))
+                done += batch.num_rows
+        finally:
+            batches.close()
     if bad:
         yield pa.table({n: pa.array([], pa.string()) for n in types}), list(bad), lines.line
+
+
+def _with_bad(reader, bad: list) -> Iterator[tuple[pa.RecordBatch, list]]:
+    """Each batch of a streaming CSV reader with the malformed rows its parse reported (``bad``, which the
+    reader's invalid-row handler fills, is emptied after each batch)."""
+    for batch in reader:
+        new, bad[:] = list(bad), []
+        yield batch, new
 
 
 def _read_ahead(items: Iterator, depth: int = 2) -> Iterator:
@@ -769,6 +782,8 @@ def read_file(path: str, fmt: str, options: dict | None = None, schema: Schema |
                 batches = [_empty_batch(table.schema)]
             for i, batch in enumerate(batches):
                 yield ReadChunk(batch, bad if i == 0 else [], path)
+    if read_ahead:
+        options = {**options, "_read_ahead": True}
     produced = chunks()
     if read_ahead:
         produced = _read_ahead(produced)
