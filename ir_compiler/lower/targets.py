@@ -248,8 +248,15 @@ def split_unstorable(pcoll, node, ctx, label):
 
 
 def _writes_files(node) -> bool:
+    return sink_of(node).capabilities.writes_files
+
+
+def sink_of(node):
+    """The sink connector of a target (None: a warehouse table)."""
+    if node.connector is None:
+        return None
     from connectors.registry import get_sink
-    return get_sink(node.connector).capabilities.writes_files
+    return get_sink(node.connector)
 
 
 class _AppendFn(beam.DoFn):
