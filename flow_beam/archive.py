@@ -52,6 +52,10 @@ def run_archives(checked, result, inputs) -> None:
         for src in sorted(u for u in graph.upstream(node.input) if graph.nodes[u].kind == "source"):
             if not get_source(graph.nodes[src].connector).capabilities.reads_files:
                 continue
+            if not get_source(graph.nodes[src].connector).capabilities.local_paths:
+                r.warnings.append(f"source '{src}' reads a remote store: archive acts on local files only (its "
+                                  f"atomicity folders move its files on the store); nothing archived for it")
+                continue
             cfg = graph.nodes[src].config
             folder = None
             if node.destination:

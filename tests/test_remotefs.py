@@ -1,5 +1,6 @@
-"""connectors/remotefs.py against real local servers started by the repo's scripts (s3: moto, gcs: fake-gcs-server,
-azure_blob: Azurite, sftp: OpenSSH, ftp: pyftpdlib, http_pull: scripts/httpfiles.py), on free non-default ports.
+"""connectors/remote/fs.py and connectors/<store>/store.py against real local servers started by the repo's
+scripts (s3: moto, gcs: fake-gcs-server, azure_blob: Azurite, sftp: OpenSSH, ftp: pyftpdlib, http_pull:
+scripts/httpfiles.py), on free non-default ports.
 
 A store whose server cannot run here skips, saying why. Every format the product reads goes through write →
 fetch_local → connectors/formats.py read_file; claims race from two threads; failure paths check the message.
@@ -19,7 +20,7 @@ import pyarrow as pa
 import pytest
 
 from connectors.formats import read_file, write_table
-from connectors.remotefs import ConnectorError, FileInfo, open_fs
+from connectors.remote.fs import ConnectorError, FileInfo, open_fs
 from tests.remote_util import ScriptServer, ServerUnavailable, free_port
 
 pytestmark = pytest.mark.infra

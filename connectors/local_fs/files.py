@@ -29,70 +29,22 @@ processes sharing the folder (a local file system; on NFS use one host per input
 from __future__ import annotations
 
 import datetime as dt
-import fnmatch
 import hashlib
 import json
 import logging
 import os
-import re
 import shutil
 import time
 import uuid
-from dataclasses import dataclass, field
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from connectors.filematch import (DEFAULT_ATOMICITY, MISS_ACTIONS, ORDERINGS, FileListing,  # noqa: F401
+                                  expand_date_tokens, glob_regex, matcher, wait_for)
 from ir_compiler.errors import ConnectorError
 
 log = logging.getLogger(__name__)
 
-ORDERINGS = ("latest_by_mtime", "fifo_by_name", "lexicographic", "process_all")
-MISS_ACTIONS = ("alert", "skip", "fail")
-DEFAULT_ATOMICITY = {"stagingFolder": ".processing/", "successFolder": ".archive/{YYYY-MM-DD}/",
-                     "failureFolder": ".failed/"}
-_TOKENS = {"{YYYY-MM-DD}": "%Y-%m-%d", "{YYYYMMDD}": "%Y%m%d", "{YYYY}": "%Y", "{MM}": "%m", "{DD}": "%d",
-           "{HH}": "%H", "{mm}": "%M", "{ss}": "%S"}
-
-
-def expand_date_tokens(template: str, now: dt.datetime | None = None, timezone: str | None = None) -> str:
-    """Replace ``{YYYY}``-style tokens with ``now`` (default: the current time; naive = UTC) in ``timezone``.
-
-    Tokens: ``{YYYY} {MM} {DD} {HH} {mm} {ss} {YYYY-MM-DD} {YYYYMMDD}`` (``MM`` month, ``mm`` minute).
-    """
-    now = now or dt.datetime.now(dt.timezone.utc)
-    if now.tzinfo is None:
-        now = now.replace(tzinfo=dt.timezone.utc)
-    try:
-        local = now.astimezone(ZoneInfo(timezone)) if timezone else now.astimezone(dt.timezone.utc)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConnectorError(f"unknown timezone {timezone!r}; use an IANA name such as America/Los_Angeles") \
-            from None
-    for token, fmt in _TOKENS.items():
-        template = template.replace(token, local.strftime(fmt))
-    return template
-
-
-def _glob_regex(glob: str) -> re.Pattern:
-    """A glob as a regex over relative paths: ``*``/``?``/``[..]`` stay inside one folder, ``**/`` any depth."""
-    parts = re.split(r"(\*\*/|\*|\?)", glob)
-    tr = {"**/": "(?:.*/)?", "*": "[^/]*", "?": "[^/]"}
-    body = "".join(tr.get(p) or fnmatch.translate(p)[4:-3] for p in parts if p)
-    return re.compile(body)
-
-
-def _matcher(pattern: dict | None, now):
-    """(function of the relative path, whether sub-folders are searched)."""
-    if not pattern:
-        return (lambda rel: True), False
-    kind, value = pattern.get("type", "glob"), pattern.get("value") or "*"
-    if kind not in ("glob", "regex", "date_template"):
-        raise ConnectorError(f"unknown pattern type {kind!r}; use glob, regex or date_template")
-    if kind == "date_template":
-        value = expand_date_tokens(value, now, pattern.get("timezone"))
-    try:
-        rx = re.compile(value) if kind == "regex" else _glob_regex(value)
-    except re.error as exc:
-        raise ConnectorError(f"pattern {value!r} is not a valid regular expression: {exc}") from None
-    return (lambda rel: rx.fullmatch(rel) is not None), "/" in value
+# the store-independent parts (patterns, date tokens, orderings, the wait loop) are shared with the remote stores
+_glob_regex, _matcher = glob_regex, matcher
 
 
 def _walk(path: str, recursive: bool, exclude: set[str]):
@@ -131,42 +83,14 @@ def list_files(path: str, pattern: dict | None = None, ordering: str = "process_
     return _order(files, ordering)
 
 
-@dataclass(frozen=True)
-class FileListing:
-    files: list[str]
-    warnings: list[str] = field(default_factory=list)
-    waited_seconds: float = 0.0
-
-
 def wait_for_files(path, pattern, ordering, wait_policy: dict | None, *, sleep=time.sleep, now=None,
                    exclude=()) -> FileListing:
     """List files; when none match, list again up to ``maxRetries`` times, sleeping ``intervalMinutes``
     between attempts; then ``onMissAction``: alert (default; a warning, 0 rows), skip (0 rows, logged at
     info) or fail (ConnectorError naming the folder and pattern). A missing folder fails at once.
     """
-    policy = wait_policy or {}
-    retries, interval = int(policy.get("maxRetries") or 0), float(policy.get("intervalMinutes") or 0) * 60
-    action = policy.get("onMissAction") or "alert"
-    if action not in MISS_ACTIONS:
-        raise ConnectorError(f"unknown onMissAction {action!r}; use alert, skip or fail")
-    waited = 0.0
-    for attempt in range(retries + 1):
-        files = list_files(path, pattern, ordering, now=now, exclude=exclude)
-        if files:
-            return FileListing(files, [], waited)
-        if attempt < retries:
-            sleep(interval)
-            waited += interval
-    what = (f"no file in {path} matches {(pattern or {}).get('type', 'glob')} pattern "
-            f"{(pattern or {}).get('value', '*')!r} after {retries} retr{'y' if retries == 1 else 'ies'}")
-    if action == "fail":
-        raise ConnectorError(f"{what}; the wait policy says fail (use onMissAction alert or skip to finish "
-                             f"with 0 rows)")
-    if action == "alert":
-        log.warning("%s; 0 rows read", what)
-        return FileListing([], [f"{what}; 0 rows read"], waited)
-    log.info("%s; skipped (0 rows)", what)
-    return FileListing([], [], waited)
+    return wait_for(lambda: list_files(path, pattern, ordering, now=now, exclude=exclude), path, pattern,
+                    wait_policy, sleep=sleep)
 
 
 def _unique_dest(folder: str, name: str) -> str:

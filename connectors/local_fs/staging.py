@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass, field
 
 from connectors.base import Finished, Prepared, RunInfo
+from connectors.fileledger import skip_loaded
 from ir_compiler.errors import FlowError
 
 
@@ -41,7 +42,7 @@ def prepare_files(node, run: RunInfo) -> PreparedFiles:
         return out
     try:
         _claim(node, cfg, run, listing.files, out)
-        _skip_loaded(node, run, out)
+        skip_loaded(node, run, out)
     except BaseException:
         out.release()
         raise
@@ -74,31 +75,6 @@ def _claim(node, cfg, run: RunInfo, files: list[str], out: PreparedFiles) -> Non
         ids.append(ident)
     out.paths = read
     out.ledger = [{"index": i, **ident} for i, ident in enumerate(ids)]
-
-
-def _skip_loaded(node, run: RunInfo, out: PreparedFiles) -> None:
-    """Files that every (table) target downstream already holds in ``_flow_files`` — a crashed run committed
-    them but did not move them on — are not read again; they go on to the success folder."""
-    tables, only_tables = run.table_targets.get(node.id, ([], False))
-    ids = [e for e in out.ledger if e["index"] >= 0]
-    if not tables or not only_tables or not ids:
-        return
-    from connectors.warehouse import open_warehouse
-    from connectors.warehouse.ledger import held, key
-
-    holds = held(open_warehouse(run.warehouse_url), sorted(set(tables)), ids)
-    keep = [i for i, ident in enumerate(ids) if not all(key(ident) in h for h in holds.values())]
-    if len(keep) == len(ids):
-        return
-    paths = out.paths
-    for i in sorted(set(range(len(ids))) - set(keep)):
-        out.loaded.append(paths[i])
-        runs = sorted({h[key(ids[i])][:8] for h in holds.values()})
-        out.warnings.append(f"file {os.path.basename(paths[i])} was already loaded (run "
-                            f"{', '.join(runs)}, recorded in _flow_files); not read again")
-    skipped = [{**ids[i], "index": -1} for i in range(len(ids)) if i not in keep]
-    out.paths = [paths[i] for i in keep]
-    out.ledger = [{**ids[i], "index": k} for k, i in enumerate(keep)] + skipped
 
 
 def finish_files(node, prepared: PreparedFiles | None, ok: bool, run: RunInfo) -> Finished:

@@ -490,8 +490,9 @@ class SinkEachFn(beam.DoFn):
         from ir_compiler.lower.targets import write_sink
 
         cfg = dict(self.node.config)
-        if self.info.get("sink_root"):  # embedded tests: a file sink writes under the sink root
+        if self.info.get("sink_root"):  # embedded tests: a file sink (remote too) writes under the sink root
             cfg["path"] = os.path.join(self.info["sink_root"], self.node.id)
+            cfg["_local"] = True  # never to a real bucket or server
         prefix = f"{cfg.get('prefix') or self.info['pipeline_id'] + '-' + self.node.id}-{uuid.uuid4().hex[:12]}"
         n, _ = write_sink(self.node, cfg, table, prefix)
         counter(self.node.id, "rows_loaded").inc(n)

@@ -149,11 +149,16 @@ def write_sink(node, cfg: dict, table: pa.Table, prefix: str) -> tuple[int, list
     """Rows (in input order) to the target's sink connector (messages acknowledged, or one file, before this
     returns). ``cfg``: the node's config as a dict, ``path`` possibly moved (embedded tests' sink root).
     Returns (rows written, files written)."""
-    from connectors.registry import get_sink
+    from connectors.registry import get_sink, local_file_sink
 
     if ORD in table.column_names:
         table = table.sort_by([(ORD, "ascending")])
     config = node.config
+    if cfg.get("_local"):  # embedded tests: a file sink (remote too) writes the same files under a local folder
+        local = local_file_sink()
+        config = local.config(path=cfg["path"], **{k: getattr(config, k) for k in ("format", "prefix", "compression")
+                                                   if getattr(config, k, None) is not None})
+        return local.write(node, config, table, prefix)
     if cfg.get("path") is not None and cfg.get("path") != getattr(config, "path", None):
         config = config.model_copy(update={"path": cfg["path"]})
     return get_sink(node.connector).write(node, config, table, prefix)
@@ -176,6 +181,7 @@ def lower_target(pcoll, node, ctx, label, gate, lineage_source: str, schema_fiel
     sink = dict(node.config) if node.connector else None
     if sink is not None and ctx.sink_root and _writes_files(node):
         sink["path"] = os.path.join(ctx.sink_root, node.id)
+        sink["_local"] = True  # embedded tests never write to a real bucket or server
     return staged | f"{label}/Commit" >> beam.ParDo(_CommitFn(node, info, lineage_source, sink), *side)
 
 
