@@ -46,7 +46,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ir_compiler.errors import ConnectorError
-from ir_compiler.types import ColumnType, Schema, common_type, to_arrow
+from ir_compiler.types import ColumnType, Schema, common_type, round_decimal, to_arrow
 
 FORMATS = ("csv", "tsv", "json", "jsonl", "parquet", "avro")
 WRITE_FORMATS = ("csv", "jsonl", "parquet", "avro")
@@ -144,8 +144,10 @@ def _cast_to(t):
 
 
 def _text_decimal(a, t):
-    wide = pa.decimal128(38, max(t.scale, 18))  # parse wide, round half away from zero, then fit
-    rounded = (lambda x: pc.round(x.cast(wide), ndigits=t.scale, round_mode="half_towards_infinity").cast(t))
+    whole = t.precision - t.scale  # parse wide (room for every integer digit, extra fraction digits and one more
+    scale = max(t.scale, min(18, 37 - whole))  # for the rounding), round half away from zero, then fit
+    wide = pa.decimal128(min(38, whole + scale + 1), scale)
+    rounded = (lambda x: round_decimal(x.cast(wide), t.scale).cast(t))
     return _bisect_cast(_keep(pc.replace_substring_regex(a, r"^\+", ""), _NUM), rounded, t)
 
 
@@ -219,7 +221,7 @@ def _castable_to_text(t: pa.DataType) -> bool:
 
 def _cast_value(x: pa.Array, target: pa.DataType) -> pa.Array:
     if pa.types.is_decimal(x.type) and pa.types.is_decimal(target) and x.type.scale > target.scale:
-        x = pc.round(x, ndigits=target.scale, round_mode="half_towards_infinity")  # as PostgreSQL rounds numeric
+        x = round_decimal(x, target.scale)  # as PostgreSQL rounds numeric
     if pa.types.is_timestamp(x.type) and pa.types.is_date(target):
         return x.cast(target, safe=False)
     if pa.types.is_timestamp(x.type) and pa.types.is_timestamp(target):

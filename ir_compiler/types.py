@@ -224,3 +224,26 @@ def common_type(a: ColumnType, b: ColumnType) -> ColumnType | None:
     if a.name == "decimal" and b.name == "decimal":
         return a
     return None
+
+
+def round_decimal(arr, scale: int = 0):
+    """Decimals rounded half away from zero (PostgreSQL's numeric rounding) to ``scale`` digits.
+
+    Arrow's ``round`` keeps the input precision, and a value that rounds up past it (999.5 in decimal(4,1))
+    comes back as garbage when the array holds a null: the precision is widened by one digit first, so the
+    rounded value always fits; at precision 38 the values are rounded one by one (Python's Decimal).
+    """
+    import decimal as _decimal
+
+    import pyarrow.compute as pc
+
+    t = arr.type
+    if t.precision < 38:
+        return pc.round(arr.cast(pa.decimal128(t.precision + 1, t.scale)), scale, round_mode="half_towards_infinity")
+    q = _decimal.Decimal(1).scaleb(-scale)
+    ctx = _decimal.Context(prec=80)
+    values = arr.to_pylist()
+    out = [None if v is None else v.quantize(q, rounding=_decimal.ROUND_HALF_UP, context=ctx) for v in values]
+    return pa.array(out, pa.decimal128(38, t.scale)) if all(
+        v is None or len(v.as_tuple().digits) <= 38 for v in out) else pa.array(
+        [None if v is None else str(v) for v in out], pa.string())

@@ -189,3 +189,22 @@ def test_an_interval_result_cannot_be_stored_by_the_expression_op():
     out = OPS["expression"].schema(Expression(field="x", expr="extract(epoch from d - TIMESTAMP '2020-01-01')"),
                                    SCHEMA)
     assert out.get("x").type.name == "decimal"
+
+
+def test_decimal_rounding_past_its_precision_with_nulls_present():
+    """Found by the PostgreSQL differential test: Arrow's round keeps the precision and, with a null in the array,
+    returned 0 for 999999999.500 → bigint (PostgreSQL: 1000000000)."""
+    import decimal
+
+    import pyarrow as pa
+
+    from ir_compiler.expressions import compile_expression
+    from ir_compiler.types import Field, Schema, parse_type
+
+    schema = Schema([Field("m", parse_type("decimal(12,3)"))])
+    table = pa.table({"m": pa.array([None, decimal.Decimal("999999999.500"), decimal.Decimal("-0.500")],
+                                    pa.decimal128(12, 3))})
+    for text, want in [("CAST(m AS bigint)", [None, 1000000000, -1]),
+                       ("CAST(m AS numeric(10,0))", [None, decimal.Decimal(1000000000), decimal.Decimal(-1)])]:
+        e = compile_expression(text, schema)
+        assert e.eval_arrow(table).to_pylist() == want == [e.eval_row(r) for r in table.to_pylist()]

@@ -10,7 +10,7 @@ import pyarrow.compute as pc
 
 from ir_compiler.expressions import pgvalues as pv
 from ir_compiler.ops.common import OpResult, OpTypeError, error_rows, require
-from ir_compiler.types import Field, Schema, parse_type, to_arrow
+from ir_compiler.types import Field, Schema, parse_type, round_decimal, to_arrow
 
 _BOOL_WORDS = {"t": True, "tr": True, "tru": True, "true": True, "y": True, "ye": True, "yes": True, "on": True,
                "1": True, "f": False, "fa": False, "fal": False, "fals": False, "false": False, "n": False,
@@ -139,14 +139,14 @@ def _fast_cast(arr: pa.ChunkedArray, target, fmt: str | None):
         if pa.types.is_floating(src):
             return pc.cast(pc.round(arr, round_mode="half_to_even"), atype)
         if pa.types.is_decimal(src):
-            return pc.cast(pc.round(arr, round_mode="half_towards_infinity"), atype)
+            return pc.cast(round_decimal(arr.combine_chunks()), atype)
         if pa.types.is_integer(src) or pa.types.is_boolean(src):
             return pc.cast(arr, atype)
     if target.name == "decimal":
         if pa.types.is_integer(src):
             return pc.cast(arr, atype)
         if pa.types.is_decimal(src):
-            return pc.cast(pc.round(arr, target.scale, round_mode="half_towards_infinity"), atype)
+            return pc.cast(round_decimal(arr.combine_chunks(), target.scale), atype)
     if target.name == "bool" and pa.types.is_integer(src):
         return pc.cast(arr, atype)
     if target.name == "timestamp" and pa.types.is_date(src):
