@@ -362,19 +362,27 @@ def _csv_names(path, fmt, options) -> list[str]:
         return reader.schema.names
 
 
-def _csv_parts(path, fmt, options, schema, batch_rows, strict=True):
+def _csv_parts(path, fmt, options, schema, batch_rows, strict=True, part=None):
     """Every CSV value is read as text (streamed, in file order); typing is ``_conform``'s job, so a schema
-    inferred from a sample and a declared one convert the same way, and nothing is guessed twice."""
+    inferred from a sample and a declared one convert the same way, and nothing is guessed twice.
+    ``part``: a byte range (see :func:`read_file`); a range after the first has no header line (the names come
+    from the file's first line) and numbers its records from 1 (read_file adds the records before it)."""
     import pyarrow.csv as pacsv
-    lines = _Lines(2 if options.get("header", True) else 1)
-    bad: list[BadRow] = []
+    header = options.get("header", True)
+    later = bool(part) and part["start"] > 0
     try:
-        header = options.get("header", True)
-        names = schema.names if not header and schema is not None else _csv_names(path, fmt, options)
+        if later:
+            names = _csv_names(path, fmt, options) if header else (
+                schema.names if schema is not None else _csv_names(path, fmt, options))
+            options, header = {**options, "header": False}, False
+        else:
+            names = schema.names if not header and schema is not None else _csv_names(path, fmt, options)
     except pa.ArrowInvalid as exc:
         if "empty csv" in str(exc).lower():
             return
         raise
+    lines = _Lines(2 if header else 1)
+    bad: list[BadRow] = []
     strict = schema is not None and strict
     wanted = [n for n in names if n in schema] if strict else names
     types = {n: pa.string() for n in wanted}
@@ -382,8 +390,9 @@ def _csv_parts(path, fmt, options, schema, batch_rows, strict=True):
         yield pa.table({n: pa.array([], pa.string()) for n in names}), [], lines.line  # _conform names them
         return
     opts = _csv_options(path, fmt, options, bad, names=names, types=types or None, threads=False)
+    source = pa.BufferReader(_range_buffer(path, part)) if part else _csv_source(path, options)
     done = 0
-    with pacsv.open_csv(_csv_source(path, options), **opts) as reader:
+    with pacsv.open_csv(source, **opts) as reader:
         for batch in reader:
             new, bad[:] = list(bad), []
             lines.skipped.extend(sorted(b.line for b in new if b.line))
@@ -391,6 +400,70 @@ def _csv_parts(path, fmt, options, schema, batch_rows, strict=True):
             done += batch.num_rows
     if bad:
         yield pa.table({n: pa.array([], pa.string()) for n in types}), list(bad), lines.line
+
+
+def _align(fh, pos: int, size: int) -> int:
+    """The first record boundary at or after ``pos``: 0, or just after the first line break at or after
+    ``pos - 1`` (the end of the file when there is none). A record belongs to the range its first byte is in."""
+    if pos <= 0:
+        return 0
+    if pos >= size:
+        return size
+    fh.seek(pos - 1)
+    at = pos - 1
+    while True:
+        block = fh.read(1 << 16)
+        if not block:
+            return size
+        i = block.find(b"\n")
+        if i >= 0:
+            return at + i + 1
+        at += len(block)
+
+
+def _range_bytes(path: str, part: dict) -> bytes:
+    """The bytes of a byte-range part, aligned to record boundaries at both ends."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as fh:
+        a, b = _align(fh, part["start"], size), _align(fh, part["end"], size)
+        fh.seek(a)
+        return fh.read(max(0, b - a))
+
+
+def _range_buffer(path: str, part: dict) -> pa.Buffer:
+    """The bytes of a byte-range part as a zero-copy view of the memory-mapped file (pages are read as the
+    parser reaches them)."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as fh:
+        a, b = _align(fh, part["start"], size), _align(fh, part["end"], size)
+    mm = pa.memory_map(path)
+    mm.seek(a)
+    return mm.read_buffer(max(0, b - a))
+
+
+def records_before(path: str, pos: int, fmt: str) -> int:
+    """Lines (jsonl: physical lines; csv/tsv: non-empty lines = records, as pyarrow counts them, for a file
+    without quoted values) before byte ``pos`` of ``path`` (``pos`` just after a line break). Used only when a
+    range reports a bad row: line numbers stay exact without counting lines up front."""
+    import numpy as np
+
+    count, prev2, at = 0, b"\n\n", 0  # as if the file were preceded by empty lines
+    with open(path, "rb") as fh:
+        while at < pos:
+            block = fh.read(min(1 << 24, pos - at))
+            if not block:
+                break
+            at += len(block)
+            if fmt == "jsonl":
+                count += block.count(b"\n")
+                continue
+            arr = np.frombuffer(prev2 + block, dtype=np.uint8)
+            nl = np.flatnonzero(arr[2:] == 10) + 2
+            before = arr[nl - 1]
+            empty = (before == 10) | ((before == 13) & (arr[nl - 2] == 10))
+            count += int(len(nl) - np.count_nonzero(empty))
+            prev2 = (prev2 + block)[-2:]
+    return count
 
 
 def _columns_table(rows: list[dict], types: dict | None = None) -> pa.Table:
@@ -467,8 +540,8 @@ def _fast_json(data: bytes, schema: Schema | None) -> pa.Table | None:
     return table
 
 
-def _jsonl_parts(path, fmt, options, schema, batch_rows, strict=True):
-    data = _read_text_bytes(path, options)
+def _jsonl_parts(path, fmt, options, schema, batch_rows, strict=True, part=None):
+    data = _range_bytes(path, part) if part else _read_text_bytes(path, options)
     texts = None
 
     def line_of(i):  # good rows are the non-blank lines in order
@@ -494,7 +567,7 @@ def _jsonl_parts(path, fmt, options, schema, batch_rows, strict=True):
     yield rows_table(rows), bad, (lambda i: good[i] if i < len(good) else None)
 
 
-def _json_parts(path, fmt, options, schema, batch_rows, strict=True):
+def _json_parts(path, fmt, options, schema, batch_rows, strict=True, part=None):
     from connectors.infer import loads_exact, rows_table
     try:
         value = loads_exact(_read_text_bytes(path, options).decode("utf-8"))
@@ -508,7 +581,7 @@ def _json_parts(path, fmt, options, schema, batch_rows, strict=True):
     yield rows_table(rows), bad, (lambda i: index[i] if i < len(index) else None)
 
 
-def _parquet_parts(path, fmt, options, schema, batch_rows, strict=True):
+def _parquet_parts(path, fmt, options, schema, batch_rows, strict=True, part=None):
     import pyarrow.parquet as pq
     pf = pq.ParquetFile(path)
     names = pf.schema_arrow.names
@@ -516,7 +589,8 @@ def _parquet_parts(path, fmt, options, schema, batch_rows, strict=True):
     if columns is not None and len(columns) < len(schema):
         yield pa.table({n: pa.array([], pa.string()) for n in names}), [], lambda i: None
         return
-    for batch in pf.iter_batches(batch_size=batch_rows, columns=columns):
+    groups = part["groups"] if part else None
+    for batch in pf.iter_batches(batch_size=batch_rows, columns=columns, row_groups=groups):
         yield pa.Table.from_batches([batch]), [], lambda i: None
 
 
@@ -537,14 +611,20 @@ def _arrow_of_avro(t) -> pa.DataType | None:
     return _AVRO_TYPES.get(t)
 
 
-def _avro_parts(path, fmt, options, schema, batch_rows, strict=True):
+def _avro_parts(path, fmt, options, schema, batch_rows, strict=True, part=None):
     import fastavro
     try:
         with open(path, "rb") as fh:
             reader = fastavro.reader(fh)
             types = {f["name"]: _arrow_of_avro(f["type"]) for f in reader.writer_schema.get("fields", [])}
             rows = []
+            left = part["count"] if part else -1
+            if part:
+                fh.seek(part["offset"])  # the range's first block (the reader read the header already)
             for rec in reader:
+                if left == 0:
+                    break
+                left -= 1
                 rows.append(rec)
                 if len(rows) >= batch_rows:
                     yield _columns_table(rows, types), [], lambda i: None
@@ -578,23 +658,36 @@ TEXT_FORMATS = ("csv", "tsv")
 
 
 def read_file(path: str, fmt: str, options: dict | None = None, schema: Schema | None = None, *,
-              hint: Schema | None = None, batch_rows: int = 65536) -> Iterator[ReadChunk]:
+              hint: Schema | None = None, batch_rows: int = 65536, verify: bool = False,
+              part: dict | None = None) -> Iterator[ReadChunk]:
     """Read one file as chunks of at most ``batch_rows`` rows plus the file's bad rows (see module doc).
 
     ``schema`` is a declared schema (exactly its columns); ``hint`` a schema inferred from a sample (its columns
     get its types, other columns are kept). With neither, CSV/TSV text is typed by the text rules over the
     file's first chunk (connectors.infer) and other formats keep their own types.
     Always yields at least one chunk (an empty batch for an empty file).
+    ``verify``: check the file is whole (:func:`verify_file`) BEFORE the first chunk; without it a cut-off plain
+    text file is detected (:func:`check_complete`) after the last chunk.
+    ``part``: read one range of the file (planned by :func:`connectors.splits.plan_file`): ``{"kind": "bytes",
+    "start", "end"}`` (csv/tsv/jsonl: the records whose first byte is in [start, end); line numbers stay exact),
+    ``{"kind": "row_groups", "groups"}`` (parquet), ``{"kind": "blocks", "offset", "count"}`` (avro: ``count``
+    records from the block at byte ``offset``). With ``verify`` the file is still checked whole first (an avro
+    range skips it: its planner walked every block).
     """
     options = options or {}
     if fmt not in _READERS:
         raise ConnectorError(f"unknown format {fmt!r}; use one of {', '.join(FORMATS)}")
     if not os.path.isfile(path):
         raise ConnectorError(f"file {path} does not exist (moved or deleted while the run was starting?)")
+    if verify and not (part and part.get("kind") == "blocks"):
+        verify_file(path, fmt, options)
     strict = schema is not None
     target = schema if strict else hint
     yielded = False
-    parts = _READERS[fmt](path, fmt, options, target, batch_rows, strict)
+    part = part if part and part.get("kind") else None
+    parts = _READERS[fmt](path, fmt, options, target, batch_rows, strict, part)
+    if part and part["kind"] == "bytes" and part["start"] > 0:
+        parts = _shift_lines(parts, path, fmt, part)
     for table, bad, line_of in _guarded(parts, path, fmt):
         if target is None and fmt in TEXT_FORMATS:
             from connectors.infer import infer_text_schema
@@ -610,7 +703,174 @@ def read_file(path: str, fmt: str, options: dict | None = None, schema: Schema |
     if not yielded:
         empty = target.to_arrow() if target is not None else pa.schema([])
         yield ReadChunk(_empty_batch(empty), [], path)
-    check_complete(path, fmt, options)
+    if not verify:
+        check_complete(path, fmt, options)
+
+
+# ---- whole-file checks before any row is emitted ------------------------------------------------------------
+def verify_file(path: str, fmt: str, options: dict | None = None) -> None:
+    """Raise ConnectorError when the file is visibly not whole, cheaply and without keeping rows in memory, so a
+    reader can check a file BEFORE it emits a row of it (a file is loaded whole or not at all):
+
+    - plain csv/tsv/jsonl: :func:`check_complete` (a cut-off last record; O(1): the file's last 64 KiB);
+    - gzip (any text format): one streaming decompression pass that checks every member's CRC-32 and length
+      trailer (CPU only, constant memory: about 1 s per 1-2 GB of decompressed text);
+    - parquet: the footer (a truncated file has none) and every column chunk inside the file;
+    - avro: the header and every block's framing (record count, byte size, 16-byte sync marker), by seeking
+      from block to block without decoding;
+    - json: nothing (a json file is parsed whole before its rows are emitted).
+
+    What this cannot see (a damaged page inside a parquet column chunk, bytes changed inside an avro block,
+    invalid UTF-8 in the middle of a text file) makes the read fail part-way; the reader reports that file and
+    the target's commit step leaves its rows out (see connectors.local_fs.reader).
+    """
+    import zlib
+
+    options = options or {}
+    try:
+        if fmt in ("csv", "tsv", "jsonl", "json"):
+            if _compressed(path, options):
+                verify_gzip(path)
+            elif fmt != "json":
+                check_complete(path, fmt, options)
+        elif fmt == "parquet":
+            _verify_parquet(path)
+        elif fmt == "avro":
+            avro_blocks(path)
+    except ConnectorError:
+        raise
+    except zlib.error as exc:
+        raise ConnectorError(f"cannot read {path} as gzip: {exc} (the file is damaged)") from None
+    except (OSError, EOFError, ValueError, pa.ArrowException) as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise ConnectorError(f"cannot read {path} as {fmt}: {first}") from None
+
+
+def verify_gzip(path: str, block: int = 1 << 20) -> int:
+    """Decompress a gzip file once, discarding the output, so zlib checks every member's CRC-32 and length;
+    returns the decompressed size. A cut-off or corrupted stream raises ConnectorError (zlib.error when the
+    data itself is bad)."""
+    import zlib
+
+    total, d = 0, None
+    with open(path, "rb") as fh:
+        while True:
+            data = fh.read(block)
+            if not data:
+                break
+            while data:
+                if d is None or d.eof:
+                    if d is not None and not data.strip(b"\x00"):  # zero padding after the last member
+                        break
+                    d = zlib.decompressobj(31)  # the first member, or another one
+                total += len(d.decompress(data, 1 << 22))
+                while d.unconsumed_tail and not d.eof:  # bounded output: constant memory
+                    total += len(d.decompress(d.unconsumed_tail, 1 << 22))
+                data = d.unused_data if d.eof else b""
+    if d is not None and not d.eof:
+        raise ConnectorError(f"cannot read {path} as gzip: the compressed stream is cut off (no end-of-stream "
+                             f"trailer): the file looks truncated")
+    return total
+
+
+def _verify_parquet(path: str) -> None:
+    import pyarrow.parquet as pq
+
+    size = os.path.getsize(path)
+    md = pq.ParquetFile(path).metadata  # a truncated file has no footer: this raises
+    for g in range(md.num_row_groups):
+        group = md.row_group(g)
+        for c in range(group.num_columns):
+            col = group.column(c)
+            start = col.dictionary_page_offset if col.has_dictionary_page and col.dictionary_page_offset \
+                else col.data_page_offset
+            if start is None or start < 0 or start + col.total_compressed_size > size:
+                raise ConnectorError(f"cannot read {path} as parquet: row group {g} column {col.path_in_schema} "
+                                     f"lies outside the file ({size} bytes): the file is damaged")
+
+
+def _read_long(fh) -> int | None:
+    """One Avro zig-zag varint long; None at the end of the file (before its first byte)."""
+    shift, acc = 0, 0
+    while True:
+        b = fh.read(1)
+        if not b:
+            if shift == 0:
+                return None
+            raise EOFError("the file ends inside a number")
+        acc |= (b[0] & 0x7F) << shift
+        if not b[0] & 0x80:
+            return (acc >> 1) ^ -(acc & 1)
+        shift += 7
+        if shift > 63:
+            raise ValueError("a malformed number")
+
+
+@dataclass
+class AvroBlock:
+    offset: int  # where the block's record count starts
+    count: int  # records in the block
+    end: int  # offset just after its sync marker
+
+
+def avro_blocks(path: str) -> list[AvroBlock]:
+    """Every data block of an Avro container file, found by seeking from block to block (no decoding): the
+    header must be whole and every block must end with the file's sync marker, else ConnectorError."""
+    size = os.path.getsize(path)
+
+    def bad(what: str):
+        return ConnectorError(f"cannot read {path} as Avro: {what}; the file looks truncated or damaged")
+    with open(path, "rb") as fh:
+        if fh.read(4) != b"Obj\x01":
+            raise bad("no Avro container header")
+        while True:  # the metadata map: blocks of (count, [byte size], key/value pairs), ended by count 0
+            n = _read_long(fh)
+            if n is None:
+                raise bad("the header is cut off")
+            if n == 0:
+                break
+            if n < 0:
+                n = -n
+                _read_long(fh)
+            for _ in range(2 * n):
+                length = _read_long(fh)
+                if length is None or length < 0 or fh.tell() + length > size:
+                    raise bad("the header is cut off")
+                fh.seek(length, 1)
+        sync = fh.read(16)
+        if len(sync) != 16:
+            raise bad("the header is cut off")
+        blocks = []
+        while True:
+            start = fh.tell()
+            count = _read_long(fh)
+            if count is None:
+                return blocks
+            length = _read_long(fh)
+            if count < 0 or length is None or length < 0 or fh.tell() + length + 16 > size:
+                raise bad(f"block {len(blocks) + 1} at byte {start} is cut off")
+            fh.seek(length, 1)
+            if fh.read(16) != sync:
+                raise bad(f"block {len(blocks) + 1} at byte {start} does not end with the sync marker")
+            blocks.append(AvroBlock(start, count, fh.tell()))
+
+
+def _shift_lines(parts, path, fmt, part):
+    """The (table, bad rows, line_of) of a byte range after the first, with line numbers counted from the start
+    of the file: the lines before the range are counted only when a line number is asked for (a bad row)."""
+    import dataclasses
+
+    base = []
+
+    def before() -> int:
+        if not base:
+            with open(path, "rb") as fh:
+                start = _align(fh, part["start"], os.path.getsize(path))
+            base.append(records_before(path, start, fmt))
+        return base[0]
+    for table, bad, line_of in parts:
+        bad = [dataclasses.replace(b, line=b.line + before()) if b.line else b for b in bad]
+        yield table, bad, (lambda i, f=line_of: None if f(i) is None else f(i) + before())
 
 
 def check_complete(path: str, fmt: str, options: dict | None = None) -> None:

@@ -148,7 +148,8 @@ cluster_conf() {
   write_conf "$CONF" "jobmanager.rpc.port: $RPC_PORT" "rest.port: $REST_PORT" "blob.server.port: $BLOB_PORT" \
     "taskmanager.rpc.port: 0" "taskmanager.data.port: 0" "metrics.internal.query-service.port: 0" \
     "taskmanager.numberOfTaskSlots: 2" "parallelism.default: 1" \
-    "jobmanager.memory.process.size: 1024m" "taskmanager.memory.process.size: 1600m" \
+    "jobmanager.memory.process.size: 1024m" "taskmanager.memory.process.size: 2200m" \
+    "taskmanager.memory.jvm-metaspace.size: 768m" \
     "env.pid.dir: $STATE" "env.log.dir: $STATE/log" "io.tmp.dirs: $STATE/tmp" "web.tmpdir: $STATE/tmp" \
     "state.checkpoints.dir: file://$STATE/checkpoints" "state.savepoints.dir: file://$STATE/checkpoints" \
     "restart-strategy.type: fixed-delay" "restart-strategy.fixed-delay.attempts: 2" \

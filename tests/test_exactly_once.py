@@ -407,3 +407,108 @@ def test_moves_cut_short_by_a_crash_are_finished_once(tmp_path):
     assert sorted(os.listdir(done)) == ["a.csv", "b.csv"] and os.listdir(claim.folder) == []
     claim.release()
     assert os.listdir(tmp_path / ".processing") == []
+
+
+# ---- a file that breaks part-way AFTER its rows streamed on (no barrier: the targets' commit drops them) ----------
+def _breaks_mid_file(folder, rows=700_000):
+    """A plain CSV that passes every up-front check (ends with a line break, whole last record) but holds invalid
+    UTF-8 after ~9 MB: the reader has emitted rows (and a row error) of it before it breaks."""
+    with open(folder / "b_bad.csv", "wb") as fh:
+        fh.write(b"id,name\n1000,x,extra\n")  # a row error before the break: it must not reach the DLQ
+        fh.writelines(f"{i},n{i}\n".encode() for i in range(10_000, 10_000 + rows))
+        fh.write(b"5,\xff\xfe\n")
+        fh.writelines(f"{i},n{i}\n".encode() for i in range(900_000, 900_100))
+
+
+def _good_csv(folder, name="a_good.csv", n=100):
+    (folder / name).write_text("id,name\n" + "".join(f"{i},n{i}\n" for i in range(n)))
+
+
+def test_a_file_breaking_after_rows_streamed_is_left_out_of_a_row_wise_target(tmp_path):
+    folder, wh = tmp_path / "in", tmp_path / "wh.duckdb"
+    folder.mkdir()
+    _good_csv(folder)
+    _breaks_mid_file(folder)
+    result = run(make_doc(folder, dlq=True), wh)
+    assert ids_in(wh) == list(range(100))
+    src, tgt = result.nodes["src"], result.nodes["tgt"]
+    assert (src.rowsIn, src.rowsOut, src.rowsQuarantined) == (101, 100, 1)
+    assert tgt.status == "loaded" and (tgt.rowsIn, tgt.rowsLoaded) == (100, 100)  # balance holds
+    assert any("left out" in w and "b_bad.csv" in w and "broke part-way" in w for w in tgt.warnings)
+    assert result.status == "completed_with_errors"
+    assert os.listdir(folder / ".failed") == ["b_bad.csv"] and os.listdir(folder / ".done") == ["a_good.csv"]
+    con = duckdb.connect(str(wh), read_only=True)
+    dlq = con.execute("select error from dlq.eo").fetchall()
+    assert len(dlq) == 1 and dlq[0][0].startswith("unreadable file") and "invalid UTF8" in dlq[0][0]
+    assert [os.path.basename(p) for (p,) in con.execute("select path from _flow_files").fetchall()] == ["a_good.csv"]
+
+
+def test_a_file_breaking_after_rows_streamed_stops_a_target_that_mixes_files(tmp_path):
+    """Aggregate (rows of several files in one row) + a row-wise target: the aggregate loads nothing, with an
+    error naming the file; the row-wise target loads the good file; the broken file fails, the good one goes
+    back to the input folder, and the next run loads it into the aggregate only (the ledger)."""
+    folder, wh = tmp_path / "in", tmp_path / "wh.duckdb"
+    folder.mkdir()
+    _good_csv(folder)
+    _breaks_mid_file(folder)
+    agg = [{"op": "aggregate", "groupBy": [], "aggregations": [{"fn": "count", "as": "id"}]}]
+    doc = make_doc(folder, [("rows", "public.t", None), ("agg", "public.agg", agg)], dlq=True)
+    first = run(doc, wh)
+    assert first.status == "failed"
+    err = first.nodes["agg"].error
+    assert first.nodes["agg"].status == "failed" and "b_bad.csv" in err and "broke part-way" in err
+    assert "nothing was loaded" in err and "the next run loads the other files" in err
+    assert ids_in(wh, "public.agg") == [] and ids_in(wh, "public.t") == list(range(100))
+    assert os.listdir(folder / ".failed") == ["b_bad.csv"]
+    assert files_under(folder) == [".failed/b_bad.csv", "a_good.csv"]  # back in the input folder
+    second = run(doc, wh)
+    assert second.status in ("completed", "completed_with_errors"), second.error
+    assert ids_in(wh, "public.agg") == [100] and ids_in(wh, "public.t") == list(range(100))
+    assert second.nodes["rows"].rowsLoaded == 0  # already loaded: left out by the ledger
+    assert files_under(folder) == [".done/a_good.csv", ".failed/b_bad.csv"]
+
+
+def test_a_file_failing_its_up_front_check_does_not_stop_an_aggregate(tmp_path):
+    """A truncated gzip/Avro file is found before any row of it is emitted: an aggregate loads the rest."""
+    folder, wh = tmp_path / "in", tmp_path / "wh.duckdb"
+    folder.mkdir()
+    _good(folder, "avro")
+    _broken_avro(folder)
+    agg = [{"op": "aggregate", "groupBy": [], "aggregations": [{"fn": "count", "as": "id"}]}]
+    result = run(make_doc(folder, [("agg", "public.agg", agg)], fmt="avro", dlq=True), wh)
+    assert result.status == "completed_with_errors", result.error
+    assert ids_in(wh, "public.agg") == [100]
+    assert any("bad.avro" in w and "cut off" in w for w in result.nodes["src"].warnings)
+    assert os.listdir(folder / ".failed") == ["bad.avro"]
+
+
+def test_verify_file_checks_each_format_without_reading_rows(tmp_path):
+    from connectors.formats import avro_blocks, verify_file, verify_gzip
+    from ir_compiler.errors import ConnectorError
+
+    for fmt, make in BROKEN.items():
+        folder = tmp_path / fmt
+        folder.mkdir()
+        _good(folder, fmt)
+        make(folder)
+        good = next(folder.glob("good.*"))
+        verify_file(str(good), fmt, {})
+        bad = next(folder.glob("bad.*"))
+        if fmt == "parquet":  # a damaged page inside a whole file: only reading finds it (the commit drops it)
+            verify_file(str(bad), fmt, {})
+            continue
+        with pytest.raises(ConnectorError, match="bad"):
+            verify_file(str(bad), fmt, {})
+    gz = tmp_path / "multi.csv.gz"
+    first, second = gzip.compress(b"id\n1\n"), gzip.compress(b"2\n")
+    gz.write_bytes(first + second + b"\x00" * 8)  # two members and zero padding
+    assert verify_gzip(str(gz)) == len(b"id\n1\n2\n")
+    damaged = bytearray(first)
+    damaged[-6] ^= 0xFF  # the first member's CRC-32
+    gz.write_bytes(bytes(damaged) + second)
+    with pytest.raises(ConnectorError, match="gzip.*incorrect data check"):
+        verify_file(str(gz), "csv", {})
+    gz.write_bytes(first + second[:-3])
+    with pytest.raises(ConnectorError, match="cut off"):
+        verify_file(str(gz), "csv", {})
+    assert [b.count for b in avro_blocks(str(tmp_path / "avro" / "good.avro"))] == [100]

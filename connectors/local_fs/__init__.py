@@ -32,7 +32,8 @@ class LocalFsSource(Source):
         return infer_schema(files[:3], cfg.format, format_options(cfg)) if files else None
 
     def describe(self, node, unbounded=False):
-        return ["Create(staged file list)", "Reshuffle", "ParDo(read file → Arrow tables; errors tagged)"]
+        return ["Create(staged files; large ones as ranges)", "Reshuffle",
+                "ParDo(verify, read file or range → Arrow tables; errors tagged)"]
 
     def prepare(self, node, run: RunInfo):
         from connectors.local_fs.staging import prepare_files

@@ -248,6 +248,16 @@ class StagedFiles:
         self._finish("failureFolder", [p for p in self.paths if p in failed], now, timezone)
         return self._finish("successFolder", [p for p in self.paths if p not in failed], now, timezone, after_each)
 
+    def put_back(self, paths) -> list[str]:
+        """Staged files → back where each came from (the input folder), for the next run to read; returns the
+        new paths. A crash half-way leaves a file under both names: the next run reads one (same content)."""
+        out = []
+        for p in paths:
+            if os.path.exists(p):
+                origin = self._origin.get(p, p)
+                out.append(_finish_move(p, os.path.dirname(origin), os.path.basename(origin)))
+        return out
+
     def fail(self, now: dt.datetime | None = None) -> list[str]:
         """Staged → failure folder (a failed run); returns the new paths."""
         return self._finish("failureFolder", self.paths, now)

@@ -1,4 +1,5 @@
-"""The Beam step of a local_fs source: the shared file reader (:mod:`connectors.filereader`) on local paths."""
+"""The Beam step of a local_fs source: the shared file reader (:mod:`connectors.filereader`) on local paths
+(large files split into ranges, :mod:`connectors.splits`)."""
 from __future__ import annotations
 
-from connectors.filereader import _ReadFilesFn, _WholeFiles, read_files  # noqa: F401
+from connectors.filereader import FILE, _ReadFilesFn, read_files  # noqa: F401

@@ -79,8 +79,10 @@ def _claim(node, cfg, run: RunInfo, files: list[str], out: PreparedFiles) -> Non
 
 def finish_files(node, prepared: PreparedFiles | None, ok: bool, run: RunInfo) -> Finished:
     """Claimed files → success folder (failure folder: a failed run's files and unreadable files; files loaded
-    by an earlier run always go to success). A file that cannot be moved stays in staging: a warning, and the
-    next run moves it on (``_flow_files`` says it is loaded, so it is not loaded twice)."""
+    by an earlier run always go to success). When the run failed because a target whose rows combine files
+    refused to load (a file broke part-way, see ir_compiler.lower.targets), only the broken files fail: the
+    others go back to the input folder, so the next run loads them. A file that cannot be moved stays in
+    staging: a warning, and the next run moves it on (``_flow_files`` says it is loaded, so it is not loaded twice)."""
     from connectors.runtime import read_reports
     from ir_compiler.faults import fault
 
@@ -91,8 +93,16 @@ def finish_files(node, prepared: PreparedFiles | None, ok: bool, run: RunInfo) -
     failed_paths = {rep["path"] for rep in read_reports(run.run_dir, "files").values()} if run.run_dir else set()
     fault("before_move")
     loaded = set(prepared.loaded)
+    targets = read_reports(run.run_dir, "targets") if run.run_dir else {}
+    held = any(node.id in (rep.get("heldBack") or []) for rep in targets.values())
     try:
-        if not ok:
+        if not ok and held:  # a target refused to load because a file broke part-way: that file fails, the
+            # others go back to the input folder for the next run (tables that loaded them hold them in the ledger)
+            rest = [p for p in staged.paths if p not in loaded and p not in failed_paths]
+            staged.put_back(rest)
+            staged.commit(failed=failed_paths | (set(staged.paths) - loaded - set(rest)))
+            prepared.paths = []
+        elif not ok:
             staged.commit(failed=set(staged.paths) - loaded)
             prepared.paths = []
         else:

@@ -19,7 +19,7 @@ from ir_compiler.lower.branch_join import estimate_input_bytes, lower_branch, lo
 from ir_compiler.lower.context import RunContext, count
 from ir_compiler.lower.gates import ReportGateFn
 from ir_compiler.lower.sources import lower_source
-from ir_compiler.lower.targets import lower_append, lower_target, split_unstorable
+from ir_compiler.lower.targets import lower_append, lower_target, rows_by_file, split_unstorable
 from ir_compiler.lower.transform import lower_transform
 from ir_compiler.lower.validate import lower_validate
 from ir_compiler.types import common_type, to_arrow
@@ -264,7 +264,8 @@ class Builder:
             self._set_ports(node, {"main": done}, [])
             return
         pcoll, unstorable = split_unstorable(pcoll, node, self.ctx, node.id)  # NUL bytes on PostgreSQL
-        done = lower_target(pcoll, node, self.ctx, node.id, self._gate(node), ",".join(sources), fields)
+        done = lower_target(pcoll, node, self.ctx, node.id, self._gate(node), ",".join(sources), fields,
+                            rows_by_file(self.graph, node.id))
         self._set_ports(node, {"main": done}, [unstorable])
 
     def _lateness_us(self, node) -> int:

@@ -22,21 +22,77 @@ class _StageFn(beam.DoFn):
         self.node_id, self.folder = node_id, folder
 
     def process(self, table):
-        from ir_compiler.lower import runfs
-
         if table.num_rows == 0:
             return
-        path = runfs.join(self.folder, f"{uuid.uuid4().hex}.arrow")  # Arrow IPC: no encoding cost
-        if runfs.is_local(path):
-            os.makedirs(self.folder, exist_ok=True)
-            with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
-                writer.write_table(table)
-        else:
-            buf = pa.BufferOutputStream()
-            with pa.ipc.new_file(buf, table.schema) as writer:
-                writer.write_table(table)
-            runfs.write_bytes(path, buf.getvalue().to_pybytes())
-        yield path, table.schema
+        yield stage_table(self.folder, table), table.schema
+
+
+def stage_table(folder: str, table: pa.Table) -> str:
+    """Write ``table`` to a new Arrow IPC file in ``folder`` (local or object storage); returns its path."""
+    from ir_compiler.lower import runfs
+
+    path = runfs.join(folder, f"{uuid.uuid4().hex}.arrow")  # Arrow IPC: no encoding cost
+    if runfs.is_local(path):
+        os.makedirs(folder, exist_ok=True)
+        with pa.OSFile(path, "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+    else:
+        buf = pa.BufferOutputStream()
+        with pa.ipc.new_file(buf, table.schema) as writer:
+            writer.write_table(table)
+        runfs.write_bytes(path, buf.getvalue().to_pybytes())
+    return path
+
+
+FILE = "__fb_file"  # a reader's row errors: the index of the file they come from (connectors.local_fs.reader)
+
+
+def broken_files(run_dir: str, sources=None, emitted_only: bool = True) -> dict[str, dict[int, dict]]:
+    """{source id: {file index: report}} of the files of ``sources`` (None: every source) that could not be read
+    (the readers' ``files`` reports); ``emitted_only``: only those that broke after some of their rows had
+    gone downstream."""
+    from ir_compiler.lower.context import read_reports
+
+    out: dict[str, dict[int, dict]] = {}
+    for key, rep in read_reports(run_dir, "files").items():
+        src, _, idx = key.rpartition(".")
+        if (sources is None or src in sources) and idx.isdigit() and (
+                not emitted_only or rep.get("rowsEmitted", rep.get("rowsBeforeBreak"))):
+            out.setdefault(src, {})[int(idx)] = rep
+    return out
+
+
+def drop_broken_errors(table: pa.Table, broken: dict[str, dict[int, dict]]) -> pa.Table:
+    """A reader's row errors (``node_id`` + hidden ``__fb_file``) without those of the ``broken`` files."""
+    import pyarrow.compute as pc
+
+    if FILE not in table.column_names or not broken or not table.num_rows:
+        return table
+    mask = None
+    for src, reps in broken.items():
+        m = pc.and_(pc.equal(table.column("node_id"), src),
+                    pc.is_in(table.column(FILE), pa.array(sorted(reps), pa.int64())))
+        mask = m if mask is None else pc.or_(mask, m)
+    return table.filter(pc.invert(pc.fill_null(mask, False)))
+
+
+_ROW_WISE = {"source", "validate", "branch", "enrich", "target"}
+
+
+def rows_by_file(graph, target_id: str) -> str | None:
+    """The one source whose file index the target's rows still carry in ORD (every node between them keeps rows
+    as they are: no aggregation, deduplication or join), else None (the same rule as the ledger's)."""
+    ups = graph.upstream(target_id)
+    sources = [n for n in ups if graph.nodes[n].kind == "source"]
+    if len(sources) != 1:
+        return None
+    for n in ups:
+        node = graph.nodes[n]
+        if node.kind == "transform" and any(op.op in ("aggregate", "summarize", "deduplicate") for op in node.ops):
+            return None
+        if node.kind not in _ROW_WISE and node.kind != "transform":
+            return None
+    return sources[0]
 
 
 class _CommitFn(beam.DoFn):
@@ -53,12 +109,25 @@ class _CommitFn(beam.DoFn):
         if reasons:
             write_report(info["run_dir"], "targets", node.id, {"status": "aborted", "error": "; ".join(reasons)})
             return
+        staged, dropped = list(staged), []
+        unread = broken_files(info["run_dir"], info.get("sources") or (), emitted_only=False)
+        if unread:  # files that broke part-way: their rows are left out, or nothing loads
+            broken = {s: {i: r for i, r in reps.items() if r.get("rowsEmitted", r.get("rowsBeforeBreak"))}
+                      for s, reps in unread.items()}
+            broken = {s: reps for s, reps in broken.items() if reps}
+            try:
+                staged, dropped = self._without(staged, broken, unread)
+            except FlowError as exc:
+                write_report(info["run_dir"], "targets", node.id, {"status": "failed", "error": exc.message,
+                                                                   "heldBack": sorted(broken)})
+                return
         files = [p for p, _ in staged]
         try:
             report = self._sink(files) if self.sink is not None else self._load(files, staged)
         except FlowError as exc:
             write_report(info["run_dir"], "targets", node.id, {"status": "failed", "error": exc.message})
             return
+        report["warnings"] = list(report.get("warnings") or []) + dropped
         counter(node.id, "rows_loaded").inc(report["rowsLoaded"])
         write_report(info["run_dir"], "targets", node.id, {"status": "loaded", **report})
         yield report
@@ -93,6 +162,61 @@ class _CommitFn(beam.DoFn):
                 warnings.append(f"postHook failed after the load committed: {str(exc).splitlines()[0]}")
         return {"rowsLoaded": rep.rows_loaded, "rowsSkipped": rep.rows_skipped, "warnings": warnings,
                 "table": node.schema_}
+
+    def _without(self, staged, broken, unread):
+        """(staged files without the rows of the files that broke part-way, warnings). Only for a target whose
+        rows carry one source's file index (rows_by_file), or a reader's row errors (``__fb_file``: those of
+        every ``unread`` file are left out); a target whose rows combine files raises FlowError (nothing of it
+        loads: no partial file in a table)."""
+        import pyarrow.compute as pc
+
+        from connectors.warehouse.loading import read_staged
+        from ir_compiler.lower import runfs
+
+        node, info = self.node, self.info
+        by_file = info.get("by_file")
+        names = ", ".join(sorted({os.path.basename(r["path"]) for reps in broken.values() for r in reps.values()}))
+        why = "; ".join(r["error"] for reps in broken.values() for r in reps.values())
+        if any(FILE in schema.names for _, schema in staged):  # a reader's errors port
+            out = []
+            for path, schema in staged:
+                table = read_staged(path)
+                kept = drop_broken_errors(table, unread)
+                if kept.num_rows == table.num_rows:
+                    out.append((path, schema))
+                elif kept.num_rows:
+                    out.append((stage_table(runfs.join(info["run_dir"], "staging", node.id), kept), schema))
+                counter(node.id, "rows_in").inc(kept.num_rows - table.num_rows)
+            return out, []
+        if not broken:
+            return staged, []
+        if by_file is None or set(broken) != {by_file}:
+            raise FlowError(f"file(s) {names} broke part-way while they were read ({why}), and the rows of target "
+                            f"'{node.id}' combine several files (aggregation, deduplication or join), so that "
+                            f"file's rows cannot be left out: nothing was loaded. The broken file goes to the "
+                            f"failure folder; the next run loads the other files", node_id=node.id)
+        drop = pa.array(sorted(broken[by_file]), pa.int64())
+        out, dropped = [], 0
+        for path, schema in staged:
+            table = read_staged(path)
+            if ORD not in table.column_names:
+                raise FlowError(f"file(s) {names} broke part-way while they were read ({why}), and the rows of "
+                                f"target '{node.id}' do not say which file they came from: nothing was loaded. The "
+                                f"broken file goes to the failure folder; the next run loads the other files",
+                                node_id=node.id)
+            keep = pc.invert(pc.is_in(pc.shift_right(table.column(ORD), 36), drop))
+            kept = table.filter(keep)
+            if kept.num_rows == table.num_rows:
+                out.append((path, schema))
+                continue
+            dropped += table.num_rows - kept.num_rows
+            if kept.num_rows:
+                out.append((stage_table(runfs.join(info["run_dir"], "staging", node.id), kept), schema))
+        counter(node.id, "rows_in").inc(-dropped)  # taken back: these rows never were the target's to load
+        if not dropped:
+            return out, []
+        return out, [f"{dropped} row(s) of file(s) {names} left out: the file broke part-way while it was read "
+                     f"({why}); it is not loaded (whole file or nothing) and goes to the failure folder"]
 
     def _ledger(self) -> dict | None:
         """The input files this load records in ``_flow_files``, minus the unreadable ones (their rows never
@@ -164,7 +288,10 @@ def write_sink(node, cfg: dict, table: pa.Table, prefix: str) -> tuple[int, list
     return get_sink(node.connector).write(node, config, table, prefix)
 
 
-def lower_target(pcoll, node, ctx, label, gate, lineage_source: str, schema_fields):
+def lower_target(pcoll, node, ctx, label, gate, lineage_source: str, schema_fields, by_file: str | None = None):
+    """The two-phase sink of a target. ``lineage_source``: its upstream sources (comma-separated); ``by_file``:
+    the source whose file index its rows carry (rows_by_file), so rows of a file that broke part-way can be
+    left out at commit time."""
     if node.connector is not None:
         from connectors.base import not_available
         from connectors.registry import get_sink
@@ -174,7 +301,8 @@ def lower_target(pcoll, node, ctx, label, gate, lineage_source: str, schema_fiel
     folder = runfs.join(ctx.run_dir, "staging", node.id)
     info = {"run_dir": ctx.run_dir, "run_id": ctx.run_id, "pipeline_id": ctx.pipeline_id,
             "warehouse_url": ctx.warehouse_url, "schema": schema_fields, "retry": ctx.retry,
-            "ledger": ctx.ledger.get(node.id)}
+            "ledger": ctx.ledger.get(node.id), "sources": [s for s in lineage_source.split(",") if s],
+            "by_file": by_file}
     staged = (pcoll | f"{label}/StageArrow" >> beam.ParDo(_StageFn(node.id, folder))
               | f"{label}/CollectStaged" >> beam.combiners.ToList())
     side = [beam.pvalue.AsList(g) for g in gate or []]
@@ -276,6 +404,10 @@ class _AppendFn(beam.DoFn):
         if not tables:
             return
         rows = pa.concat_tables(tables, promote_options="permissive")
+        if FILE in rows.column_names:  # a reader's row errors: none of a file that could not be read whole
+            rows = drop_broken_errors(rows, broken_files(self.info["run_dir"], emitted_only=False))
+            if not rows.num_rows:
+                return
         if self.kind == "quarantine":
             rows = quarantine_rows(rows, (self.info["run_id"], self.info["pipeline_id"]), self.node_id)
         else:
