@@ -43,7 +43,7 @@ FACTOR = 1.2  # expression: amount * 1.2
 THRESHOLD = 60  # filter: amount_taxed > 60
 TABLE = "public.user_minute"
 LATE_HINT = ("\nRows missing with default settings mean the reader's watermark passed events it had not emitted "
-             "yet (see ir_compiler/lower/streaming.py, *Time model*): a bug to report, with this output.")
+             "yet (see connectors/streams.py, *Time model*): a bug to report, with this output.")
 
 
 # ---- data ----------------------------------------------------------------------------------------------

@@ -9,7 +9,11 @@ driver, readers on the workers)::
     describe(node, unbounded)        -> [lines]              `flow-beam plan`
     prepare(node, run)               -> Prepared | None      driver, before the run: list and claim files,
                                                              plan offset ranges or start positions
-    read(p, node, ctx, prepared, schema) -> {"main", "errors"}   the Beam step (Arrow tables / error rows)
+    read(p, node, ctx, prepared, schema) -> {"main", "errors"}   the Beam step (Arrow tables / error rows);
+                                                             a stream source reads unbounded when ctx.streaming,
+                                                             with the shared reader of connectors.streams and the
+                                                             StreamPlan the compiler put in ctx.stream_plans
+    stream_readers(node, prepared)   -> int                  how many unbounded readers that starts
     finish(node, prepared, ok, run)  -> Finished             driver, after the run: move files to success or
                                                              failure, commit offsets, ack messages
 
@@ -46,6 +50,11 @@ class Capabilities:
     atomicity: bool = False  # staging/success/failure folders and the _flow_files ledger (exactly-once loads)
     local_paths: bool = False  # config.path is a path on this machine (confined to the root, see ir_compiler.confine)
     on_dataflow: bool = True  # runs on Dataflow workers
+    streams: bool = False  # an unbounded source with its own streaming reader: read() follows ctx.streaming and
+    # gates its commits on the StreamPlan in ctx.stream_plans (the compiler builds one for it)
+    windows_across_drains: bool = False  # a drained run keeps windows spanning runs whole: it records event times
+    # and commits only what is final (the compiler puts the plan in ctx.drain_windowed, ir_compiler/lower/drain.py)
+    beam_write_on_dataflow: bool = False  # a sink whose streaming write on Dataflow is its own Beam step
 
 
 @dataclass
@@ -113,12 +122,20 @@ class Source(Connector):
     def finish(self, node, prepared: Prepared | None, ok: bool, run: RunInfo) -> Finished:
         return Finished()
 
+    def stream_readers(self, node, prepared: Prepared | None) -> int:
+        """How many unbounded readers a streaming run of this source starts (each reports when it ends)."""
+        return 1
+
 
 class Sink(Connector):
     """A sink connector: ``write`` puts rows (in input order, internal columns still present) somewhere and
     returns (rows written, files written)."""
 
     def write(self, node, config, table, prefix: str) -> tuple[int, list[str]]:
+        raise NotImplementedError
+
+    def beam_write(self, pcoll, node, ctx, label: str):
+        """Capability ``beam_write_on_dataflow``: the streaming write as a Beam step of its own on Dataflow."""
         raise NotImplementedError
 
 

@@ -1,11 +1,13 @@
-"""Message bytes ↔ rows for the stream connectors (Kafka, Pub/Sub; Kinesis and Pulsar next): ``json`` (one object
-per message), ``avro`` (Confluent wire format with a schema registry, or a bare body with ``avroSchema``), ``csv``
-(one line, columns ``c0``, ``c1``, ...) and ``raw`` (key, value, topic, partition, offset, timestamp)."""
+"""Message bytes ↔ rows for the stream connectors (Kafka, Pub/Sub, Kinesis, Pulsar): ``json`` (one object per
+message), ``avro`` (Confluent wire format with a schema registry, or a bare body with ``avroSchema``), ``csv`` (one
+line, columns ``c0``, ``c1``, ...) and ``raw`` (key, value, topic, partition, offset, timestamp); and a batch of
+:class:`Record` → one Arrow table plus error rows (:func:`decode_records`), what every stream reader emits."""
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass, field
 
-from ir_compiler.errors import ConnectorError
+from ir_compiler.errors import ConnectorError, FlowError
 
 MESSAGE_FORMATS = ("json", "avro", "csv", "raw")
 
@@ -96,3 +98,104 @@ def encode(cfg, row: dict) -> bytes:
         return buf.getvalue().encode("utf-8")
     value = row.get("value") if "value" in row else next(iter(row.values()), None)
     return b"" if value is None else str(value).encode("utf-8")
+
+
+# ---- records → tables ----------------------------------------------------------------------------------
+EVENT_US = "__fb_event_us"  # the event time a stream reader used (eventTime.field, else the log's own time)
+
+
+@dataclass
+class Record:
+    """One message of a stream (a Kafka/Pulsar partition, a Kinesis shard, a Pub/Sub subscription)."""
+
+    position: int  # grows along the partition (offset, sequence number, packed message id, pull counter)
+    value: bytes | None
+    key: str | bytes | None
+    time_us: int | None  # the log's own time (arrival/publish), the event time unless eventTime says otherwise
+    where: dict = field(default_factory=dict)  # where it came from, for the DLQ (topic + offset, shard + sequence)
+    label: str = ""  # the same, as text: "orders[0]@17", "orders/shardId-000000000000@4959..."
+    raw: dict = field(default_factory=dict)  # the row of format "raw"
+    origin: str = ""  # what a declared-column error names (the topic partition, the subscription)
+
+
+def decode_records(node_id, cfg, schema, records: list[Record], ords, event_time=None):
+    """(table with ORD and EVENT_US | None, kept record indexes, event µs per kept row, error table | None).
+    Undecodable messages and values that do not convert become error rows saying where they came from; a
+    FlowError (a schema registry that does not answer: not the message's fault) fails the run."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from connectors.formats import _columns_table, _conform
+    from connectors.runtime import ORD
+
+    rows, keep, bad = [], [], []
+    for i, r in enumerate(records):
+        try:
+            rows.append(dict(r.raw) if cfg.format == "raw" else decode(cfg, _Msg(r.value, r.key)))
+            keep.append(i)
+        except FlowError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - any decoder failure (fastavro raises several kinds) is a bad message
+            raw = r.value.decode("utf-8", "replace")[:2000] if r.value else None
+            bad.append((f"{r.label}: {exc}", json.dumps({**r.where, "raw": raw}, default=str)))
+    table, micros = None, np.zeros(0, dtype=np.int64)
+    if rows:
+        origin = records[0].origin or records[0].label.split("@")[0]
+        table, bad_rows = _conform(_columns_table(rows), schema, origin, lambda j: keep[j] if j < len(keep) else None)
+        rejected = {b.line for b in bad_rows}
+        for b in bad_rows:
+            r = records[b.line] if isinstance(b.line, int) and b.line < len(records) else None
+            bad.append((f"{r.label if r else b.file}: {b.reason}",
+                        json.dumps({**(r.where if r else {}), "raw": b.raw}, default=str)))
+        keep = [i for i in keep if i not in rejected]
+        micros = np.array([records[i].time_us if records[i].time_us is not None else -1 for i in keep],
+                          dtype=np.int64)
+        if event_time is not None and event_time.field in table.column_names and table.num_rows:
+            et = event_micros(table.column(event_time.field), event_time.format)
+            micros = np.where(pc.is_valid(et).to_numpy(zero_copy_only=False),
+                              et.fill_null(-1).to_numpy(zero_copy_only=False), micros)
+        table = table.append_column(ORD, pa.array(ords[keep] if len(keep) else np.zeros(0, np.int64), pa.int64()))
+        table = table.append_column(EVENT_US, pa.array(np.maximum(micros, 0), pa.int64()))
+        if not table.num_rows:
+            table = None
+    errors = None
+    if bad:
+        errors = pa.table({"node_id": pa.array([node_id] * len(bad), pa.string()),
+                           "error": pa.array([b[0] for b in bad], pa.string()),
+                           "row": pa.array([b[1] for b in bad], pa.string())})
+    return table, keep, micros, errors
+
+
+@dataclass
+class _Msg:  # the shape decode() reads
+    value: bytes | None
+    key_text: str | bytes | None
+
+    @property
+    def key(self):
+        return self.key_text.encode() if isinstance(self.key_text, str) else self.key_text
+
+
+def event_micros(col, fmt: str | None):
+    """Event times as int64 µs, nulls where a value does not parse (the rules of ir_compiler.windows)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    t = col.type
+    if pa.types.is_timestamp(t):
+        out = col.cast(pa.timestamp("us", tz=t.tz)) if t.tz else col.cast(pa.timestamp("us"))
+        return out.cast(pa.int64())
+    if pa.types.is_date(t):
+        return col.cast(pa.timestamp("us")).cast(pa.int64())
+    if pa.types.is_integer(t) or pa.types.is_floating(t):
+        factor = {"epoch_ms": 1000, "epoch_us": 1}.get(fmt, 1_000_000)
+        return pc.cast(pc.multiply(pc.cast(col, pa.float64()), float(factor)), pa.int64())
+    text = col.cast(pa.string())
+    if fmt and fmt not in ("epoch_s", "epoch_ms", "iso"):
+        return pc.strptime(text, format=fmt, unit="us", error_is_null=True).cast(pa.int64())
+    try:
+        return pc.cast(text, pa.timestamp("us")).cast(pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return pa.nulls(len(text), pa.int64())

@@ -62,6 +62,12 @@ def get_sink(name: str) -> Sink:
         raise ConnectorError(f"unknown sink connector '{name}'; known: {', '.join(SINKS)}") from None
 
 
+def local_file_sink() -> Sink:
+    """The sink that writes files on this machine (capabilities ``writes_files`` and ``local_paths``): embedded
+    tests send every file sink's files to it, under their own folder."""
+    return next(s for s in SINKS.values() if s.capabilities.writes_files and s.capabilities.local_paths)
+
+
 def unbounded_connectors() -> tuple[str, ...]:
     """The names of the stream sources (capability ``bounded=False``)."""
     return tuple(n for n, s in SOURCES.items() if not s.capabilities.bounded)

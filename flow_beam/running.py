@@ -286,10 +286,7 @@ def _execute(checked, opts: RunOptions, url: str, run_dir: str, result: RunResul
         if streaming and opts.runner == "flink" and opts.stop_after_idle_s is not None:
             from flow_beam.runners import stop_when_drained
             targets = [n.id for n in checked.pipeline.nodes if n.kind == "target"]
-            readers = sum(len(v.starts) for v in inputs.prepared.values()
-                          if v is not None and getattr(v, "starts", None) is not None) + sum(
-                1 for n in checked.pipeline.nodes if n.kind == "source" and n.connector == "pubsub_subscription"
-                and not (opts.test_inputs and n.id in opts.test_inputs))
+            readers = _stream_readers(checked, opts, inputs)
             result.warnings += stop_when_drained(beam_result, opts.flink_master, args, result.runId, targets,
                                                  readers)
         beam_result.wait_until_finish()
@@ -307,6 +304,20 @@ def _execute(checked, opts: RunOptions, url: str, run_dir: str, result: RunResul
         if "ir_compiler.lower.streaming" in sys.modules:
             sys.modules["ir_compiler.lower.streaming"].forget_run(result.runId)
     return beam_result
+
+
+def _stream_readers(checked, opts: RunOptions, inputs: _Inputs) -> int:
+    """How many unbounded readers a streaming run starts (each reports when it ends: the run may then stop)."""
+    from connectors.registry import get_source
+
+    total = 0
+    for n in checked.pipeline.nodes:
+        if n.kind != "source" or _tested(opts, n):
+            continue
+        source = get_source(n.connector)
+        if source.capabilities.streams:
+            total += source.stream_readers(n, inputs.prepared.get(n.id))
+    return total
 
 
 def _write_job_graph(beam_result, path: str, result: RunResult) -> None:

@@ -89,3 +89,17 @@ def test_importing_every_connector_loads_no_compiler_module():
     assert out.returncode == 0, out.stderr[-2000:]
     loaded = set(out.stdout.split())
     assert loaded <= ALLOWED | {"ir_compiler"}, sorted(loaded - ALLOWED - {"ir_compiler"})
+
+
+def test_the_shared_stream_reader_is_covered_and_the_compiler_hands_it_its_targets():
+    """connectors/streams.py (the one unbounded-reader core of every stream connector) is checked by the rules
+    above and imports nothing of the compiler; the stream connectors reach it, never ir_compiler.lower (the targets'
+    side reaches the readers through the StreamPlan it hands them)."""
+    modules = dict(_modules("connectors"))
+    assert "connectors.streams" in modules
+    assert not [m for _, m in _imports(modules["connectors.streams"]) if _ours(m) and m not in ALLOWED]
+    readers = [n for n in modules if n.split(".")[1:2] and n.split(".")[1] in ("kafka", "pubsub", "kinesis", "pulsar")]
+    uses_core = {n for n in readers if any(m.startswith("connectors.streams") for _, m in _imports(modules[n]))}
+    assert {"connectors.kafka.stream", "connectors.pubsub.reader", "connectors.kinesis.reader",
+            "connectors.pulsar.reader"} <= uses_core
+    assert "connectors.logstream" not in modules  # folded into connectors.streams: one reader core, no copies

@@ -28,7 +28,7 @@ def ps(monkeypatch):
     # always the local server, never the real service, whatever else the environment says
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", host)
     monkeypatch.setenv("GOOGLE_CLOUD_PROJECT", "flow-beam-test")
-    from connectors import pubsub
+    from connectors.pubsub import client as pubsub
 
     return pubsub
 

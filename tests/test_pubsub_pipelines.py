@@ -23,7 +23,7 @@ def ps(monkeypatch):
         pytest.skip("Pub/Sub emulator not running: bash scripts/pubsub.sh start && "
                     "eval \"$(bash scripts/pubsub.sh env)\"")
     monkeypatch.setenv("PUBSUB_EMULATOR_HOST", host)
-    from connectors import pubsub
+    from connectors.pubsub import client as pubsub
     topic = f"orders-{uuid.uuid4().hex[:8]}"
     pubsub.create_topic(topic)
     return pubsub, topic

@@ -2,7 +2,7 @@
 uneven speeds (one holds most of the events, one a few, one none), default window settings (no allowedLateness),
 streaming on Prism and on the real Flink cluster: the table holds the aggregate of every event, `rowsLate` is 0.
 
-Before the source-wide watermark (ir_compiler/lower/streaming.py, *Time model*) Prism kept the watermark the last
+Before the source-wide watermark (connectors/streams.py, *Time model*) Prism kept the watermark the last
 partition's bundle reported, so a fast partition's watermark made the slow partition's earlier windows late and
 Beam dropped them without a count (28–52 % of the rows at 100,000–200,000 events).
 

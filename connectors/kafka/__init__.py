@@ -4,8 +4,9 @@ Source ``{"connector": "kafka_consumer", "config": {"bootstrapServers": "127.0.0
 "groupId": "flow-beam", "format": "json"}}``. Drained runs (direct runner): the driver plans one offset range per
 partition (what the topics hold now), workers read them (:mod:`.drain`), and the end offsets are committed to the
 group after the loads committed. Streaming runs (prism, flink, dataflow): the driver plans each partition's start
-position, an unbounded splittable reader follows it (``ir_compiler.lower.streaming``), and offsets are committed
-as the targets' frontiers pass them. The client is :mod:`.client`; message formats are :mod:`connectors.codecs`.
+position, the shared unbounded reader of :mod:`connectors.streams` follows it (:mod:`.stream`), and offsets are
+committed as the targets' frontiers pass them. The client is :mod:`.client`; message formats are
+:mod:`connectors.codecs`.
 """
 from __future__ import annotations
 
@@ -49,7 +50,8 @@ class PreparedOffsets(Prepared):
 class KafkaConsumerSource(Source):
     name = "kafka_consumer"
     config = KafkaConsumerConfig
-    capabilities = Capabilities(bounded=False, prepares=True, finishes=True)
+    capabilities = Capabilities(bounded=False, prepares=True, finishes=True, streams=True,
+                                windows_across_drains=True)
     doc = "Kafka topics (drained on the direct runner, streaming on prism/flink/dataflow); offsets committed " \
           "after the loads"
 
@@ -67,8 +69,16 @@ class KafkaConsumerSource(Source):
         return PreparedOffsets(ranges=client.plan_ranges(node.config))
 
     def read(self, p, node, ctx, prepared, schema):
+        if ctx.streaming:
+            from connectors.kafka.stream import read_stream
+            from connectors.runtime import schemas_of
+            return read_stream(p, node, ctx, (prepared.starts if prepared else None) or [],
+                               schemas_of(node, schema)[0])
         from connectors.kafka.drain import read_ranges
         return read_ranges(p, node, ctx, (prepared.ranges if prepared else None) or [], schema)
+
+    def stream_readers(self, node, prepared):
+        return len(prepared.starts or []) if prepared is not None else 0
 
     def finish(self, node, prepared, ok, run: RunInfo) -> Finished:
         """Offsets are committed only now, after the loads committed (at-least-once end to end)."""
@@ -96,15 +106,3 @@ class KafkaProducerSink(Sink):
         from connectors.runtime import strip_internal
         return produce(config, strip_internal(table).to_pylist()), []
 
-
-def __getattr__(name: str) -> Any:
-    """``connectors.kafka.decode`` etc.: the client's functions, imported when first asked for (the streaming
-    reader in ir_compiler.lower.streaming still reaches them here)."""
-    if name.startswith("__"):
-        raise AttributeError(name)
-    import importlib
-    client = importlib.import_module("connectors.kafka.client")  # (not `from . import`: that would ask us again)
-    try:
-        return getattr(client, name)
-    except AttributeError:
-        raise AttributeError(f"module 'connectors.kafka' has no attribute {name!r}") from None

@@ -1,13 +1,13 @@
 """The Kafka client of kafka_consumer / kafka_producer (kafka-python): plan offset ranges (drain mode: every
 message that is in the topics when the run starts, from the group's committed offsets or ``startingOffsets``) or
 start positions (streaming), read a range, commit offsets after the loads committed, produce rows.
-Streaming mode (an unbounded reader per partition) lives in ir_compiler.lower.streaming and uses
+Streaming mode (an unbounded reader per partition, :mod:`.stream`) uses
 ``start_positions`` and ``commit_offsets`` from here."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from connectors.codecs import decode, encode  # noqa: F401 (used by the readers through this module)
+from connectors.codecs import encode
 from ir_compiler.errors import ConnectorError
 
 

@@ -9,7 +9,7 @@ Drained runs (direct runner): the driver lists the shards and plans each one's s
 iterators up to the records that arrived after the cutoff (or until the shard is caught up), and the last sequence
 number read per shard is checkpointed only after the loads committed (:mod:`.checkpoints`, table
 ``_flow_checkpoints`` in the warehouse). A failed run checkpoints nothing: the next run reads those records again.
-Streaming runs (prism, flink): an unbounded reader per shard (:mod:`connectors.logstream`) checkpoints as the
+Streaming runs (prism, flink): an unbounded reader per shard (the shared :mod:`connectors.streams`) checkpoints as the
 targets' frontiers pass the records. Formats: :mod:`connectors.codecs`.
 """
 from __future__ import annotations
@@ -42,7 +42,7 @@ class KinesisConsumerConfig(ConnectorConfig):
 class PreparedShards(Prepared):
     consumer: str = ""
     ranges: list | None = None  # drain: connectors.kinesis.reader.ShardRange per shard to read
-    parts: list | None = None  # streaming: connectors.logstream.Partition per shard
+    parts: list | None = None  # streaming: connectors.streams.Partition per shard
 
 
 def consumer_name(node, pipeline_id: str) -> str:
@@ -52,7 +52,7 @@ def consumer_name(node, pipeline_id: str) -> str:
 class KinesisConsumerSource(Source):
     name = "kinesis_consumer"
     config = KinesisConsumerConfig
-    capabilities = Capabilities(bounded=False, prepares=True, finishes=True, on_dataflow=False)
+    capabilities = Capabilities(bounded=False, prepares=True, finishes=True, on_dataflow=False, streams=True)
     doc = "an Amazon Kinesis stream (drained on the direct runner, streaming on prism/flink); checkpoints " \
           "committed after the loads"
 
@@ -75,7 +75,7 @@ class KinesisConsumerSource(Source):
     def prepare(self, node, run: RunInfo):
         from connectors.kinesis import checkpoints, client
         from connectors.kinesis.reader import ShardRange
-        from connectors.logstream import Partition
+        from connectors.streams import BIG_STOP, Partition
         from ir_compiler.errors import ConnectorError
 
         cfg = node.config
@@ -98,7 +98,7 @@ class KinesisConsumerSource(Source):
                     raise ConnectorError(f"Kinesis stream {cfg.streamName!r}: shard {shard.shard_id} — streaming "
                                          f"reads shard numbers up to 4095")
                 parts.append(Partition(shard.shard_id, 0, shard.index, int(seq) + 1 if seq is not None else 0,
-                                       (cfg.startingPosition,)))
+                                       (cfg.startingPosition,), BIG_STOP))
             out.parts = parts
             return out
         cutoff = client.server_time_ms(cfg, kinesis)
@@ -119,17 +119,20 @@ class KinesisConsumerSource(Source):
         out.ranges = ranges
         return out
 
+    def stream_readers(self, node, prepared):
+        return len(prepared.parts or []) if prepared is not None else 0
+
     def read(self, p, node, ctx, prepared, schema):
         from connectors.runtime import schemas_of
 
         declared, _ = schemas_of(node, schema)
         if ctx.streaming:
             from connectors.kinesis.reader import KinesisLog
-            from connectors.logstream import stream_read
+            from connectors.streams import stream_read
             spec = KinesisLog(node.config, prepared.consumer if prepared else consumer_name(node, ctx.pipeline_id),
                               ctx.warehouse_url)
             return stream_read(p, node, ctx, spec, (prepared.parts if prepared else None) or [], declared,
-                               getattr(ctx, "stream_plans", {}).get(node.id), "ReadKinesisStream")
+                               "ReadKinesisStream")
         from connectors.kinesis.reader import read_ranges
         return read_ranges(p, node, ctx, (prepared.ranges if prepared else None) or [], declared)
 
@@ -137,7 +140,7 @@ class KinesisConsumerSource(Source):
         """Checkpoints are committed only now, after the loads committed (at-least-once end to end)."""
         done = Finished()
         if prepared is not None and prepared.parts is not None:
-            from connectors.logstream import forget
+            from connectors.streams import forget
             forget(run.run_id, node.id)
             return done
         if not ok or prepared is None or prepared.ranges is None or not node.config.commitCheckpoints:

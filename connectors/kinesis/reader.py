@@ -1,6 +1,6 @@
 """The Beam steps of ``kinesis_consumer``: drained runs read each shard from its start to the run's cutoff
-(:class:`ReadShardFn`); streaming runs read each shard forever through :mod:`connectors.logstream`
-(:class:`KinesisLog`)."""
+(:class:`ReadShardFn`); streaming runs read each shard forever through the shared unbounded reader of
+:mod:`connectors.streams` (:class:`KinesisLog`)."""
 from __future__ import annotations
 
 import time
@@ -10,7 +10,8 @@ import apache_beam as beam
 import numpy as np
 
 from connectors.kinesis.client import Start
-from connectors.logstream import LogSpec, PartitionLog, Record, decode_records, ord_base
+from connectors.codecs import EVENT_US, Record, decode_records
+from connectors.streams import LogSpec, PartitionLog, ord_base
 from connectors.runtime import ERRORS, counter, write_report
 
 REPORTS = "kinesis"  # the run folder's reports: the last sequence number read per shard (committed by finish)
@@ -34,7 +35,8 @@ def record_of(cfg, shard_id: str, r: dict) -> Record:
     where = {"stream": cfg.streamName, "shard": shard_id, "sequence_number": seq}
     raw = {"key": r.get("PartitionKey"), "value": data.decode("utf-8", "replace") if data is not None else None,
            "stream": cfg.streamName, "shard": shard_id, "sequence_number": seq, "timestamp": ms}
-    return Record(int(seq), data, r.get("PartitionKey"), ms, where, f"{cfg.streamName}/{shard_id}@{seq}", raw)
+    return Record(int(seq), data, r.get("PartitionKey"), ms * 1000 if ms is not None else None, where,
+                  f"{cfg.streamName}/{shard_id}@{seq}", raw)
 
 
 def read_ranges(p, node, ctx, ranges: list[ShardRange], schema):
@@ -63,7 +65,7 @@ class ReadShardFn(beam.DoFn):
             records, caught_up = reader.read(self.cfg.maxRecordsPerRead)
             for r in records:
                 rec = record_of(self.cfg, rng.shard_id, r)
-                if rec.timestamp_ms is not None and rec.timestamp_ms >= rng.cutoff_ms:
+                if rec.time_us is not None and rec.time_us >= rng.cutoff_ms * 1000:
                     done = True  # arrived after the run started: the next run reads it
                     break
                 batch.append(rec)
@@ -87,7 +89,6 @@ class ReadShardFn(beam.DoFn):
             counter(self.node_id, "rows_errored").inc(errors.num_rows)
             yield beam.pvalue.TaggedOutput(ERRORS, errors)
         if table is not None:
-            from connectors.logstream import EVENT_US
             yield table.drop_columns([EVENT_US])
 
 
@@ -109,12 +110,13 @@ class KinesisLog(LogSpec):
     def open(self, part):
         return _ShardLog(self.cfg, part)
 
-    def commit(self, logs, positions):
-        if not self.cfg.commitCheckpoints:
-            return
+    def commits(self):
+        return self.cfg.commitCheckpoints
+
+    def commit(self, batch):
         from connectors.kinesis import checkpoints
         checkpoints.commit(self.warehouse_url, self.consumer, self.cfg.streamName,
-                           {name: str(pos) for name, pos in positions.items()})
+                           {name: str(pos) for name, (_, _, pos) in batch.items()})
 
 
 class _ShardLog(PartitionLog):

@@ -2,16 +2,19 @@
 
 Source ``{"connector": "pubsub_subscription", "config": {"subscription": "orders-sub", "format": "json"}}`` (or
 ``"topic"``: a subscription is created for it). Drained runs pull until the subscription is empty and ack after the
-loads committed (:meth:`PubsubSubscriptionSource.finish`); streaming runs ack as the targets' frontiers pass. On
-Dataflow Beam's own ReadFromPubSub / WriteToPubSub are used. The client is :mod:`.client`.
+loads committed (:meth:`PubsubSubscriptionSource.finish`); streaming runs ack as the targets' frontiers pass
+(the shared unbounded reader of :mod:`connectors.streams`). On Dataflow Beam's own ReadFromPubSub / WriteToPubSub
+are used. The readers are :mod:`.reader`, the client is :mod:`.client`.
 """
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import model_validator
 
 from connectors.base import Capabilities, ConnectorConfig, Finished, RunInfo, Sink, Source
+
+REPORTS = "pubsub"  # the run folder's reports of drained runs: the ack ids pulled (connectors.pubsub.reader)
 
 
 class PubsubSubscriptionConfig(ConnectorConfig):
@@ -37,7 +40,7 @@ class PubsubTopicConfig(ConnectorConfig):
 class PubsubSubscriptionSource(Source):
     name = "pubsub_subscription"
     config = PubsubSubscriptionConfig
-    capabilities = Capabilities(bounded=False, finishes=True)
+    capabilities = Capabilities(bounded=False, finishes=True, streams=True)
     doc = "a Pub/Sub subscription (or a topic: a subscription is made for it); acked after the loads"
 
     def describe(self, node, unbounded=False):
@@ -45,7 +48,8 @@ class PubsubSubscriptionSource(Source):
                 "local: splittable ParDo(Pull rounds, ack once final) (drain: ParDo(pull until empty))"]
 
     def read(self, p, node, ctx, prepared, schema):
-        raise NotImplementedError("the Pub/Sub readers are wired by ir_compiler.lower.build (they move here next)")
+        from connectors.pubsub.reader import read
+        return read(p, node, ctx, schema)
 
     def finish(self, node, prepared, ok, run: RunInfo) -> Finished:
         """After a drain run: ack its messages (loads committed) or hand them back at once (the run failed)."""
@@ -53,7 +57,7 @@ class PubsubSubscriptionSource(Source):
         from connectors.runtime import read_reports
 
         done = Finished()
-        rep = read_reports(run.run_dir, "pubsub").get(node.id) if run.run_dir else None
+        rep = read_reports(run.run_dir, REPORTS).get(node.id) if run.run_dir else None
         if rep is None:
             return done
         try:
@@ -70,7 +74,18 @@ class PubsubSubscriptionSource(Source):
 class PubsubTopicSink(Sink):
     name = "pubsub_topic"
     config = PubsubTopicConfig
+    capabilities = Capabilities(beam_write_on_dataflow=True)
     doc = "rows as messages of a Pub/Sub topic (attributes from columns), published before the commit ends"
+
+    def beam_write(self, pcoll, node, ctx, label):
+        """Dataflow: Beam's own WriteToPubSub."""
+        import apache_beam as beam
+
+        from connectors.pubsub.client import topic_path
+        from connectors.pubsub.reader import messages_of
+        return (pcoll | f"{label}/Messages" >> beam.FlatMap(messages_of, node.config)
+                | f"{label}/WriteToPubSub" >> beam.io.WriteToPubSub(topic_path(node.config.topic),
+                                                                    with_attributes=True))
 
     def write(self, node, config, table, prefix):
         from connectors.pubsub import client
@@ -89,15 +104,3 @@ def payloads_of(cfg, table) -> list[tuple[bytes, dict]]:
     return [(encode(cfg, {k: v for k, v in r.items() if k not in attrs}),
              {a: "" if r.get(a) is None else str(r.get(a)) for a in attrs}) for r in strip_internal(table).to_pylist()]
 
-
-def __getattr__(name: str) -> Any:
-    """``connectors.pubsub.pull`` etc.: the client's functions, imported when first asked for (the readers in
-    ir_compiler.lower.pubsub still reach them here)."""
-    if name.startswith("__"):
-        raise AttributeError(name)
-    import importlib
-    client = importlib.import_module("connectors.pubsub.client")  # (not `from . import`: that would ask us again)
-    try:
-        return getattr(client, name)
-    except AttributeError:
-        raise AttributeError(f"module 'connectors.pubsub' has no attribute {name!r}") from None

@@ -9,7 +9,7 @@ Drained runs (direct runner): one reader per partition topic, an exclusive consu
 backlog up to the newest message at its start; nothing is acknowledged until the loads committed, then the driver
 acknowledges each partition cumulatively up to the last message read. A failed run acknowledges nothing: closing
 the consumers hands the messages back, and the next run reads them again. Streaming runs (prism, flink): an
-unbounded reader per partition (:mod:`connectors.logstream`) acknowledges as the targets' frontiers pass the
+unbounded reader per partition (the shared :mod:`connectors.streams`) acknowledges as the targets' frontiers pass the
 messages. Formats: :mod:`connectors.codecs`.
 """
 from __future__ import annotations
@@ -41,7 +41,7 @@ class PulsarConsumerConfig(ConnectorConfig):
 class PreparedPartitions(Prepared):
     subscription: str = ""
     ranges: list | None = None  # drain: connectors.pulsar.reader.PartitionRange per partition topic
-    parts: list | None = None  # streaming: connectors.logstream.Partition per partition topic
+    parts: list | None = None  # streaming: connectors.streams.Partition per partition topic
 
 
 def subscription_name(node, pipeline_id: str) -> str:
@@ -57,7 +57,7 @@ def _topics(cfg) -> list[str]:
 class PulsarConsumerSource(Source):
     name = "pulsar_consumer"
     config = PulsarConsumerConfig
-    capabilities = Capabilities(bounded=False, prepares=True, finishes=True, on_dataflow=False)
+    capabilities = Capabilities(bounded=False, prepares=True, finishes=True, on_dataflow=False, streams=True)
     doc = "Apache Pulsar topics through a durable subscription (drained on the direct runner, streaming on " \
           "prism/flink); acknowledged after the loads"
 
@@ -78,7 +78,7 @@ class PulsarConsumerSource(Source):
                 "the loads"]
 
     def prepare(self, node, run: RunInfo):
-        from connectors.logstream import Partition
+        from connectors.streams import BIG_STOP, Partition
         from connectors.pulsar.client import PulsarClient
         from connectors.pulsar.reader import PartitionRange, partition_index
         from ir_compiler.errors import ConnectorError
@@ -93,10 +93,13 @@ class PulsarConsumerSource(Source):
         if any(r.index > 0xFFF for r in ranges) or len(_topics(cfg)) > 2047:
             raise ConnectorError(f"node '{node.id}': at most 2047 topics of 4096 partitions each")
         if run.streaming:
-            out.parts = [Partition(r.topic, r.topic_index, r.index) for r in ranges]
+            out.parts = [Partition(r.topic, r.topic_index, r.index, stop=BIG_STOP) for r in ranges]
         else:
             out.ranges = ranges
         return out
+
+    def stream_readers(self, node, prepared):
+        return len(prepared.parts or []) if prepared is not None else 0
 
     def read(self, p, node, ctx, prepared, schema):
         from connectors.runtime import schemas_of
@@ -104,11 +107,10 @@ class PulsarConsumerSource(Source):
         declared, _ = schemas_of(node, schema)
         subscription = prepared.subscription if prepared else subscription_name(node, ctx.pipeline_id)
         if ctx.streaming:
-            from connectors.logstream import stream_read
+            from connectors.streams import stream_read
             from connectors.pulsar.reader import PulsarLog
             return stream_read(p, node, ctx, PulsarLog(node.config, subscription),
-                               (prepared.parts if prepared else None) or [], declared,
-                               getattr(ctx, "stream_plans", {}).get(node.id), "ReadPulsarStream")
+                               (prepared.parts if prepared else None) or [], declared, "ReadPulsarStream")
         from connectors.pulsar.reader import read_ranges
         return read_ranges(p, node, ctx, (prepared.ranges if prepared else None) or [], subscription, declared)
 
@@ -119,7 +121,7 @@ class PulsarConsumerSource(Source):
         if prepared is None:
             return done
         if prepared.parts is not None:
-            from connectors.logstream import forget
+            from connectors.streams import forget
             forget(run.run_id, node.id)  # consumers of a job that ended without reaching its idle stop
             return done
         if not ok or prepared.ranges is None:

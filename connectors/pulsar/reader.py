@@ -1,6 +1,6 @@
 """The Beam steps of ``pulsar_consumer``: drained runs read each partition's backlog through the durable
 subscription (:class:`ReadPartitionFn`) and the driver acknowledges after the loads; streaming runs follow each
-partition forever through :mod:`connectors.logstream` (:class:`PulsarLog`), acknowledging as the targets' frontiers
+partition forever through the shared unbounded reader of :mod:`connectors.streams` (:class:`PulsarLog`), acknowledging as the targets' frontiers
 pass the messages.
 
 Each partition topic is read through the subscription as an *exclusive* consumer (one reader per partition, and a
@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import apache_beam as beam
 import numpy as np
 
-from connectors.logstream import LogSpec, PartitionLog, Record, decode_records, ord_base
+from connectors.codecs import EVENT_US, Record, decode_records
+from connectors.streams import LogSpec, PartitionLog, ord_base
 from connectors.runtime import ERRORS, counter, write_report
 
 REPORTS = "pulsar"  # the run folder's reports: the last message id read per partition (acknowledged by finish)
@@ -49,7 +50,8 @@ def record_of(cfg, r) -> Record:
     raw = {"key": r.partition_key, "value": r.data.decode("utf-8", "replace") if r.data is not None else None,
            "topic": r.topic, "message_id": r.message_id, "publish_time": r.publish_time_ms,
            "event_time": r.event_time_ms, "properties": json.dumps(r.properties) if r.properties else None}
-    return Record(position(r.order), r.data, r.partition_key, ms, where, f"{r.topic}#{r.message_id}", raw)
+    return Record(position(r.order), r.data, r.partition_key, ms * 1000 if ms is not None else None, where,
+                  f"{r.topic}#{r.message_id}", raw)
 
 
 def subscribe(cfg, client, topic: str, subscription: str):
@@ -115,7 +117,6 @@ class ReadPartitionFn(beam.DoFn):
             counter(self.node_id, "rows_errored").inc(errors.num_rows)
             yield beam.pvalue.TaggedOutput(ERRORS, errors)
         if table is not None:
-            from connectors.logstream import EVENT_US
             yield table.drop_columns([EVENT_US])
 
 
@@ -153,11 +154,13 @@ class PulsarLog(LogSpec):
     def open(self, part):
         return _PartitionLog(self.cfg, self.subscription, part)
 
-    def commit(self, logs, positions):
-        for name, pos in positions.items():
-            log = logs.get(name)
-            if log is not None:
+    def commit(self, batch):
+        done = []
+        for name, (_, log, pos) in batch.items():
+            if log is not None:  # (a closed consumer handed its messages back: they are delivered again)
                 log.ack_upto(pos)
+                done.append(name)
+        return done
 
 
 class _PartitionLog(PartitionLog):

@@ -32,11 +32,16 @@ def staged_rows(req: LoadRequest) -> pa.Table:
     if not tables:
         return req.schema.empty_table()
     if ORD in tables[0].column_names:  # staged files are runs of increasing ordinals: order the files first
-        tables.sort(key=lambda t: t.column(ORD)[0].as_py())
+        tables.sort(key=_first_ordinal)  # a right/full join's unmatched rows carry no ordinal: last
     table = pa.concat_tables(tables, promote_options="default")
     if ORD in table.column_names and not _increasing(table.column(ORD)):
         table = table.sort_by([(ORD, "ascending")])
     return table
+
+
+def _first_ordinal(table: pa.Table) -> tuple[bool, int]:
+    first = table.column(ORD)[0].as_py()
+    return first is None, first or 0
 
 
 def _increasing(col) -> bool:

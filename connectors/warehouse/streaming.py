@@ -141,6 +141,17 @@ def read_written_offsets(wh, pipeline_id: str, node_ids: list[str]) -> dict[tupl
     return {k: min(d[k] for d in per_node) for k in keys}
 
 
+def highest_written_offset(wh, pipeline_id: str, topic_index: int, partition: int) -> int | None:
+    """The largest next offset any target of the pipeline recorded for one partition (None: none yet)."""
+    with _LOCK, wh.session() as con:
+        if wh.schema_in(con, OFFSETS) is None:
+            return None
+        row = wh.execute(con, f"SELECT max(next_offset) FROM {wh.ident(OFFSETS)} WHERE pipeline_id = {wh.ph} AND "
+                              f"topic_index = {wh.ph} AND kafka_partition = {wh.ph}",
+                         [pipeline_id, topic_index, partition]).fetchone()
+    return int(row[0]) if row and row[0] is not None else None
+
+
 def _frontier(wh, con, pipeline_id: str, node_id: str) -> int | None:
     row = wh.execute(con, f"SELECT frontier_us FROM {wh.ident(FRONTIER)} WHERE pipeline_id = {wh.ph} AND "
                           f"node_id = {wh.ph}", [pipeline_id, node_id]).fetchone()

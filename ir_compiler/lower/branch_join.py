@@ -209,8 +209,13 @@ _SIZE_FACTOR = {"parquet": 4, "avro": 3, "orc": 4}  # Arrow bytes per file byte,
 _COMPRESSED = (".gz", ".gzip", ".bz2", ".zst", ".zstd", ".snappy", ".lz4", ".xz")
 
 
+def _local_files(node) -> bool:
+    from connectors.registry import get_source
+    return get_source(node.connector).capabilities.local_paths
+
+
 def estimate_input_bytes(graph, ctx, refs) -> int | None:
-    """An estimate of the Arrow bytes of the inputs ``refs`` from the files their local_fs sources read (in-document
+    """An estimate of the Arrow bytes of the inputs ``refs`` from the local files their sources read (in-document
     test rows count 200 bytes a row), when every node on the way keeps or drops rows (transform, validate, branch);
     None when unknown (a table or stream source, a join or enrich on the way)."""
     import os
@@ -226,7 +231,7 @@ def estimate_input_bytes(graph, ctx, refs) -> int | None:
             if ctx.test_inputs is not None and node_id in ctx.test_inputs:
                 total += 200 * len(ctx.test_inputs[node_id])
                 continue
-            if node.connector != "local_fs" or node_id not in ctx.files:
+            if node_id not in ctx.files or not _local_files(node):
                 return None
             cfg = node.config if isinstance(node.config, dict) else node.config.model_dump()
             factor = _SIZE_FACTOR.get(str(cfg.get("format") or "").lower(), 1)

@@ -22,7 +22,6 @@ from ir_compiler.lower.sources import lower_source
 from ir_compiler.lower.targets import lower_append, lower_target, rows_by_file, split_unstorable
 from ir_compiler.lower.transform import lower_transform
 from ir_compiler.lower.validate import lower_validate
-from ir_compiler.propagate import declared_schema
 from ir_compiler.types import common_type, to_arrow
 
 
@@ -102,48 +101,33 @@ class Builder:
 
     # ---- kinds -------------------------------------------------------------------------------------
     def _source(self, node):
+        """Every source is its connector's read step (lower_source); a stream source first gets what its targets
+        tell its reader: the StreamPlan of a streaming run, the windows kept whole across drained runs."""
+        from connectors.registry import get_source
+
         tested = self.ctx.test_inputs is not None and node.id in self.ctx.test_inputs
-        if self.ctx.streaming and node.connector == "kafka_consumer" and not tested:
-            ports = self._stream_source(node)
-        elif node.connector == "pubsub_subscription" and not tested:
-            from ir_compiler.lower.pubsub import lower_pubsub_source
-            args = None
-            if self.ctx.streaming:
-                targets, _, retention = self._frontier_of(node)
-                args = {"frontier_nodes": targets, "retention_us": retention, "windows": self._windows_after(node),
-                        "commit_every_s": float(os.environ.get("FLOW_BEAM_COMMIT_EVERY_S", "5"))}
-            ports = lower_pubsub_source(self.p, node, self.ctx, args, self.ctx.on_dataflow)
-        else:
-            if node.connector == "kafka_consumer" and not self.ctx.streaming and not tested:
-                self._drain_windowed(node)
-            if self.ctx.streaming and not tested:  # a connector's own unbounded reader gates its commits on these
-                self.ctx.stream_plans[node.id] = self._frontier_of(node)
-            ports = lower_source(self.p, node, self.ctx, node.id, self._schema(node.id))
+        caps = get_source(node.connector).capabilities
+        if not tested and self.ctx.streaming and caps.streams:
+            self.ctx.stream_plans[node.id] = self._stream_plan(node)
+        elif not tested and not self.ctx.streaming and caps.windows_across_drains:
+            self._drain_windowed(node)
+        ports = lower_source(self.p, node, self.ctx, node.id, self._schema(node.id))
         main = count(ports["main"], node.id, "rows_out", f"{node.id}/CountOut")
         self._set_ports(node, {"main": main}, [ports["errors"]])
 
-    def _stream_source(self, node):
-        from ir_compiler.lower.streaming import ERRORS, StreamKafkaFn
-        from ir_compiler.loader import connector_config
+    def _stream_plan(self, node):
+        """What a stream source's own unbounded reader gates its commits on (connectors.streams.StreamPlan)."""
+        from connectors.streams import StreamPlan
+        from ir_compiler.lower.streaming import TargetProgress, window_shape
 
-        targets, plain, retention = self._frontier_of(node)
-        cfg = connector_config(node)
-        starts = self.ctx.kafka_starts.get(node.id, [])
-        parts = []  # the partitions that exist at launch (start_positions appends discovery slots per topic)
-        for topic in dict.fromkeys(t for t, _, _ in starts):
-            mine = [(t, p) for t, p, _ in starts if t == topic]
-            parts += mine[:max(0, len(mine) - cfg.discoverPartitions)]
-        fn = StreamKafkaFn(node.id, cfg, declared_schema(node), node.eventTime, self.ctx.batch_rows,
-                           self.ctx.pipeline_id, self.ctx.warehouse_url, targets, retention, self.ctx.idle_stop_s,
-                           commit_every_s=float(os.environ.get("FLOW_BEAM_COMMIT_EVERY_S", "5")), run_id=self.ctx.run_id,
-                           offset_nodes=plain, windows=self._windows_after(node), parts=parts,
-                           hold_unstarted=not self.ctx.on_dataflow)
-        read = (self.p | f"{node.id}/Partitions" >> beam.Create(starts)
-                | f"{node.id}/ReadKafkaStream" >> beam.ParDo(fn).with_outputs(ERRORS, main="main"))
-        return {"main": read.main, "errors": read[ERRORS]}
+        windowed, plain, retention = self._frontier_of(node)
+        return StreamPlan(tuple(windowed), tuple(plain), retention,
+                          tuple(window_shape(w) for w in self._windows_after(node)),
+                          TargetProgress(self.ctx.pipeline_id, self.ctx.warehouse_url, windowed, plain),
+                          float(os.environ.get("FLOW_BEAM_COMMIT_EVERY_S", "5")))
 
     def _drain_windowed(self, node):
-        """A drained Kafka source feeding windowed targets keeps open windows re-readable (lower/drain.py)."""
+        """A drained stream source feeding windowed targets keeps open windows re-readable (lower/drain.py)."""
         from ir_compiler.lower.drain import stored_frontier
         from ir_compiler.lower.streaming import NEVER_FINAL
         targets, _, retention = self._frontier_of(node)

@@ -37,17 +37,11 @@ class RunContext:
     on_dataflow: bool = False  # Pub/Sub compiles to Beam's own IO there
     idle_stop_s: float | None = None  # streaming: a partition with no new message for this long ends its read
     dlq_enabled: bool = False  # streaming: late rows (beyond allowedLateness) are also written to the DLQ
-    drain_windowed: dict = field(default_factory=dict)  # drain: kafka source id -> {targets, retention_us}
+    drain_windowed: dict = field(default_factory=dict)  # drain: stream source id -> {targets, retention_us, event_us}
     drain_frontiers: dict = field(default_factory=dict)  # drain: windowed transform id -> stored frontier µs
     ledger: dict = field(default_factory=dict)  # target id -> the input files its load records in _flow_files
-    stream_plans: dict = field(default_factory=dict)  # streaming: stream source id -> (windowed target ids,
-    # unwindowed target ids, retention µs): what a connector's own unbounded reader gates its commits on
-
-    @property
-    def kafka_starts(self) -> dict:
-        """stream source id -> [(topic, partition, start offset)] (read by the streaming reader in streaming.py;
-        goes away when that reader moves into its connector)."""
-        return {k: v.starts for k, v in self.prepared.items() if getattr(v, "starts", None) is not None}
+    stream_plans: dict = field(default_factory=dict)  # streaming: stream source id -> connectors.streams.StreamPlan
+    # (what its own unbounded reader gates its commits on)
 
     def report_dir(self, kind: str) -> str:
         path = os.path.join(self.run_dir, kind)

@@ -1,17 +1,12 @@
-"""Streaming lowering: the unbounded Kafka reader, Beam windowing/triggers for windowed set ops, per-pane commits
-into the warehouse and the frontier that lets the reader commit offsets only for rows that are durably written.
+"""Streaming lowering, the targets' side: Beam windowing/triggers for windowed set ops, per-pane commits into the
+warehouse and the frontier that lets a stream source's reader commit its positions only for rows that are durably
+written. The readers themselves (restrictions, the source-wide watermark, positions and commits) are the
+connectors' (:mod:`connectors.streams`); they learn about the targets only through the
+:class:`~connectors.streams.StreamPlan` the compiler hands them (``TargetProgress`` below).
 
-Time model
-- The reader stamps each Arrow table at the largest event time in it (``eventTime.field``, else the Kafka
-  message timestamp). Its watermark is the SOURCE's, the same for every partition: the minimum over the
-  partitions still reading of each one's progress, where a partition's progress is the earliest window start
-  (the stamp its rows get downstream, ``earliest_stamps``) of the batch it emitted last, a partition that has
-  not emitted yet holds it at the start of time (also one not started/assigned yet in this process, for up to
-  ``UNSTARTED_HOLD_S``), and a partition that has caught up (read to its end offset) stops holding it (when all
-  have caught up the source's watermark is the latest event read). Each partition's watermark estimator reports
-  that one value (``SourceClock``): runners that combine SDF restrictions by keeping the last reported
-  estimate (Prism: ``stage.estimatedOutput``) instead of the minimum can then never run ahead of a partition's
-  unread earlier events, and runners that take the minimum (Flink, Dataflow) get the same answer.
+Time model (the readers' half: :mod:`connectors.streams`)
+- Every table a reader emits is stamped at the largest event time in it, and its source's watermark never runs
+  ahead of an unread partition's earlier events.
 - Late rows: a part whose window end + allowedLateness is at or before the source's watermark when it is
   windowed would be dropped by Beam; it is taken out first, counted as ``rows_late`` (``rowsLate`` in the run
   result) and, when the pipeline has a DLQ, written there with the reason. Every other row is on time by
@@ -29,190 +24,67 @@ Exactly-once into tables
   ``_flow_commits``; a replayed pane (index not above the recorded one) is skipped.
 - After a target, ``_FrontierFn`` (event-time timers in the global window) records in ``_flow_frontier`` the
   event time F such that every window with end + allowedLateness <= F has had its last pane written.
-- The reader commits to the consumer group, per partition, the offset up to which every message's windows are
-  final (event time + window size + allowed lateness <= F). A restarted pipeline re-reads from there: windows
-  that were not final are recomputed from all their rows (upsert replaces them), panes of windows that were
-  final are skipped.
+- The reader commits, per partition, the position up to which every message's windows are final (event time +
+  window size + allowed lateness <= F). A restarted pipeline re-reads from there: windows that were not final are
+  recomputed from all their rows (upsert replaces them), panes of windows that were final are skipped.
 """
 from __future__ import annotations
 
 import json
-import sys
 import threading
-import time
 
 import apache_beam as beam
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from apache_beam.io.restriction_trackers import OffsetRange, OffsetRestrictionTracker
-from apache_beam.io.watermark_estimators import ManualWatermarkEstimator
-from apache_beam.transforms.core import WatermarkEstimatorProvider
 from apache_beam.transforms import trigger as tr
 from apache_beam.transforms import window as bw
-from apache_beam.transforms.core import RestrictionProvider
 from apache_beam.utils.timestamp import Duration, Timestamp
 
+from connectors.streams import (EVENT_US, NEVER_FINAL, UNWINDOWED, US, WindowShape, event_cap, forget,  # noqa: F401
+                                readers_done, run_watermark)
 from ir_compiler.lower.context import counter
 from ir_compiler.models import duration_seconds
 from ir_compiler.ops.common import ORD
 
 ERRORS = "errors"
-UNWINDOWED = -1  # retention of a stream with no window downstream: its sinks record the offsets they wrote
-NEVER_FINAL = sys.maxsize // 4  # retention of session/global windows: never final while streaming
 SHARD = "__fb_shard"
-EVENT_US = "__fb_event_us"  # the event time the reader used (eventTime.field, else the message timestamp)
-US = 1_000_000
 
 
-# ---- Kafka: unbounded splittable DoFn ------------------------------------------------------------------
-class UnsplittableTracker(OffsetRestrictionTracker):
-    """Offsets [start, ∞) of one stream: the runner may checkpoint it (defer_remainder) but not split it — a
-    split at half of ∞ would hand an unreadable offset range to a second reader."""
+# ---- what the targets tell a stream source's reader (connectors.streams.StreamPlan) ------------------------
+class TargetProgress:
+    """The targets downstream of one stream source, as its reader may ask about them at run time (handed to the
+    reader in its StreamPlan; connectors never import the compiler): the frontier of the windowed ones and the
+    order counters the unwindowed ones recorded."""
 
-    def try_split(self, fraction_of_remainder):
-        if fraction_of_remainder > 0:
-            return None
-        return super().try_split(fraction_of_remainder)
+    def __init__(self, pipeline_id: str, warehouse_url: str, windowed, plain):
+        self.pipeline_id, self.warehouse_url = pipeline_id, warehouse_url
+        self.windowed, self.plain = list(windowed), list(plain)
 
+    def frontier(self) -> int | None:
+        """µs: every window final by then is written by every windowed target (None: not known yet)."""
+        from connectors.warehouse import open_warehouse
+        from connectors.warehouse.streaming import read_frontier
+        return read_frontier(open_warehouse(self.warehouse_url), self.pipeline_id, self.windowed)
 
-EARLIEST = Timestamp(seconds=-62135596800)  # 0001-01-01: the earliest time a protobuf Timestamp can carry
+    def written(self) -> dict[tuple[int, int], int]:
+        """{(topic index, partition): next counter} every unwindowed target recorded."""
+        from connectors.warehouse import open_warehouse
+        from connectors.warehouse.streaming import read_written_offsets
+        return read_written_offsets(open_warehouse(self.warehouse_url), self.pipeline_id, self.plain)
 
-
-class HoldingWatermarks(WatermarkEstimatorProvider):
-    """Manual watermark estimators that start at EARLIEST instead of "no watermark": a restriction that has not
-    read yet HOLDS its source's watermark. A residual reported without a watermark holds nothing: Flink then
-    let the reader stage's watermark reach the end of time while restrictions were still pending and ended the
-    stage (after Beam's Impulse source shut down), dropping the rest of the topic (measured: 73,000 of 200,000
-    events read, none loaded, job FINISHED)."""
-
-    def initial_estimator_state(self, element, restriction):
-        return EARLIEST
-
-    def create_watermark_estimator(self, estimator_state):
-        return ManualWatermarkEstimator(estimator_state)
-
-
-class StreamRestrictions(RestrictionProvider):
-    """An element → positions [start, ∞): a Kafka (topic, partition, start offset) starts at its offset, anything
-    else (a Pub/Sub subscription: positions count pull rounds) at 0."""
-
-    def initial_restriction(self, element):
-        return OffsetRange(element[2] if isinstance(element, tuple) else 0, sys.maxsize)
-
-    def create_tracker(self, restriction):
-        return UnsplittableTracker(restriction)
-
-    def restriction_size(self, element, restriction):
-        return 1
-
-    def split(self, element, restriction):
-        yield restriction
+    def highest_written(self, topic_index: int, partition: int) -> int | None:
+        """The largest next counter any target of the pipeline recorded for a partition."""
+        from connectors.warehouse import open_warehouse
+        from connectors.warehouse.streaming import highest_written_offset
+        return highest_written_offset(open_warehouse(self.warehouse_url), self.pipeline_id, topic_index, partition)
 
 
-_PENDING: dict[tuple, dict] = {}  # (run id, node id) -> {(topic, partition): [(offsets, event times µs)]}
-_MAX_SEEN: dict[tuple, int] = {}  # (run id, node id, topic, partition) -> latest event time read (µs)
-_LAST_DATA: dict[tuple, float] = {}
-_COMMITTED: dict[tuple, int] = {}  # (run id, node id, topic, partition) -> last committed offset
-_COMMIT_LOCK = threading.Lock()
-
-
-UNSTARTED_HOLD_S = 120.0  # a partition never seen in this process holds the source this long (multi-process
-# runners read it elsewhere and combine the restrictions' watermarks themselves)
-_MIN_US = -(1 << 62)
-
-
-class SourceClock:
-    """Process-wide watermark of one stream source in one run (module doc, *Time model*)."""
-
-    def __init__(self, parts=(), hold_unstarted=True):
-        self.lock = threading.Lock()
-        self.started = time.monotonic()
-        # part -> [state, progress µs or None, latest event µs or None]; state: unstarted|reading|caught_up|absent
-        self.parts = {tp: ["unstarted" if hold_unstarted else "absent", None, None] for tp in parts}
-        self.value: int | None = None
-
-    def update(self, tp, state=None, progress=None, latest=None) -> None:
-        with self.lock:
-            entry = self.parts.setdefault(tp, ["unstarted", None, None])
-            if state is not None:
-                entry[0] = state
-            if progress is not None:
-                entry[1] = progress if entry[1] is None else max(entry[1], progress)
-            if latest is not None:
-                entry[2] = latest if entry[2] is None else max(entry[2], latest)
-
-    def progress_of(self, tp) -> int | None:
-        with self.lock:
-            entry = self.parts.get(tp)
-            return entry[1] if entry else None
-
-    def watermark(self) -> int | None:
-        """The source's watermark now (monotone; None while nothing is known)."""
-        holding, latest = [], []
-        fresh = time.monotonic() - self.started < UNSTARTED_HOLD_S
-        with self.lock:
-            parts = [list(v) for v in self.parts.values()]
-        for state, progress, last in parts:
-            if state == "reading":
-                holding.append(_MIN_US if progress is None else progress)
-            elif state == "unstarted" and fresh:
-                holding.append(_MIN_US)
-            if last is not None:
-                latest.append(last)
-        now = min(holding) if holding else (max(latest) if latest else None)
-        with self.lock:
-            if now is not None and now > _MIN_US and (self.value is None or now > self.value):
-                self.value = now
-            return self.value
-
-    def follow(self, wm) -> None:
-        """Move a restriction's watermark estimator up to the source's watermark."""
-        value = self.watermark()
-        current = wm.current_watermark()
-        if value is not None and (current is None or current.micros < value):
-            wm.set_watermark(Timestamp(micros=value))
-
-
-_CLOCKS: dict[tuple, SourceClock] = {}  # (run id, source node id) -> its clock in this process
-
-
-def source_clock(run_key, parts=(), hold_unstarted=True) -> SourceClock:
-    with _LOCK:
-        clock = _CLOCKS.get(run_key)
-        if clock is None:
-            clock = _CLOCKS[run_key] = SourceClock(parts, hold_unstarted)
-        return clock
-
-
-def run_watermark(run_id: str) -> int | None:
-    """An upper bound of every stream's watermark downstream in this run (the largest source watermark), or None
-    when no source of the run reads in this process."""
-    with _LOCK:
-        clocks = [c for k, c in _CLOCKS.items() if k[0] == run_id]
-    values = [v for v in (c.watermark() for c in clocks) if v is not None]
-    return max(values) if values else None
-
-
-def earliest_stamps(micros: np.ndarray, windows) -> np.ndarray:
-    """Per event time (µs), the earliest timestamp its rows get downstream: the start of the first window it falls
-    in (fixed: its window; sliding: the oldest window still containing it), itself for session windows or when
-    no window is downstream."""
-    if not windows:
-        return micros
-    out = micros.copy()
-    for w in windows:
-        if w.type == "fixed":
-            size = int(duration_seconds(w.size) * US)
-            out = np.minimum(out, micros - np.mod(micros, size))
-        elif w.type == "sliding":
-            size, period = int(duration_seconds(w.size) * US), int(duration_seconds(w.period) * US)
-            last = micros - np.mod(micros, period)
-            copies = max(1, -(-size // period))
-            for k in range(copies):
-                start = last - k * period
-                out = np.where(start + size > micros, np.minimum(out, start), out)
-    return out
+def window_shape(window) -> WindowShape:
+    """An IR window as the reader sees it (µs)."""
+    size = int(duration_seconds(window.size) * US) if getattr(window, "size", None) else 0
+    period = int(duration_seconds(window.period) * US) if getattr(window, "period", None) else 0
+    return WindowShape(window.type, size, period)
 
 
 def window_ends(micros: np.ndarray, window) -> np.ndarray | None:
@@ -225,276 +97,14 @@ def window_ends(micros: np.ndarray, window) -> np.ndarray | None:
     return None
 
 
-def event_cap(run_id: str) -> int | None:
-    """The smallest, over the partitions read in this run, of the latest event read: a frontier never passes it
-    (when a reader stops, its watermark jumps to the end of time, but windows after its data are not final)."""
-    with _LOCK:
-        seen = [v for k, v in _MAX_SEEN.items() if k[0] == run_id]
-    return min(seen) if seen else None
-
-
 def forget_run(run_id: str) -> None:
-    """Drop a finished run's process-wide reader state."""
-    with _LOCK, _COMMIT_LOCK:
-        for table in (_CLOCKS, _PENDING, _MAX_SEEN, _LAST_DATA, _COMMITTED):
-            if table is _CLOCKS:
-                _DRAINED.pop(run_id, None)
-                _READERS_DONE.pop(run_id, None)
-            for key in [k for k in table if k[0] == run_id]:
-                del table[key]  # (run id, node id, topic, partition) -> when this worker last read a message
+    """Drop a finished run's process-wide state (its readers' and its targets')."""
+    forget(run_id)
+    with _LOCK:
+        _DRAINED.pop(run_id, None)
+
+
 _LOCK = threading.Lock()
-
-
-class StreamKafkaFn(beam.DoFn):
-    """Reads one partition forever (or until ``idle_stop_s`` without messages): bounded polls, then
-    defer_remainder. Emits Arrow tables (main) and undecodable rows (errors); commits offsets (see module doc)."""
-
-    def __init__(self, node_id, cfg, schema, event_time, batch_rows, pipeline_id, warehouse_url, frontier_nodes,
-                 retention_us, idle_stop_s=None, commit_every_s=5.0, run_id="", offset_nodes=(), windows=(),
-                 parts=(), hold_unstarted=True):
-        self.node_id, self.cfg, self.schema, self.event_time = node_id, cfg, schema, event_time
-        self.windows = list(windows)  # every window downstream: where rows get re-stamped (earliest_stamps)
-        self.parts, self.hold_unstarted = [tuple(p) for p in parts], hold_unstarted  # partitions existing at launch
-        self.batch_rows, self.pipeline_id, self.warehouse_url = batch_rows, pipeline_id, warehouse_url
-        self.frontier_nodes, self.retention_us = list(frontier_nodes), retention_us
-        self.offset_nodes = list(offset_nodes)  # unwindowed targets: they record the offsets they wrote
-        self.idle_stop_s, self.commit_every_s = idle_stop_s, commit_every_s
-        self.run_key = (run_id, node_id)  # process-wide state is per run and source
-
-    def setup(self):
-        self.consumers, self.positions, self.known, self.checked = {}, {}, set(), {}
-        self.last_commit = 0.0
-        self.rows_in = counter(self.node_id, "rows_in")
-        self.bad = counter(self.node_id, "rows_errored")
-        self.clock = source_clock(self.run_key, self.parts, self.hold_unstarted)
-
-    def teardown(self):
-        for c in getattr(self, "consumers", {}).values():
-            try:
-                c.close()
-            except Exception:  # noqa: BLE001 - closing a consumer of a finished partition
-                pass
-
-    def _consumer(self, tp):
-        from connectors.kafka import _consumer
-        c = self.consumers.get(tp)
-        if c is None:
-            from kafka import TopicPartition
-            c = self.consumers[tp] = _consumer(self.cfg)
-            c.assign([TopicPartition(*tp)])
-            self.positions[tp] = None
-        return c
-
-    def _exists(self, tp) -> bool:
-        """Dynamic partition discovery: a slot for a partition that does not exist yet checks the topic's
-        metadata every 10 s; once the partition is created it is read from its first offset."""
-        if tp in self.known:
-            return True
-        now = time.monotonic()
-        if now - self.checked.get(tp[0], -1e9) >= 10:
-            self.checked[tp[0]] = now
-            from connectors.kafka import _consumer
-            try:
-                c = _consumer(self.cfg)
-                try:
-                    self.known |= {(tp[0], p) for p in (c.partitions_for_topic(tp[0]) or ())}
-                finally:
-                    c.close()
-            except Exception:  # noqa: BLE001 - metadata unavailable now: look again in 10 s
-                pass
-        return tp in self.known
-
-    @beam.DoFn.unbounded_per_element()
-    def process(self, element, tracker=beam.DoFn.RestrictionParam(StreamRestrictions()),
-                wm=beam.DoFn.WatermarkEstimatorParam(HoldingWatermarks())):
-        from kafka import TopicPartition
-
-        topic, partition, _ = element
-        tp, ktp = (topic, partition), TopicPartition(topic, partition)
-        idle_key = (*self.run_key, *tp)
-        _LAST_DATA.setdefault(idle_key, time.monotonic())
-        messages, claimed_all, exists = [], True, self._exists(tp)
-        if exists:
-            consumer = self._consumer(tp)
-            position = tracker.current_restriction().start
-            if self.positions.get(tp) != position:  # a resumed or moved restriction: seek; else keep fetching
-                consumer.seek(ktp, position)
-            deadline = time.monotonic() + 1.0
-            while claimed_all and time.monotonic() < deadline and len(messages) < self.batch_rows:
-                got = consumer.poll(timeout_ms=200, max_records=self.batch_rows).get(ktp, [])
-                if not got:
-                    break
-                for msg in got:
-                    if not tracker.try_claim(msg.offset):  # the runner split the restriction: stop here
-                        claimed_all = False
-                        break
-                    messages.append(msg)
-            self.positions[tp] = messages[-1].offset + 1 if messages else self.positions.get(tp, position)
-            if not messages:
-                self.positions[tp] = None  # nothing read: seek again next time (the restriction is unchanged)
-        if messages:
-            _LAST_DATA[idle_key] = time.monotonic()
-            yield from self._emit(tp, messages, wm)
-        elif exists and self._at_end(tp, tracker.current_restriction().start):
-            self.clock.update(tp, state="caught_up")  # an empty poll of a partition with a backlog is not
-        elif exists:                                  # "caught up": it keeps holding the source
-            self.clock.update(tp, state="reading")
-        else:
-            self.clock.update(tp, state="absent")  # a discovery slot: no partition yet
-        self.clock.follow(wm)
-        if not claimed_all:
-            self.positions[tp] = None
-            return
-        self._maybe_commit(force=False)
-        if self.idle_stop_s is not None and time.monotonic() - _LAST_DATA[idle_key] >= self.idle_stop_s \
-                and self._at_end(tp, messages[-1].offset + 1 if messages else tracker.current_restriction().start):
-            self._maybe_commit(force=True)
-            tracker.try_claim(sys.maxsize)  # the restriction is done: this partition's stream ends here
-            reader_done(self.run_key[0], (self.node_id, *tp))
-            return
-        tracker.defer_remainder(Duration.of(0 if messages else (0.2 if exists else 2.0)))
-
-    def _at_end(self, tp, next_offset: int) -> bool:
-        """Idle stop only once the partition is read to its end offset (a slow poll is not an idle topic)."""
-        if tp not in self.known:
-            return True
-        from kafka import TopicPartition
-        ktp = TopicPartition(*tp)
-        consumer = self._consumer(tp)
-        try:
-            end = consumer.end_offsets([ktp]).get(ktp)
-            if end is not None and next_offset < end and self.positions.get(tp) is not None:
-                next_offset = max(next_offset, consumer.position(ktp))  # past transaction markers
-        except Exception:  # noqa: BLE001 - the broker did not answer: not at the end (try again later)
-            return False
-        return end is None or next_offset >= end
-
-    def _emit(self, tp, messages, wm):
-        from connectors.kafka import decode
-        from connectors.formats import _columns_table, _conform
-        from ir_compiler.windows import to_timestamps
-
-        rows, offsets, stamps, bad = [], [], [], []
-        for msg in messages:
-            try:
-                rows.append(decode(self.cfg, msg))
-                offsets.append(msg.offset)
-                stamps.append(msg.timestamp * 1000 if msg.timestamp is not None and msg.timestamp >= 0 else None)
-            except (ValueError, UnicodeDecodeError) as exc:
-                raw = msg.value.decode("utf-8", "replace")[:2000] if msg.value else None
-                bad.append((f"{msg.topic}[{msg.partition}]@{msg.offset}: {exc}",
-                            json.dumps({"topic": msg.topic, "partition": msg.partition, "offset": msg.offset,
-                                        "raw": raw})))
-        self.rows_in.inc(len(messages))
-        table = _columns_table(rows) if rows else None
-        if table is not None:
-            table, bad_rows = _conform(table, self.schema, f"{tp[0]}[{tp[1]}]",
-                                       lambda i: offsets[i] if i < len(offsets) else None)
-            rejected = {b.line for b in bad_rows}
-            for b in bad_rows:
-                bad.append((f"{b.file}@{b.line}: {b.reason}", b.raw))
-            keep = [i for i, o in enumerate(offsets) if o not in rejected]
-            offsets = [offsets[i] for i in keep]
-            stamps = [stamps[i] for i in keep]
-        max_us = None
-        if table is not None and table.num_rows:
-            micros = np.array([s if s is not None else -1 for s in stamps], dtype=np.int64)
-            if self.event_time is not None and self.event_time.field in table.column_names:
-                et = to_timestamps(table.column(self.event_time.field), self.event_time.format).cast(pa.int64())
-                micros = np.where(pc.is_valid(et).to_numpy(zero_copy_only=False),
-                                  et.fill_null(-1).to_numpy(zero_copy_only=False), micros)
-            max_us = int(micros.max())
-            table = table.append_column(ORD, pa.array(np.array(offsets, dtype=np.int64) + self._ord_base(tp)))
-            table = table.append_column(EVENT_US, pa.array(np.maximum(micros, 0)))
-            yield bw.TimestampedValue(table, Timestamp(micros=max(max_us, 0)))
-        if bad:
-            self.bad.inc(len(bad))
-            yield beam.pvalue.TaggedOutput(ERRORS, pa.table({
-                "node_id": [self.node_id] * len(bad), "error": [b[0] for b in bad], "row": [b[1] for b in bad]}))
-        done_at = {o: int(t) for o, t in zip(offsets, micros)} if max_us is not None else {}
-        entry = (np.array([m.offset for m in messages], dtype=np.int64),  # undecodable messages count as done
-                 np.array([done_at.get(m.offset, -1) for m in messages], dtype=np.int64))  # (they went to errors)
-        if self.frontier_nodes and self.retention_us < NEVER_FINAL:  # only the frontier needs them
-            with _LOCK:
-                _PENDING.setdefault(self.run_key, {}).setdefault(tp, []).append(entry)
-        if max_us is not None:
-            self._advance(wm, tp, micros)
-
-    def _ord_base(self, tp) -> int:
-        """ORD = offset | partition << 40 | topic index << 52 (sinks of unwindowed streams decode it)."""
-        from connectors.kafka import _topics
-        return (tp[1] << 40) | (_topics(self.cfg).index(tp[0]) << 52)
-
-    def _advance(self, wm, tp, micros):
-        """This partition's progress: the earliest stamp of this batch's rows downstream (earlier ones than its
-        progress so far are out of order: late if their windows have closed); remember the latest event."""
-        with _LOCK:
-            key = (*self.run_key, *tp)
-            _MAX_SEEN[key] = max(_MAX_SEEN.get(key, -(1 << 62)), int(micros.max()))
-        stamps = earliest_stamps(micros, self.windows)
-        before = self.clock.progress_of(tp)
-        on_time = stamps if before is None else stamps[stamps >= before]
-        self.clock.update(tp, state="reading", progress=int(on_time.min()) if len(on_time) else None,
-                          latest=int(micros.max()))
-
-    def _maybe_commit(self, force: bool):
-        """Commit, per partition, the offset below which every message is durably written: for windowed targets,
-        every window it falls in is final at the frontier; for unwindowed ones, the target recorded it."""
-        if not self.cfg.commitOffsets or not (self.frontier_nodes or self.offset_nodes):
-            return
-        now = time.monotonic()
-        if not force and now - self.last_commit < self.commit_every_s:
-            return
-        self.last_commit = now
-        from connectors.kafka import _topics
-        from connectors.warehouse import open_warehouse
-        from connectors.warehouse.streaming import read_frontier, read_written_offsets
-        wh = open_warehouse(self.warehouse_url)
-        limits = []
-        try:
-            if self.frontier_nodes:
-                frontier = read_frontier(wh, self.pipeline_id, self.frontier_nodes)
-                if frontier is None or self.retention_us >= NEVER_FINAL:
-                    return
-                limits.append(self._final_offsets(frontier))
-            if self.offset_nodes:
-                names = _topics(self.cfg)
-                written = read_written_offsets(wh, self.pipeline_id, self.offset_nodes)
-                limits.append({(names[t], p): o for (t, p), o in written.items() if t < len(names)})
-        except Exception:  # noqa: BLE001 - the warehouse is busy or down: commit later (at-least-once holds)
-            return
-        keys = set.intersection(*(set(lim) for lim in limits)) if limits else set()
-        offsets = {tp: min(lim[tp] for lim in limits) for tp in keys}
-        if not offsets:
-            return
-        with _LOCK:  # forget what is committed
-            pending = _PENDING.get(self.run_key, {})
-            for tp, o in offsets.items():
-                pending[tp] = [(a[a >= o], b[a >= o]) for a, b in pending.get(tp, []) if (a >= o).any()]
-        from connectors.kafka import commit_offsets
-        with _COMMIT_LOCK:
-            offsets = {tp: o for tp, o in offsets.items() if o > _COMMITTED.get((*self.run_key, *tp), -1)}
-            try:
-                if offsets:
-                    commit_offsets(self.cfg, offsets)
-                    for tp, o in offsets.items():
-                        _COMMITTED[(*self.run_key, *tp)] = o
-            except Exception:  # noqa: BLE001 - a failed commit only means re-reading; never lose rows
-                pass
-
-    def _final_offsets(self, frontier) -> dict:
-        """{(topic, partition): next offset} such that every message before it has all its windows final."""
-        with _LOCK:
-            snapshot = {tp: list(b) for tp, b in _PENDING.get(self.run_key, {}).items() if b}
-        out = {}
-        for tp, batches in snapshot.items():
-            offs = np.concatenate([b[0] for b in batches])
-            times = np.concatenate([b[1] for b in batches])
-            open_ = np.nonzero(times + self.retention_us > frontier)[0]
-            k = int(open_[0]) if len(open_) else len(offs)
-            if k:
-                out[tp] = int(offs[k - 1]) + 1
-        return out
 
 
 # ---- windows -----------------------------------------------------------------------------------------
@@ -868,7 +478,7 @@ class FrontierFn(beam.DoFn):
 
 
 class SinkEachFn(beam.DoFn):
-    """Streaming sinks: each pane/table becomes its own file (local_fs) or its messages (kafka_producer)."""
+    """Streaming sinks: each pane/table becomes its own file (a file sink) or its messages (a message sink)."""
 
     def __init__(self, node, info, lateness_us):
         self.node, self.info, self.lateness_us = node, info, lateness_us
@@ -880,8 +490,9 @@ class SinkEachFn(beam.DoFn):
         from ir_compiler.lower.targets import write_sink
 
         cfg = dict(self.node.config)
-        if self.info.get("sink_root") and self.node.connector == "local_fs":
+        if self.info.get("sink_root"):  # embedded tests: a file sink (remote too) writes under the sink root
             cfg["path"] = os.path.join(self.info["sink_root"], self.node.id)
+            cfg["_local"] = True  # never to a real bucket or server
         prefix = f"{cfg.get('prefix') or self.info['pipeline_id'] + '-' + self.node.id}-{uuid.uuid4().hex[:12]}"
         n, _ = write_sink(self.node, cfg, table, prefix)
         counter(self.node.id, "rows_loaded").inc(n)
@@ -898,15 +509,13 @@ class SinkEachFn(beam.DoFn):
 
 
 def lower_stream_target(pcoll, node, ctx, label, lineage_source, lateness_us, accumulating=True):
+    from ir_compiler.lower.targets import sink_of
+    sink = sink_of(node)
     info = {"run_dir": ctx.run_dir, "run_id": ctx.run_id, "pipeline_id": ctx.pipeline_id,
-            "warehouse_url": ctx.warehouse_url, "lineage_source": lineage_source, "sink_root": ctx.sink_root}
-    if node.connector == "pubsub_topic" and ctx.on_dataflow:  # Beam's own Pub/Sub sink on Dataflow
-        from ir_compiler.loader import connector_config
-        from ir_compiler.lower.pubsub import messages_of
-        from connectors.pubsub import topic_path
-        cfg = connector_config(node)
-        return (pcoll | f"{label}/Messages" >> beam.FlatMap(messages_of, cfg)
-                | f"{label}/WriteToPubSub" >> beam.io.WriteToPubSub(topic_path(cfg.topic), with_attributes=True))
+            "warehouse_url": ctx.warehouse_url, "lineage_source": lineage_source,
+            "sink_root": ctx.sink_root if sink is not None and sink.capabilities.writes_files else None}
+    if sink is not None and ctx.on_dataflow and sink.capabilities.beam_write_on_dataflow:
+        return sink.beam_write(pcoll, node, ctx, label)  # the sink's own Beam IO on Dataflow
     fn = SinkEachFn(node, info, lateness_us) if node.connector else PaneCommitFn(node, info, lateness_us,
                                                                                   accumulating)
     acks = pcoll | f"{label}/CommitPanes" >> beam.ParDo(fn)
@@ -919,12 +528,6 @@ def lower_stream_target(pcoll, node, ctx, label, lineage_source, lateness_us, ac
 
 
 _DRAINED: dict[str, set] = {}  # run id -> targets whose input watermark reached the end of time (this process)
-_READERS_DONE: dict[str, set] = {}  # run id -> (source id, topic, partition) / (source id, subscription) ended
-
-
-def reader_done(run_id: str, key: tuple) -> None:
-    with _LOCK:
-        _READERS_DONE.setdefault(run_id, set()).add(key)
 
 
 def drained(run_id: str) -> tuple[set, int]:
@@ -932,7 +535,8 @@ def drained(run_id: str) -> tuple[set, int]:
     every target's commit step has passed the end-of-time watermark, every row is loaded (the commit step
     finishes its bundle before it forwards that watermark) and the job may be stopped."""
     with _LOCK:
-        return set(_DRAINED.get(run_id, ())), len(_READERS_DONE.get(run_id, ()))
+        done = set(_DRAINED.get(run_id, ()))
+    return done, readers_done(run_id)
 
 
 class EndMarkerFn(beam.DoFn):

@@ -273,13 +273,13 @@ def write_sink(node, cfg: dict, table: pa.Table, prefix: str) -> tuple[int, list
     """Rows (in input order) to the target's sink connector (messages acknowledged, or one file, before this
     returns). ``cfg``: the node's config as a dict, ``path`` possibly moved (embedded tests' sink root).
     Returns (rows written, files written)."""
-    from connectors.registry import get_sink
+    from connectors.registry import get_sink, local_file_sink
 
     if ORD in table.column_names:
         table = table.sort_by([(ORD, "ascending")])
     config = node.config
     if cfg.get("_local"):  # embedded tests: a file sink (remote too) writes the same files under a local folder
-        local = get_sink("local_fs")
+        local = local_file_sink()
         config = local.config(path=cfg["path"], **{k: getattr(config, k) for k in ("format", "prefix", "compression")
                                                    if getattr(config, k, None) is not None})
         return local.write(node, config, table, prefix)
@@ -396,8 +396,15 @@ def split_unstorable(pcoll, node, ctx, label):
 
 
 def _writes_files(node) -> bool:
+    return sink_of(node).capabilities.writes_files
+
+
+def sink_of(node):
+    """The sink connector of a target (None: a warehouse table)."""
+    if node.connector is None:
+        return None
     from connectors.registry import get_sink
-    return get_sink(node.connector).capabilities.writes_files
+    return get_sink(node.connector)
 
 
 class _AppendFn(beam.DoFn):

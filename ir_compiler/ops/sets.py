@@ -156,12 +156,30 @@ def _partial_specs(op):
 
 def _run_aggs(table: pa.Table, keys: list[str], aggs: list[tuple], ordered: bool) -> pa.Table:
     """group_by with named outputs; ``aggs`` = (column or [], function, output name, options)."""
+    if not keys and any(fn == "distinct" for _, fn, _, _ in aggs):
+        return _run_whole_aggs(table, aggs)
     calls = [(col, fn, opts) if opts is not None else (col, fn) for col, fn, _, opts in aggs]
     grouped = table.group_by(keys, use_threads=not ordered).aggregate(calls)
     names = [out for _, _, out, _ in aggs]
     if keys and grouped.column_names[:len(keys)] == keys:  # pyarrow >= 15 puts the keys first
         return grouped.rename_columns(keys + names)
     return grouped.rename_columns(names + keys)
+
+
+def _run_whole_aggs(table: pa.Table, aggs: list[tuple]) -> pa.Table:
+    """One row for the whole input (no group keys) where an aggregation is ``distinct``: pyarrow has that
+    function only for groups, so its one-row list (the input's distinct values) is built here."""
+    rest = [a for a in aggs if a[1] != "distinct"]
+    base = _run_aggs(table, [], rest or [([], "count_all", "__fb_rows", None)], ordered=False)
+    cols = {}
+    for col, fn, out, _ in aggs:
+        if fn == "distinct":
+            values = pc.unique(table.column(col).combine_chunks() if table.num_rows else
+                               pa.array([], table.schema.field(col).type))
+            cols[out] = pa.ListArray.from_arrays(pa.array([0, len(values)], pa.int32()), values)
+        else:
+            cols[out] = base.column(out)
+    return pa.table(cols)
 
 
 def sort_by_keys(table: pa.Table, keys: list[str]) -> pa.Table:
@@ -250,15 +268,15 @@ def _distinct_count(partials, keys, col):
     lists = partials.column(col)
     parents = pc.list_parent_indices(lists)
     flat = pc.list_flatten(lists)
-    exploded = partials.select(keys).take(parents).append_column(col, flat)
     if not keys:
         n = pc.count_distinct(flat).as_py() if len(flat) else 0
         return pa.table({col: pa.array([n], pa.int64())})
+    # every group also gets one NULL value (not counted), so groups whose values were all NULL keep their
+    # row with 0; no join back, which would lose the groups whose key is NULL (NULL keys never match)
+    exploded = pa.concat_tables([
+        partials.select(keys).take(parents).append_column(col, flat),
+        partials.select(keys).append_column(col, pa.nulls(partials.num_rows, flat.type))])
     res = _run_aggs(exploded, keys, [(col, "count_distinct", col, None)], ordered=False)
-    # groups whose values were all null have no exploded rows: join back with 0
-    groups = partials.select(keys).group_by(keys).aggregate([])
-    res = groups.join(res, keys=keys, join_type="left outer", coalesce_keys=True)
-    res = res.set_column(res.column_names.index(col), col, pc.fill_null(res.column(col), 0))
     return sort_by_keys(res, keys)
 
 
@@ -269,7 +287,7 @@ def _finish(op, combined: pa.Table, out_schema: pa.Schema | None) -> pa.Table:
         if a.fn == "avg":
             s, n = combined.column(f"{p}_s"), combined.column(f"{p}_n")
             if pa.types.is_decimal(s.type):
-                col = pc.divide(s, pc.cast(n, pa.decimal128(38, 0)))
+                col = _decimal_avg(s, n, max(s.type.scale, 6))
             else:
                 col = pc.divide(pc.cast(s, pa.float64()), pc.cast(n, pa.float64()))
             col = pc.if_else(pc.equal(n, 0), pa.scalar(None, col.type), col)
@@ -284,6 +302,16 @@ def _finish(op, combined: pa.Table, out_schema: pa.Schema | None) -> pa.Table:
     if out_schema is not None:
         table = table.cast(pa.schema([out_schema.field(n) for n in table.column_names]), safe=False)
     return table
+
+
+def _decimal_avg(s, n, scale: int):
+    """sum / count of decimals, exact, rounded half away from zero to ``scale`` digits (the avg's type
+    decimal(38, scale)); in decimal256 so the quotient's precision fits (Arrow's decimal128 division of a
+    decimal(38, s) overflows its precision)."""
+    s = pc.cast(s, pa.decimal256(50, s.type.scale))
+    n = pc.cast(pc.if_else(pc.equal(n, 0), 1, n), pa.decimal256(19, 0))
+    q = pc.round(pc.divide(s, n), scale, round_mode="half_towards_infinity")
+    return pc.cast(pc.cast(q, pa.decimal256(q.type.precision, scale)), pa.decimal128(38, scale))
 
 
 def empty_partial(op, in_schema: pa.Schema) -> pa.Table:

@@ -1,0 +1,323 @@
+"""Aggregates and joins checked differentially against DuckDB, the oracle, on generated inputs.
+
+Each seed generates tables (skewed key domains with NULL keys and duplicates on both sides, ints, floats with
+negative zero, decimals, unicode and empty strings, dates, NULLs everywhere), writes them as Parquet (so both
+engines read the same typed values), runs one flow-beam document on DirectRunner with many aggregate / join
+nodes and compares every target table with DuckDB's SQL over the same files, as multisets of rows.
+Exact types (int, decimal, string, date, counts) must be equal; float sums and averages are compared to a
+relative 1e-9 (the order of a float sum is not defined in SQL either).
+"""
+import datetime as dt
+import decimal
+import math
+import os
+import random
+from collections import Counter
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from flow_beam.running import RunOptions, run_document
+
+# FLOW_BEAM_ORACLE_SEEDS=N runs N seeds (a longer search); CI runs three
+SEEDS = list(range(11, 11 + int(os.environ.get("FLOW_BEAM_ORACLE_SEEDS", "3"))))
+SCHEMA_A = [("k1", "string"), ("k2", "int"), ("i", "int"), ("f", "float"), ("d", "decimal(12,2)"),
+            ("s", "string"), ("dt", "date")]
+ARROW = {"string": pa.string(), "int": pa.int64(), "float": pa.float64(), "decimal(12,2)": pa.decimal128(12, 2),
+         "date": pa.date32()}
+STRINGS = ["", "a", "A", "é", "ß", "日本", "a b", "z", "Z", "0", "10", "9", "ﬁ", "\u00e9"]
+
+
+def gen_table(rng, n, key_domain):
+    def maybe(v, p=0.15):
+        return None if rng.random() < p else v
+    rows = {
+        "k1": [maybe(rng.choice(key_domain), 0.1) for _ in range(n)],
+        "k2": [maybe(rng.randint(-2, 2), 0.1) for _ in range(n)],
+        "i": [maybe(rng.choice([rng.randint(-10**12, 10**12), rng.randint(-5, 5), 0])) for _ in range(n)],
+        "f": [maybe(rng.choice([rng.uniform(-1e6, 1e6), -0.0, 0.0, 1.5, rng.random()])) for _ in range(n)],
+        "d": [maybe(decimal.Decimal(rng.randint(-10**9, 10**9)).scaleb(-2)) for _ in range(n)],
+        "s": [maybe(rng.choice(STRINGS)) for _ in range(n)],
+        "dt": [maybe(dt.date(1970, 1, 1) + dt.timedelta(days=rng.randint(-40000, 40000))) for _ in range(n)],
+    }
+    return pa.table({name: pa.array(rows[name], ARROW[t]) for name, t in SCHEMA_A})
+
+
+def source(node_id, path, schema):
+    return {"id": node_id, "kind": "source", "connector": "local_fs",
+            "config": {"path": str(path), "format": "parquet"},
+            "schema": [{"name": n, "type": t} for n, t in schema]}
+
+
+def run_doc(tmp_path, nodes):
+    wh = tmp_path / "w.duckdb"
+    doc = {"kind": "pipeline", "version": "1.0", "id": "oracle", "nodes": nodes}
+    result = run_document(doc, RunOptions(warehouse=f"duckdb://{wh}"))
+    assert result.status == "completed", result.error
+    return duckdb.connect(str(wh), read_only=True)
+
+
+def norm(v):
+    if isinstance(v, float):
+        return ("float", v)
+    if isinstance(v, (int, decimal.Decimal)) and not isinstance(v, bool):
+        return ("num", decimal.Decimal(v).normalize() if v == v else v)
+    return ("v", v)
+
+
+def same_number(a, b):
+    """Floats within a relative 1e-9; a decimal average (rounded to its scale) within half a unit of it."""
+    if a is None or b is None:
+        return a is None and b is None
+    fa, fb = float(a), float(b)
+    if math.isnan(fa) or math.isnan(fb):
+        return math.isnan(fa) and math.isnan(fb)
+    tol = 1e-9 * max(abs(fa), abs(fb))
+    for v in (a, b):
+        if isinstance(v, decimal.Decimal):
+            tol = max(tol, float(decimal.Decimal(1).scaleb(v.as_tuple().exponent)) / 2 * 1.000001)
+    return abs(fa - fb) <= tol
+
+
+def assert_same_rows(got, want, what):
+    """Multisets of rows equal: columns holding a float on either side compared as numbers (same_number) after
+    matching the rows on the exact columns, every other column exactly (ints and decimals by value)."""
+    assert len(got) == len(want), f"{what}: {len(got)} rows, DuckDB {len(want)}"
+    width = len(got[0]) if got else 0
+    approx = {c for c in range(width) for r in got + want if isinstance(r[c], float)}
+
+    def key(row):
+        return tuple(repr(norm(x)) for c, x in enumerate(row) if c not in approx)
+    exact_got, exact_want = Counter(key(r) for r in got), Counter(key(r) for r in want)
+    assert exact_got == exact_want, f"{what}: rows only in flow-beam {list(exact_got - exact_want)[:3]}, " \
+                                    f"only in DuckDB {list(exact_want - exact_got)[:3]}"
+    if approx:
+        def full(row):
+            return key(row) + tuple(repr(norm(row[c])) if row[c] is not None else "" for c in sorted(approx))
+        for g, w in zip(sorted(got, key=full), sorted(want, key=full)):
+            for c in sorted(approx):
+                assert same_number(g[c], w[c]), f"{what}: column {c}: {g} vs DuckDB {w}"
+
+
+AGGS = [  # (node suffix, groupBy, [(field, fn, as)], DuckDB select list)
+    ("by_k1", ["k1"], [(None, "count", "n"), ("i", "count", "ni"), ("i", "sum", "si"), ("i", "min", "mi"),
+                       ("i", "max", "xi"), ("i", "avg", "ai"), ("d", "sum", "sd"), ("d", "min", "md"),
+                       ("d", "max", "xd"), ("s", "min", "ms"), ("s", "max", "xs"), ("s", "count_distinct", "cs"),
+                       ("dt", "min", "mdt"), ("dt", "max", "xdt"), ("f", "sum", "sf"), ("f", "min", "mf"),
+                       ("f", "max", "xf"), ("f", "avg", "af")],
+     "k1, count(*), count(i), sum(i), min(i), max(i), avg(i), sum(d), min(d), max(d), min(s), max(s), "
+     "count(DISTINCT s), min(dt), max(dt), sum(f), min(f), max(f), avg(f)"),
+    ("by_k1_k2", ["k1", "k2"], [(None, "count", "n"), ("d", "avg", "ad"), ("i", "count_distinct", "ci"),
+                                ("dt", "count_distinct", "cdt"), ("d", "count_distinct", "cd")],
+     "k1, k2, count(*), avg(d), count(DISTINCT i), count(DISTINCT dt), count(DISTINCT d)"),
+    ("whole", [], [(None, "count", "n"), ("i", "sum", "si"), ("s", "count_distinct", "cs"), ("d", "sum", "sd"),
+                   ("k2", "avg", "a2")],
+     "count(*), sum(i), count(DISTINCT s), sum(d), avg(k2)"),
+]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_aggregates_equal_duckdb(tmp_path, seed):
+    rng = random.Random(seed)
+    (tmp_path / "a").mkdir()
+    table = gen_table(rng, rng.randint(200, 900), ["x", "y", "é", "", "Y", "long key " * 3])
+    # two files, so partial aggregates are combined across bundles
+    half = table.num_rows // 2
+    pq.write_table(table.slice(0, half), tmp_path / "a" / "part1.parquet")
+    pq.write_table(table.slice(half), tmp_path / "a" / "part2.parquet")
+    nodes = [source("a", tmp_path / "a", SCHEMA_A)]
+    for name, group_by, aggs, _ in AGGS:
+        nodes.append({"id": f"agg_{name}", "kind": "transform", "input": "a", "ops": [
+            {"op": "aggregate", "groupBy": group_by,
+             "aggregations": [{**({"field": f} if f else {}), "fn": fn, "as": as_} for f, fn, as_ in aggs]}]})
+        nodes.append({"id": f"t_{name}", "kind": "target", "input": f"agg_{name}", "schema": f"public.{name}",
+                      "lineage": False})
+    con = run_doc(tmp_path, nodes)
+    oracle = duckdb.connect()
+    files = str(tmp_path / "a" / "*.parquet")
+    try:
+        for name, group_by, aggs, select in AGGS:
+            cols = group_by + [a[2] for a in aggs]
+            got = con.execute(f"select {', '.join(cols)} from public.{name}").fetchall()
+            group = f" GROUP BY {', '.join(group_by)}" if group_by else ""
+            want = oracle.execute(f"select {select} from read_parquet('{files}'){group}").fetchall()
+            assert_same_rows(got, want, f"seed {seed} aggregate {name}")
+    finally:
+        con.close()
+
+
+def test_aggregate_of_no_rows_equals_duckdb(tmp_path):
+    """A filter that keeps nothing: the whole-input aggregate is one row (count 0, sums NULL) as in SQL; a grouped
+    one has no rows."""
+    (tmp_path / "a").mkdir()
+    pq.write_table(gen_table(random.Random(1), 50, ["x"]), tmp_path / "a" / "p.parquet")
+    nodes = [source("a", tmp_path / "a", SCHEMA_A),
+             {"id": "none", "kind": "transform", "input": "a", "ops": [{"op": "filter", "condition": "1 = 0"}]}]
+    for name, group_by in (("whole", []), ("grouped", ["k1"])):
+        nodes.append({"id": f"agg_{name}", "kind": "transform", "input": "none", "ops": [
+            {"op": "aggregate", "groupBy": group_by, "aggregations": [
+                {"fn": "count", "as": "n"}, {"field": "i", "fn": "sum", "as": "si"},
+                {"field": "s", "fn": "max", "as": "xs"}]}]})
+        nodes.append({"id": f"t_{name}", "kind": "target", "input": f"agg_{name}", "schema": f"public.{name}",
+                      "lineage": False})
+    con = run_doc(tmp_path, nodes)
+    oracle = duckdb.connect()
+    files = str(tmp_path / "a" / "*.parquet")
+    try:
+        want = oracle.execute(f"select count(*), sum(i), max(s) from read_parquet('{files}') where 1 = 0").fetchall()
+        assert_same_rows(con.execute("select n, si, xs from public.whole").fetchall(), want, "empty whole")
+        want = oracle.execute(f"select k1, count(*), sum(i), max(s) from read_parquet('{files}') where 1 = 0 "
+                              f"group by k1").fetchall()
+        assert_same_rows(con.execute("select k1, n, si, xs from public.grouped").fetchall(), want, "empty grouped")
+    finally:
+        con.close()
+
+
+SCHEMA_B = [("k1", "string"), ("k2", "int"), ("v", "decimal(12,2)"), ("label", "string")]
+JOIN_TYPES = {"inner": "JOIN", "left": "LEFT JOIN", "right": "RIGHT JOIN", "full": "FULL JOIN",
+              "semi": "SEMI JOIN", "anti": "ANTI JOIN"}
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_joins_equal_duckdb(tmp_path, seed):
+    rng = random.Random(seed)
+    domain = ["x", "y", "z", "é", "", "w"]
+    left = gen_table(rng, rng.randint(100, 400), domain).select(["k1", "k2", "i", "s"])
+    n = rng.randint(20, 120)
+    right = pa.table({
+        "k1": pa.array([None if rng.random() < 0.1 else rng.choice(domain + ["only-right"]) for _ in range(n)]),
+        "k2": pa.array([None if rng.random() < 0.1 else rng.randint(-3, 3) for _ in range(n)], pa.int64()),
+        "v": pa.array([decimal.Decimal(rng.randint(-10**6, 10**6)).scaleb(-2) for _ in range(n)],
+                      pa.decimal128(12, 2)),
+        "label": pa.array([rng.choice(STRINGS) for _ in range(n)])})
+    for name, t in (("l", left), ("r", right)):
+        (tmp_path / name).mkdir()
+        pq.write_table(t, tmp_path / name / f"{name}.parquet")
+    schema_l = [("k1", "string"), ("k2", "int"), ("i", "int"), ("s", "string")]
+    nodes = [source("l", tmp_path / "l", schema_l), source("r", tmp_path / "r", SCHEMA_B)]
+    cases = []
+    for jtype in JOIN_TYPES:
+        for strategy in ("shuffle", "broadcast"):
+            for keys in (["k1"], ["k1", "k2"]):
+                node = f"j_{jtype}_{strategy}_{len(keys)}"
+                cases.append((node, jtype, keys))
+                nodes.append({"id": node, "kind": "join", "inputs": ["l", "r"], "type": jtype, "on": keys,
+                              "strategy": strategy, "prefixes": {"r": "r_"}})
+                nodes.append({"id": f"t_{node}", "kind": "target", "input": node, "schema": f"public.{node}",
+                              "lineage": False})
+    con = run_doc(tmp_path, nodes)
+    oracle = duckdb.connect()
+    lf, rf = str(tmp_path / "l" / "l.parquet"), str(tmp_path / "r" / "r.parquet")
+    try:
+        for node, jtype, keys in cases:
+            other = [c for c, _ in schema_l if c not in keys]
+            if jtype in ("semi", "anti"):
+                cols, select = keys + other, ", ".join(keys + [f"l.{c}" for c in other])
+            else:
+                rcols = [c for c, _ in SCHEMA_B if c not in keys]
+                cols = keys + other + [f"r_{c}" for c in rcols]
+                select = ", ".join(keys + [f"l.{c}" for c in other] + [f"r.{c}" for c in rcols])
+            got = con.execute(f"select {', '.join(cols)} from public.{node}").fetchall()
+            want = oracle.execute(f"select {select} from read_parquet('{lf}') l {JOIN_TYPES[jtype]} "
+                                  f"read_parquet('{rf}') r USING ({', '.join(keys)})").fetchall()
+            assert_same_rows(got, want, f"seed {seed} {node}")
+    finally:
+        con.close()
+
+
+DEDUPES = [  # (node suffix, keys, keep, orderBy, DuckDB ORDER BY of the row kept first)
+    ("first_input", ["k1"], "first", None, "rid"),
+    ("last_input", ["k1", "k2"], "last", None, "rid DESC"),
+    ("first_by_i", ["k1"], "first", "i", "i ASC NULLS LAST, rid"),
+    ("last_by_i", ["k2"], "last", "i", "i IS NULL DESC, i DESC, rid DESC"),
+    ("first_by_desc_dt", ["k1"], "first", "-dt", "dt DESC NULLS LAST, rid"),
+    ("first_by_f_s", ["k2"], "first", ["f", "-s"], "f ASC NULLS LAST, s DESC NULLS LAST, rid"),
+]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_deduplicate_equals_duckdb(tmp_path, seed):
+    """deduplicate keeps the first/last row per key in `orderBy` order (NULLs last, as Arrow and DuckDB sort),
+    ties broken by input order; DuckDB: row_number() over the same order, rows numbered in file order."""
+    rng = random.Random(seed)
+    (tmp_path / "a").mkdir()
+    table = gen_table(rng, rng.randint(200, 600), ["x", "y", "é", ""])
+    table = table.append_column("rid", pa.array(range(table.num_rows), pa.int64()))
+    half = table.num_rows // 2
+    pq.write_table(table.slice(0, half), tmp_path / "a" / "part1.parquet")
+    pq.write_table(table.slice(half), tmp_path / "a" / "part2.parquet")
+    nodes = [source("a", tmp_path / "a", SCHEMA_A + [("rid", "int")])]
+    for name, keys, keep, order_by, _ in DEDUPES:
+        nodes.append({"id": f"d_{name}", "kind": "transform", "input": "a", "ops": [
+            {"op": "deduplicate", "keys": keys, "keep": keep, **({"orderBy": order_by} if order_by else {})}]})
+        nodes.append({"id": f"t_{name}", "kind": "target", "input": f"d_{name}", "schema": f"public.{name}",
+                      "lineage": False})
+    con = run_doc(tmp_path, nodes)
+    oracle = duckdb.connect()
+    files = str(tmp_path / "a" / "*.parquet")
+    cols = ", ".join(n for n, _ in SCHEMA_A) + ", rid"
+    try:
+        for name, keys, _, _, order in DEDUPES:
+            got = con.execute(f"select {cols} from public.{name}").fetchall()
+            want = oracle.execute(f"select {cols} from read_parquet('{files}') qualify row_number() over "
+                                  f"(partition by {', '.join(keys)} order by {order}) = 1").fetchall()
+            assert_same_rows(got, want, f"seed {seed} deduplicate {name}")
+    finally:
+        con.close()
+
+
+WINDOWS = [  # (name, window, DuckDB query over rows(page, ts, ms) giving window_start, window_end, page, n, s)
+    ("fixed", {"type": "fixed", "size": "5m"},
+     "select w, w + 300, page, count(*), sum(ms) from (select *, ts // 300 * 300 as w from rows) group by all"),
+    ("sliding", {"type": "sliding", "size": "30m", "period": "10m"},
+     "select w, w + 1800, page, count(*), sum(ms) from (select *, ts // 600 * 600 - k * 600 as w "
+     "from rows, range(0, 3) t(k)) group by all"),
+    # Beam's sessions on DirectRunner: a row joins the session when it is less than `gap` after the previous one
+    ("session", {"type": "session", "gap": "5m"},
+     "select min(ts), max(ts) + 300, page, count(*), sum(ms) from (select *, sum(new) over (partition by page "
+     "order by ts rows unbounded preceding) as sid from (select *, coalesce(ts - lag(ts) over (partition by page "
+     "order by ts) >= 300, true)::int as new from rows)) group by page, sid"),
+]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_windowed_aggregates_equal_duckdb(tmp_path, seed):
+    """Event-time windows on a bounded input (fixed, sliding, session) against DuckDB's GROUP BY over the same
+    rows: event times in bursts and gaps around the window and gap sizes, NULL pages and values."""
+    rng = random.Random(seed)
+    (tmp_path / "in").mkdir()
+    base, ts, rows = 1767261600, 1767261600, []
+    for _ in range(rng.randint(150, 400)):
+        ts += rng.choice([0, 1, rng.randint(1, 299), 299, 300, 301, 600, rng.randint(300, 4000)])
+        rows.append({"page": rng.choice(["a", "b", "é", None]), "ts": ts,
+                     "ms": None if rng.random() < 0.1 else rng.randint(-1000, 1000)})
+    rng.shuffle(rows)  # event time is not file order
+    table = pa.Table.from_pylist(rows, pa.schema([("page", pa.string()), ("ts", pa.int64()), ("ms", pa.int64())]))
+    pq.write_table(table, tmp_path / "in" / "c.parquet")
+    nodes = [{"id": "clicks", "kind": "source", "connector": "local_fs",
+              "config": {"path": str(tmp_path / "in"), "format": "parquet"},
+              "schema": [{"name": "page", "type": "string"}, {"name": "ts", "type": "int"},
+                         {"name": "ms", "type": "int"}],
+              "eventTime": {"field": "ts", "format": "epoch_s"}}]
+    for name, window, _ in WINDOWS:
+        nodes.append({"id": f"agg_{name}", "kind": "transform", "input": "clicks", "ops": [
+            {"op": "aggregate", "groupBy": ["page"], "window": window,
+             "aggregations": [{"fn": "count", "as": "n"}, {"field": "ms", "fn": "sum", "as": "s"}]}]})
+        nodes.append({"id": f"t_{name}", "kind": "target", "input": f"agg_{name}", "schema": f"public.{name}",
+                      "lineage": False})
+    con = run_doc(tmp_path, nodes)
+    oracle = duckdb.connect()
+    oracle.register("rows", table)
+    epoch = dt.datetime(1970, 1, 1)
+    try:
+        for name, _, query in WINDOWS:
+            got = con.execute(f"select window_start, window_end, page, n, s from public.{name}").fetchall()
+            want = [(epoch + dt.timedelta(seconds=a), epoch + dt.timedelta(seconds=b), *rest)
+                    for a, b, *rest in oracle.execute(query).fetchall()]
+            got = [(a.replace(tzinfo=None) if a else a, b.replace(tzinfo=None) if b else b, *rest)
+                   for a, b, *rest in got]
+            assert_same_rows(got, want, f"seed {seed} window {name}")
+    finally:
+        con.close()
