@@ -422,10 +422,15 @@ def _csv_parts(path, fmt, options, schema, batch_rows, strict=True, part=None):
 
 
 def _with_bad(reader, bad: list) -> Iterator[tuple[pa.RecordBatch, list]]:
-    """Each batch of a streaming CSV reader with the malformed rows its parse reported (``bad``, which the
-    reader's invalid-row handler fills, is emptied after each batch)."""
+    """Each batch of a streaming CSV reader with the malformed rows reported so far (``bad``, which the reader's
+    invalid-row handler fills, is emptied after each batch). pyarrow calls the handler from its own thread and
+    may already be parsing the next block, so a malformed row can come with the batch before its own (every row
+    is reported once; line numbers do not depend on the batch). The rows are taken with one slice deletion: a
+    row the handler appends meanwhile stays for the next batch instead of being cleared unseen."""
     for batch in reader:
-        new, bad[:] = list(bad), []
+        n = len(bad)
+        new = bad[:n]
+        del bad[:n]
         yield batch, new
 
 
