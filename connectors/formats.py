@@ -439,7 +439,7 @@ def _read_ahead(items: Iterator, depth: int = 2) -> Iterator:
     pyarrow parses and casts without the GIL, so the next batch of a file is read and converted on another core
     while the consuming thread (the reader's Beam step and the transforms fused after it) works on the current
     one. Nothing changes but the timing: the producer is the same serial generator (same batches, rows,
-    malformed rows, record numbers); an error it raises is raised here, after the items before it. Closing this
+    row errors, record numbers); an error it raises is raised here, after the items before it. Closing this
     iterator stops and closes the producer."""
     import queue
     import threading
