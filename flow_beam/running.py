@@ -210,13 +210,12 @@ def run_document(source, opts: RunOptions | None = None, checked: CheckedPipelin
         result.status, result.error = "failed", str(exc)
         if exc.node_id and exc.node_id in result.nodes:
             result.nodes[exc.node_id].status, result.nodes[exc.node_id].error = "failed", exc.message
+        else:  # raised by a worker step (an aggregate's overflow...): the step's name starts with its node id
+            _fail_step_node(exc, result)
         _collect_partial(checked, partial, run_dir, result, inputs)
     except Exception as exc:  # noqa: BLE001 - a runner/worker failure becomes a failed result, not a traceback
         result.status, result.error = "failed", _short(exc)
-        step = re.search(r"while running '([^/']+)", str(exc))
-        if step and step.group(1) in result.nodes:
-            node = result.nodes[step.group(1)]
-            node.status, node.error = "failed", result.error
+        _fail_step_node(exc, result)
         _collect_partial(checked, partial, run_dir, result, inputs)
     finally:
         recording.__exit__(None, None, None)
@@ -239,6 +238,14 @@ def _run_dir(opts: RunOptions, run_id: str) -> str:
     if temp:
         return f"{temp.rstrip('/')}/flow-beam/{run_id}"
     return tempfile.mkdtemp(prefix=f"flow-beam-{run_id[:8]}-")
+
+
+def _fail_step_node(exc: Exception, result: RunResult) -> None:
+    """The node whose Beam step raised ``exc`` (``[while running 'node/…']``) is marked failed with the error."""
+    step = re.search(r"while running '([^/']+)", str(exc))
+    if step and step.group(1) in result.nodes:
+        node = result.nodes[step.group(1)]
+        node.status, node.error = "failed", result.error
 
 
 def _short(exc: Exception) -> str:

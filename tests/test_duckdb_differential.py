@@ -321,3 +321,34 @@ def test_windowed_aggregates_equal_duckdb(tmp_path, seed):
             assert_same_rows(got, want, f"seed {seed} window {name}")
     finally:
         con.close()
+
+
+def test_integer_sums_near_the_int64_limit(tmp_path):
+    """Sums whose partials pass 2^63 but whose totals fit equal DuckDB's (Arrow's int64 sum would wrap around
+    silently); a total that does not fit fails the run with an error naming the aggregation, never a wrapped
+    value."""
+    big = 2**62
+    (tmp_path / "a").mkdir()
+    schema = pa.schema([("k", pa.string()), ("v", pa.int64())])
+    # file 1's partial sum of group x is 2^63 (beyond int64), the total over both files is 5
+    pq.write_table(pa.table({"k": ["x", "x", "y"], "v": [big, big, 7]}, schema), tmp_path / "a" / "p1.parquet")
+    pq.write_table(pa.table({"k": ["x", "x", "y"], "v": [-big, -big + 5, -big]}, schema),
+                   tmp_path / "a" / "p2.parquet")
+    nodes = [source("a", tmp_path / "a", [("k", "string"), ("v", "int")]),
+             {"id": "agg", "kind": "transform", "input": "a", "ops": [
+                 {"op": "aggregate", "groupBy": ["k"], "aggregations": [
+                     {"field": "v", "fn": "sum", "as": "s"}, {"field": "v", "fn": "avg", "as": "a"}]}]},
+             {"id": "t", "kind": "target", "input": "agg", "schema": "public.sums", "lineage": False}]
+    con = run_doc(tmp_path, nodes)
+    files = str(tmp_path / "a" / "*.parquet")
+    try:
+        want = duckdb.connect().execute(f"select k, sum(v), avg(v) from read_parquet('{files}') group by k").fetchall()
+        assert_same_rows(con.execute("select k, s, a from public.sums").fetchall(), want, "sums near 2^63")
+    finally:
+        con.close()
+    pq.write_table(pa.table({"k": ["x"], "v": [big]}, schema), tmp_path / "a" / "p3.parquet")  # x: 2^62 + 5
+    pq.write_table(pa.table({"k": ["x"], "v": [big]}, schema), tmp_path / "a" / "p4.parquet")  # x: 2^63 + 5
+    result = run_document({"kind": "pipeline", "version": "1.0", "id": "oracle", "nodes": nodes},
+                          RunOptions(warehouse=f"duckdb://{tmp_path / 'w2.duckdb'}"))
+    assert result.status == "failed" and result.nodes["agg"].status == "failed"
+    assert "sum of 'v' as 's' does not fit a 64-bit int" in result.error and "decimal(38,0)" in result.error

@@ -212,12 +212,28 @@ def _combine(parts: list[pa.Table | None], keys: list[str]) -> pa.Table:
 _SKIP_NULLS = pc.ScalarAggregateOptions(skip_nulls=False)
 
 
+WIDE_SUM = pa.decimal128(38, 0)
+
+
+def _wide_sum_name(out: str) -> str:
+    """The partial column of an integer sum, summed as decimal(38, 0) (``_wide`` in its name tells the final step)."""
+    return f"{out}_wide"
+
+
 def aggregate_partial(op, table: pa.Table) -> pa.Table:
-    """Pre-aggregate one batch: group columns + partial columns (+ first/last ordinals)."""
+    """Pre-aggregate one batch: group columns + partial columns (+ first/last ordinals).
+
+    Integer sums (``sum`` and ``avg``'s sum) are summed as decimal(38, 0): Arrow's int64 sum wraps around
+    silently on overflow; the final step checks that the total fits the output type (see :func:`_finish`)."""
     table = ensure_ord(table)
     keys = list(op.groupBy)
     plain, firsts, lasts = [], [], []
     for col, fn, out in _partial_specs(op):
+        if fn == "sum" and pa.types.is_integer(table.schema.field(col).type):
+            wide = f"__fb_wide_{col}"
+            if wide not in table.column_names:
+                table = table.append_column(wide, pc.cast(table.column(col), WIDE_SUM))
+            col, out = wide, _wide_sum_name(out)
         if fn == "count_all":
             plain.append(([], "count_all", out, None))
         elif fn == "first":
@@ -242,6 +258,8 @@ def aggregate_final(op, partials: pa.Table, out_schema: pa.Schema | None = None)
     keys = list(op.groupBy)
     plain, firsts, lasts, distinct = [], [], [], []
     for col, fn, out in _partial_specs(op):
+        if fn == "sum" and _wide_sum_name(out) in partials.column_names:
+            out = _wide_sum_name(out)
         if fn in ("count", "count_all", "sum"):
             plain.append((out, "sum", out, None))
         elif fn in ("min", "max"):
@@ -285,8 +303,9 @@ def _finish(op, combined: pa.Table, out_schema: pa.Schema | None) -> pa.Table:
     for i, a in enumerate(op.aggregations):
         p = f"__fb_p{i}"
         if a.fn == "avg":
-            s, n = combined.column(f"{p}_s"), combined.column(f"{p}_n")
-            if pa.types.is_decimal(s.type):
+            wide = _wide_sum_name(f"{p}_s") in combined.column_names
+            s, n = combined.column(_wide_sum_name(f"{p}_s") if wide else f"{p}_s"), combined.column(f"{p}_n")
+            if pa.types.is_decimal(s.type) and not wide:
                 col = _decimal_avg(s, n, max(s.type.scale, 6))
             else:
                 col = pc.divide(pc.cast(s, pa.float64()), pc.cast(n, pa.float64()))
@@ -295,6 +314,8 @@ def _finish(op, combined: pa.Table, out_schema: pa.Schema | None) -> pa.Table:
             col = pc.fill_null(combined.column(f"{p}_n"), 0)
         elif a.fn == "count_distinct":
             col = combined.column(f"{p}_d")
+        elif a.fn == "sum" and _wide_sum_name(f"{p}_v") in combined.column_names:
+            col = _int_sum(combined.column(_wide_sum_name(f"{p}_v")), a)
         else:
             col = combined.column(f"{p}_v")
         cols[a.as_] = col
@@ -302,6 +323,17 @@ def _finish(op, combined: pa.Table, out_schema: pa.Schema | None) -> pa.Table:
     if out_schema is not None:
         table = table.cast(pa.schema([out_schema.field(n) for n in table.column_names]), safe=False)
     return table
+
+
+def _int_sum(total, agg) -> pa.ChunkedArray:
+    """An integer sum back to int64, or an error naming the aggregation when a total does not fit (PostgreSQL's
+    sum(bigint) is numeric and DuckDB's a 128-bit int: never a wrapped-around value)."""
+    try:
+        return pc.cast(total, pa.int64())
+    except pa.ArrowInvalid:
+        from ir_compiler.errors import FlowError
+        raise FlowError(f"sum of '{agg.field}' as '{agg.as_}' does not fit a 64-bit int in some group "
+                        f"(|total| >= 2^63); cast '{agg.field}' to decimal(38,0) before the aggregate") from None
 
 
 def _decimal_avg(s, n, scale: int):
