@@ -15,6 +15,10 @@ class RunnerError(FlowError):
     """A runner cannot be used as configured (missing component or option)."""
 
 
+class JobDidNotStart(RunnerError):
+    """A streaming job on Flink whose readers were never invoked: nothing was read, nothing committed."""
+
+
 def _prism_binary() -> str:
     path = os.environ.get("FLOW_BEAM_PRISM") or os.path.join(CACHE, "bin", "prism")
     if not os.path.exists(path):
@@ -107,7 +111,7 @@ def streaming_args(runner: str, idle_stop: bool = False) -> list[str]:
 
 def stop_when_drained(beam_result, flink_master: str | None, args: list[str], run_id: str, targets: list[str],
                       readers: int, poll_s: float = 0.5, grace_s: float = 120.0,
-                      stall_s: float | None = None) -> list[str]:
+                      stall_s: float | None = None, start_s: float | None = None) -> list[str]:
     """An idle-stopped streaming run on Flink, once every reader has ended (idle stop): on a cluster, Flink's
     stop-with-savepoint and drain (the end-of-time watermark flushes every window and pane, then the job
     FINISHES and Beam gets its metrics); on [local], Beam's cancel once every target has also passed the
@@ -118,19 +122,28 @@ def stop_when_drained(beam_result, flink_master: str | None, args: list[str], ru
     job then runs forever with nothing to do. When no reader of the run was invoked for ``stall_s`` seconds
     (FLOW_BEAM_FLINK_STALL_S, default 60) before every reader ended, the job is stopped the same way (drain:
     every window read so far is loaded) and the run says so: positions not committed are read again by the next
-    run, whose loads skip what is already in the table."""
+    run, whose loads skip what is already in the table. A job none of whose readers was ever invoked within
+    ``start_s`` (FLOW_BEAM_FLINK_START_S, default 120) of the submission raises JobDidNotStart: it read nothing,
+    so the caller may cancel it and submit it again."""
     import time
 
     from apache_beam.runners.runner import PipelineState
 
     from ir_compiler.lower.streaming import drained, reader_stalled_for
+    from ir_compiler.lower.streaming import last_reader_call
     if stall_s is None:
         stall_s = float(os.environ.get("FLOW_BEAM_FLINK_STALL_S", "60"))
+    if start_s is None:
+        start_s = float(os.environ.get("FLOW_BEAM_FLINK_START_S", "120"))
+    submitted = time.monotonic()
     names = [a.split("=", 1)[1] for a in args if a.startswith("--job_name=")]
     ended_at = None
     warnings: list[str] = []
     while not PipelineState.is_terminal(beam_result.state):
         done, ended = drained(run_id)
+        if readers and last_reader_call(run_id) is None and time.monotonic() - submitted > start_s:
+            raise JobDidNotStart(f"Flink started none of the run's {readers} stream readers within {start_s:.0f} s "
+                                 f"of the submission")
         stalled = reader_stalled_for(run_id)
         if ended < readers and stalled > stall_s:
             warnings = [f"{readers - ended} of {readers} stream readers were not resumed by the Flink runner for "
@@ -165,6 +178,31 @@ def stop_when_drained(beam_result, flink_master: str | None, args: list[str], ru
                                    f"committed)"]
         time.sleep(poll_s)
     return warnings
+
+
+def wait_job_gone(beam_result, flink_master: str | None, args: list[str], timeout_s: float = 60.0) -> None:
+    """After cancel_run: wait until Beam's result is terminal and, on a cluster, no unfinished job of this name
+    is left (a resubmission under the same name must not meet the old job)."""
+    import time
+
+    from apache_beam.runners.runner import PipelineState
+    names = [a.split("=", 1)[1] for a in args if a.startswith("--job_name=")]
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        left = []
+        if flink_master and flink_master != "[local]" and names:
+            try:
+                left = [j for j in flink_rest(flink_master, "GET", "/jobs/overview").get("jobs", [])
+                        if j.get("name") == names[-1] and j.get("state") not in ("FINISHED", "CANCELED", "FAILED")]
+            except OSError:
+                left = []
+        try:
+            terminal = PipelineState.is_terminal(beam_result.state)
+        except Exception:  # noqa: BLE001 - the job service forgot the job: it is gone
+            terminal = True
+        if terminal and not left:
+            return
+        time.sleep(0.5)
 
 
 def job_name_args(runner: str, pipeline_id: str, run_id: str, extra: list[str]) -> list[str]:

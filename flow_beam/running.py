@@ -282,6 +282,8 @@ def _execute(checked, opts: RunOptions, url: str, run_dir: str, result: RunResul
             " (streaming: Ctrl-C stops it)" if streaming else ""))
     beam_result = p.run()
     note_beam_result(beam_result)  # a failure while waiting still has its metrics
+    if streaming and opts.runner == "flink" and opts.stop_after_idle_s is not None:
+        return _await_idle_stop_on_flink(checked, opts, ctx, lookups, args, result, inputs, beam_result)
     if opts.runner == "dataflow" and getattr(opts.dataflow, "dry_run", False):
         _write_job_graph(beam_result, opts.job_file or f"{checked.pipeline.id}-dataflow-job.json", result)
         return beam_result
@@ -290,12 +292,6 @@ def _execute(checked, opts: RunOptions, url: str, run_dir: str, result: RunResul
                                f"follow it in the Dataflow console")
         return beam_result
     try:
-        if streaming and opts.runner == "flink" and opts.stop_after_idle_s is not None:
-            from flow_beam.runners import stop_when_drained
-            targets = [n.id for n in checked.pipeline.nodes if n.kind == "target"]
-            readers = _stream_readers(checked, opts, inputs)
-            result.warnings += stop_when_drained(beam_result, opts.flink_master, args, result.runId, targets,
-                                                 readers)
         beam_result.wait_until_finish()
     except KeyboardInterrupt:
         if not streaming:
@@ -305,6 +301,47 @@ def _execute(checked, opts: RunOptions, url: str, run_dir: str, result: RunResul
         result.warnings.append("streaming run stopped by the user (Ctrl-C); committed panes stay, the next run "
                                "resumes from the committed offsets")
     finally:  # (only when loaded: importing them just to find nothing to do cost ~0.2 s per run)
+        import sys
+        if "connectors.warehouse.duckdb" in sys.modules:
+            sys.modules["connectors.warehouse.duckdb"].unpin_all()  # streaming pane commits kept the file open
+        if "ir_compiler.lower.streaming" in sys.modules:
+            sys.modules["ir_compiler.lower.streaming"].forget_run(result.runId)
+    return beam_result
+
+
+def _await_idle_stop_on_flink(checked, opts: RunOptions, ctx, lookups, args, result: RunResult, inputs: _Inputs,
+                              beam_result):
+    """An idle-stopped streaming run on Flink: stop the job once every row is loaded (runners.stop_when_drained).
+    A job whose readers Flink never started (seen now and then with Beam's portable Flink runner: the job stays
+    RUNNING with no record moved) read and committed nothing: it is cancelled and submitted once more."""
+    from flow_beam.runners import JobDidNotStart, cancel_run, stop_when_drained, wait_job_gone
+    targets = [n.id for n in checked.pipeline.nodes if n.kind == "target"]
+    readers = _stream_readers(checked, opts, inputs)
+    try:
+        for attempt in (1, 2):
+            try:
+                result.warnings += stop_when_drained(beam_result, opts.flink_master, args, result.runId, targets,
+                                                     readers)
+                break
+            except JobDidNotStart as exc:
+                cancel_run(beam_result, "flink", opts.flink_master, args)
+                wait_job_gone(beam_result, opts.flink_master, args)
+                if attempt == 2:
+                    raise
+                result.warnings.append(f"{exc}; the job read nothing: cancelled and submitted again")
+                import sys
+                if "ir_compiler.lower.streaming" in sys.modules:
+                    sys.modules["ir_compiler.lower.streaming"].forget_run(result.runId)
+                p = make_pipeline(opts.runner, args)
+                build_pipeline(p, checked, ctx, lookups)
+                beam_result = p.run()
+                note_beam_result(beam_result)
+        beam_result.wait_until_finish()
+    except KeyboardInterrupt:
+        cancel_run(beam_result, opts.runner, opts.flink_master, args)
+        result.warnings.append("streaming run stopped by the user (Ctrl-C); committed panes stay, the next run "
+                               "resumes from the committed offsets")
+    finally:
         import sys
         if "connectors.warehouse.duckdb" in sys.modules:
             sys.modules["connectors.warehouse.duckdb"].unpin_all()  # streaming pane commits kept the file open

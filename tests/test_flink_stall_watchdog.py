@@ -96,3 +96,64 @@ def test_every_reader_ended_stops_without_a_warning(rest):
         streams.forget(run)
     assert calls == [("stop", "127.0.0.1:1", "j3")] and warnings == []
     assert streams.last_reader_call(run) is None  # forget() drops the run's bookkeeping
+
+
+def test_a_job_whose_readers_never_start_raises_job_did_not_start(rest):
+    job, calls = rest
+    run = "never-run"
+    try:  # no reader of the run was ever invoked
+        with pytest.raises(runners.JobDidNotStart, match="none of the run's 2 stream readers within"):
+            runners.stop_when_drained(job, "127.0.0.1:1", ["--job_name=j4"], run, ["out"], readers=2,
+                                      poll_s=0.01, stall_s=1.0, start_s=0.2)
+    finally:
+        streams.forget(run)
+    assert calls == []  # the caller cancels and resubmits (tested on the real cluster below)
+
+
+@pytest.mark.infra
+@pytest.mark.slow
+def test_a_job_that_did_not_start_is_cancelled_and_submitted_again_on_the_cluster(tmp_path, monkeypatch):
+    """The real cluster: the first submission is declared not started at once (start_s=0: its readers cannot have
+    been invoked yet), so flow-beam cancels it, waits until Flink has no unfinished job of that name, submits the
+    pipeline again, and that run loads the join exactly once (no row missing, none twice)."""
+    from test_streaming_join import need, source, topic_with
+
+    from flow_beam.running import RunOptions, run_document
+    servers, master = need("flink")
+    real = runners.stop_when_drained
+    calls = []
+
+    def first_declared_not_started(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            kwargs["start_s"] = 0.0
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(runners, "stop_when_drained", first_declared_not_started)
+    orders = [{"order_id": i, "customer": f"c{i % 3}", "amount": i, "ts": 1767225600 + i} for i in range(20)]
+    payments = [{"order_id": i, "paid": 10 * i, "ts": 1767225600 + i + 1} for i in range(20)]
+    doc = {"kind": "pipeline", "version": "1.0", "id": "resubmit", "nodes": [
+        source("orders", servers, topic_with(servers, orders),
+               [("order_id", "int"), ("customer", "string"), ("amount", "int"), ("ts", "int")]),
+        source("payments", servers, topic_with(servers, payments),
+               [("order_id", "int"), ("paid", "int"), ("ts", "int")]),
+        {"id": "paid", "kind": "join", "inputs": ["orders", "payments"], "type": "inner", "on": ["order_id"],
+         "select": {"orders": ["order_id", "amount"], "payments": ["paid"]},
+         "window": {"type": "fixed", "size": "1m"}},
+        {"id": "out", "kind": "target", "input": "paid", "schema": "public.paid", "loadMode": "append"}]}
+    db = tmp_path / "w.duckdb"
+    result = run_document(doc, RunOptions(runner="flink", warehouse=f"duckdb://{db}", stop_after_idle_s=3,
+                                          flink_master=master))
+    assert result.status == "completed", result.error
+    assert len(calls) == 2
+    assert any("cancelled and submitted again" in w for w in result.warnings), result.warnings
+    import duckdb
+    con = duckdb.connect(str(db), read_only=True)
+    try:
+        got = sorted(con.execute("SELECT order_id, amount, paid FROM public.paid").fetchall())
+    finally:
+        con.close()
+    assert got == [(i, i, 10 * i) for i in range(20)]
+    jobs = [j for j in runners.flink_rest(master, "GET", "/jobs/overview")["jobs"]
+            if j["name"].startswith("flowbeam-resubmit-") and j["state"] not in ("FINISHED", "CANCELED", "FAILED")]
+    assert jobs == []
