@@ -117,13 +117,14 @@ def stop_when_drained(beam_result, flink_master: str | None, args: list[str], ru
     FINISHES and Beam gets its metrics); on [local], Beam's cancel once every target has also passed the
     end-of-time watermark (ir_compiler.lower.streaming.drained), or after ``grace_s`` more. Returns warnings.
 
-    A stall watchdog: Beam's portable Flink runner (2.70) now and then stops resuming a splittable reader that
-    deferred its remainder (seen here about once in ten runs of a two-topic join; apache/beam#19637, #27648): the
-    job then runs forever with nothing to do. When no reader of the run was invoked for ``stall_s`` seconds
+    Stalls: Beam's portable Flink runner (2.70) now and then starts a streaming job that never invokes its
+    readers (2 of 6 runs of the two-topic join here): it runs forever with nothing to do. A job none of whose
+    readers was ever invoked raises JobDidNotStart (below). Should a reader stop being resumed later, a
+    watchdog acts: when no reader of the run was invoked for ``stall_s`` seconds
     (FLOW_BEAM_FLINK_STALL_S, default 60) before every reader ended, the job is stopped the same way (drain:
     every window read so far is loaded) and the run says so: positions not committed are read again by the next
     run, whose loads skip what is already in the table. A job none of whose readers was ever invoked within
-    ``start_s`` (FLOW_BEAM_FLINK_START_S, default 120) of the submission raises JobDidNotStart: it read nothing,
+    ``start_s`` (FLOW_BEAM_FLINK_START_S, default 60) of the submission raises JobDidNotStart: it read nothing,
     so the caller may cancel it and submit it again."""
     import time
 
@@ -134,7 +135,7 @@ def stop_when_drained(beam_result, flink_master: str | None, args: list[str], ru
     if stall_s is None:
         stall_s = float(os.environ.get("FLOW_BEAM_FLINK_STALL_S", "60"))
     if start_s is None:
-        start_s = float(os.environ.get("FLOW_BEAM_FLINK_START_S", "120"))
+        start_s = float(os.environ.get("FLOW_BEAM_FLINK_START_S", "60"))
     submitted = time.monotonic()
     names = [a.split("=", 1)[1] for a in args if a.startswith("--job_name=")]
     ended_at = None

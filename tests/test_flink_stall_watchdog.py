@@ -1,10 +1,11 @@
 """The stall watchdog of an idle-stopped streaming run on Flink (flow_beam.runners.stop_when_drained).
 
-Beam's portable Flink runner (job server 2.70) now and then stops resuming a splittable reader that deferred its
-remainder: the job then runs forever with nothing to do (seen here once in a dozen runs of the two-topic join of
-tests/test_streaming_join.py; a CI run hung on it). That stall cannot be produced on demand, so these tests drive
-the watchdog with the reader bookkeeping it reads (connectors.streams) and a fake job; the Flink REST calls are
-recorded instead of sent. The real-cluster runs are in tests/test_streaming*.py."""
+Beam's portable Flink runner (job server 2.70) now and then starts a streaming job that never invokes its
+readers: the job then runs forever with nothing to do (2 of 6 runs of the two-topic join of
+tests/test_streaming_join.py here; a CI run hung on it). That stall cannot be produced on demand, so these tests
+drive the watchdog with the reader bookkeeping it reads (connectors.streams) and a fake job, the Flink REST calls
+recorded instead of sent; the last test declares a real job on the real cluster not started and checks the
+cancel-and-resubmit loads every row once."""
 import time
 
 import pytest
