@@ -137,16 +137,17 @@ def stop_when_drained(beam_result, flink_master: str | None, args: list[str], ru
     if start_s is None:
         start_s = float(os.environ.get("FLOW_BEAM_FLINK_START_S", "60"))
     submitted = time.monotonic()
+    watch = readers_in_this_process(args)  # reader calls are only seen when the readers run in this process
     names = [a.split("=", 1)[1] for a in args if a.startswith("--job_name=")]
     ended_at = None
     warnings: list[str] = []
     while not PipelineState.is_terminal(beam_result.state):
         done, ended = drained(run_id)
-        if readers and last_reader_call(run_id) is None and time.monotonic() - submitted > start_s:
+        if watch and readers and last_reader_call(run_id) is None and time.monotonic() - submitted > start_s:
             raise JobDidNotStart(f"Flink started none of the run's {readers} stream readers within {start_s:.0f} s "
                                  f"of the submission")
         stalled = reader_stalled_for(run_id)
-        if ended < readers and stalled > stall_s:
+        if watch and ended < readers and stalled > stall_s:
             warnings = [f"{readers - ended} of {readers} stream readers were not resumed by the Flink runner for "
                         f"{stalled:.0f} s (a Beam portable-runner stall); the job was stopped with a drain: what "
                         f"was read is loaded, what was not committed is read again by the next run"]
@@ -179,6 +180,35 @@ def stop_when_drained(beam_result, flink_master: str | None, args: list[str], ru
                                    f"committed)"]
         time.sleep(poll_s)
     return warnings
+
+
+def readers_in_this_process(args: list[str]) -> bool:
+    """Whether the run's Python work (its readers) runs in this process: Beam's LOOPBACK environment, the
+    default here. With an external worker pool the start and stall watchdogs see no reader call and stay off."""
+    env = [a.split("=", 1)[1] for a in args if a.startswith("--environment_type=")]
+    return bool(env) and env[-1].upper() == "LOOPBACK"
+
+
+def wait_started(beam_result, run_id: str, readers: int, poll_s: float = 0.5,
+                 start_s: float | None = None) -> None:
+    """A streaming job on Flink that runs until stopped: return once one of its readers was invoked (or the job
+    ended); raise JobDidNotStart when none was within ``start_s`` (FLOW_BEAM_FLINK_START_S, default 60) of the
+    submission (see stop_when_drained)."""
+    import time
+
+    from apache_beam.runners.runner import PipelineState
+
+    from ir_compiler.lower.streaming import last_reader_call
+    if start_s is None:
+        start_s = float(os.environ.get("FLOW_BEAM_FLINK_START_S", "60"))
+    submitted = time.monotonic()
+    while readers and not PipelineState.is_terminal(beam_result.state):
+        if last_reader_call(run_id) is not None:
+            return
+        if time.monotonic() - submitted > start_s:
+            raise JobDidNotStart(f"Flink started none of the run's {readers} stream readers within {start_s:.0f} s "
+                                 f"of the submission")
+        time.sleep(poll_s)
 
 
 def wait_job_gone(beam_result, flink_master: str | None, args: list[str], timeout_s: float = 60.0) -> None:

@@ -282,8 +282,10 @@ def _execute(checked, opts: RunOptions, url: str, run_dir: str, result: RunResul
             " (streaming: Ctrl-C stops it)" if streaming else ""))
     beam_result = p.run()
     note_beam_result(beam_result)  # a failure while waiting still has its metrics
-    if streaming and opts.runner == "flink" and opts.stop_after_idle_s is not None:
-        return _await_idle_stop_on_flink(checked, opts, ctx, lookups, args, result, inputs, beam_result)
+    if streaming and opts.runner == "flink":
+        from flow_beam.runners import readers_in_this_process
+        if opts.stop_after_idle_s is not None or readers_in_this_process(args):
+            return _await_streaming_on_flink(checked, opts, ctx, lookups, args, result, inputs, beam_result)
     if opts.runner == "dataflow" and getattr(opts.dataflow, "dry_run", False):
         _write_job_graph(beam_result, opts.job_file or f"{checked.pipeline.id}-dataflow-job.json", result)
         return beam_result
@@ -309,19 +311,23 @@ def _execute(checked, opts: RunOptions, url: str, run_dir: str, result: RunResul
     return beam_result
 
 
-def _await_idle_stop_on_flink(checked, opts: RunOptions, ctx, lookups, args, result: RunResult, inputs: _Inputs,
+def _await_streaming_on_flink(checked, opts: RunOptions, ctx, lookups, args, result: RunResult, inputs: _Inputs,
                               beam_result):
-    """An idle-stopped streaming run on Flink: stop the job once every row is loaded (runners.stop_when_drained).
-    A job whose readers Flink never started (seen now and then with Beam's portable Flink runner: the job stays
-    RUNNING with no record moved) read and committed nothing: it is cancelled and submitted once more."""
-    from flow_beam.runners import JobDidNotStart, cancel_run, stop_when_drained, wait_job_gone
+    """A streaming run on Flink: an idle-stopped one is stopped once every row is loaded
+    (runners.stop_when_drained); one without an idle stop runs until stopped. A job whose readers Flink never
+    started (seen now and then with Beam's portable Flink runner: the job stays RUNNING with no record moved)
+    read and committed nothing: it is cancelled and submitted once more."""
+    from flow_beam.runners import JobDidNotStart, cancel_run, stop_when_drained, wait_job_gone, wait_started
     targets = [n.id for n in checked.pipeline.nodes if n.kind == "target"]
     readers = _stream_readers(checked, opts, inputs)
     try:
         for attempt in (1, 2):
             try:
-                result.warnings += stop_when_drained(beam_result, opts.flink_master, args, result.runId, targets,
-                                                     readers)
+                if opts.stop_after_idle_s is not None:
+                    result.warnings += stop_when_drained(beam_result, opts.flink_master, args, result.runId,
+                                                         targets, readers)
+                else:
+                    wait_started(beam_result, result.runId, readers)
                 break
             except JobDidNotStart as exc:
                 cancel_run(beam_result, "flink", opts.flink_master, args)

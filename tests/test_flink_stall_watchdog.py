@@ -56,7 +56,7 @@ def test_a_stalled_reader_stops_the_job_with_a_drain_and_says_so(rest):
         with streams._LOCK:
             streams._LAST_CALL[run] = time.monotonic() - 5.0  # the readers were last resumed 5 s ago
         streams.reader_done(run, ("orders", "t:0"))  # one of two readers ended
-        warnings = runners.stop_when_drained(job, "127.0.0.1:1", ["--job_name=j1"], run, ["out"], readers=2,
+        warnings = runners.stop_when_drained(job, "127.0.0.1:1", ["--environment_type=LOOPBACK", "--job_name=j1"], run, ["out"], readers=2,
                                              poll_s=0.01, stall_s=1.0)
     finally:
         streams.forget(run)
@@ -75,7 +75,7 @@ def test_readers_still_being_resumed_are_not_a_stall(rest):
         import threading
         stopper = threading.Timer(0.5, lambda: setattr(job, "state", "DONE"))
         stopper.start()
-        warnings = runners.stop_when_drained(job, "127.0.0.1:1", ["--job_name=j2"], run, ["out"], readers=2,
+        warnings = runners.stop_when_drained(job, "127.0.0.1:1", ["--environment_type=LOOPBACK", "--job_name=j2"], run, ["out"], readers=2,
                                              poll_s=0.01, stall_s=30.0)
         stopper.join()
     finally:
@@ -91,7 +91,7 @@ def test_every_reader_ended_stops_without_a_warning(rest):
             streams._LAST_CALL[run] = time.monotonic() - 500.0  # long ago, but every reader ended: no stall
         streams.reader_done(run, ("orders", "t:0"))
         streams.reader_done(run, ("orders", "t:1"))
-        warnings = runners.stop_when_drained(job, "127.0.0.1:1", ["--job_name=j3"], run, ["out"], readers=2,
+        warnings = runners.stop_when_drained(job, "127.0.0.1:1", ["--environment_type=LOOPBACK", "--job_name=j3"], run, ["out"], readers=2,
                                              poll_s=0.01, stall_s=1.0)
     finally:
         streams.forget(run)
@@ -104,7 +104,7 @@ def test_a_job_whose_readers_never_start_raises_job_did_not_start(rest):
     run = "never-run"
     try:  # no reader of the run was ever invoked
         with pytest.raises(runners.JobDidNotStart, match="none of the run's 2 stream readers within"):
-            runners.stop_when_drained(job, "127.0.0.1:1", ["--job_name=j4"], run, ["out"], readers=2,
+            runners.stop_when_drained(job, "127.0.0.1:1", ["--environment_type=LOOPBACK", "--job_name=j4"], run, ["out"], readers=2,
                                       poll_s=0.01, stall_s=1.0, start_s=0.2)
     finally:
         streams.forget(run)
@@ -158,3 +158,32 @@ def test_a_job_that_did_not_start_is_cancelled_and_submitted_again_on_the_cluste
     jobs = [j for j in runners.flink_rest(master, "GET", "/jobs/overview")["jobs"]
             if j["name"].startswith("flowbeam-resubmit-") and j["state"] not in ("FINISHED", "CANCELED", "FAILED")]
     assert jobs == []
+
+
+def test_without_a_reader_in_this_process_the_watchdogs_stay_off(rest):
+    """An external worker pool runs the readers elsewhere: no reader call is ever seen here, which is not a stall."""
+    job, calls = rest
+    run = "external-run"
+    import threading
+    stopper = threading.Timer(0.6, lambda: setattr(job, "state", "DONE"))
+    stopper.start()
+    try:
+        warnings = runners.stop_when_drained(job, "127.0.0.1:1", ["--environment_type=EXTERNAL", "--job_name=j5"],
+                                             run, ["out"], readers=2, poll_s=0.01, stall_s=0.1, start_s=0.1)
+    finally:
+        stopper.join()
+        streams.forget(run)
+    assert calls == [] and warnings == []
+
+
+def test_wait_started_returns_at_the_first_reader_call_and_raises_without_one():
+    job = FakeJob()
+    run = "start-run"
+    try:
+        with pytest.raises(runners.JobDidNotStart):
+            runners.wait_started(job, run, readers=1, poll_s=0.01, start_s=0.2)
+        with streams._LOCK:
+            streams._LAST_CALL[run] = time.monotonic()
+        runners.wait_started(job, run, readers=1, poll_s=0.01, start_s=0.2)  # returns: a reader was invoked
+    finally:
+        streams.forget(run)
