@@ -118,34 +118,27 @@ def stop_when_drained(beam_result, flink_master: str | None, args: list[str], ru
     end-of-time watermark (ir_compiler.lower.streaming.drained), or after ``grace_s`` more. Returns warnings.
 
     Stalls: Beam's portable Flink runner (2.70) now and then starts a streaming job that never invokes its
-    readers (2 of 6 runs of the two-topic join here): it runs forever with nothing to do. A job none of whose
-    readers was ever invoked raises JobDidNotStart (below). Should a reader stop being resumed later, a
-    watchdog acts: when no reader of the run was invoked for ``stall_s`` seconds
-    (FLOW_BEAM_FLINK_STALL_S, default 60) before every reader ended, the job is stopped the same way (drain:
-    every window read so far is loaded) and the run says so: positions not committed are read again by the next
-    run, whose loads skip what is already in the table. A job none of whose readers was ever invoked within
-    ``start_s`` (FLOW_BEAM_FLINK_START_S, default 60) of the submission raises JobDidNotStart: it read nothing,
-    so the caller may cancel it and submit it again."""
+    readers (2 of 6 runs of the two-topic join here): it runs forever with nothing to do. Such a job raises
+    JobDidNotStart (see check_started). Should a reader stop being resumed later, a watchdog acts: when no reader
+    of the run was invoked for ``stall_s`` seconds (FLOW_BEAM_FLINK_STALL_S, default 60) before every reader
+    ended, the job is stopped the same way (drain: every window read so far is loaded) and the run says so:
+    positions not committed are read again by the next run, whose loads skip what is already in the table."""
     import time
 
     from apache_beam.runners.runner import PipelineState
 
     from ir_compiler.lower.streaming import drained, reader_stalled_for
-    from ir_compiler.lower.streaming import last_reader_call
     if stall_s is None:
         stall_s = float(os.environ.get("FLOW_BEAM_FLINK_STALL_S", "60"))
-    if start_s is None:
-        start_s = float(os.environ.get("FLOW_BEAM_FLINK_START_S", "60"))
     submitted = time.monotonic()
     watch = readers_in_this_process(args)  # reader calls are only seen when the readers run in this process
-    names = [a.split("=", 1)[1] for a in args if a.startswith("--job_name=")]
+    names = _job_names(args)
     ended_at = None
     warnings: list[str] = []
     while not PipelineState.is_terminal(beam_result.state):
         done, ended = drained(run_id)
-        if watch and readers and last_reader_call(run_id) is None and time.monotonic() - submitted > start_s:
-            raise JobDidNotStart(f"Flink started none of the run's {readers} stream readers within {start_s:.0f} s "
-                                 f"of the submission")
+        if watch:
+            check_started(run_id, readers, submitted, start_s)
         stalled = reader_stalled_for(run_id)
         if watch and ended < readers and stalled > stall_s:
             warnings = [f"{readers - ended} of {readers} stream readers were not resumed by the Flink runner for "
@@ -189,25 +182,34 @@ def readers_in_this_process(args: list[str]) -> bool:
     return bool(env) and env[-1].upper() == "LOOPBACK"
 
 
+def check_started(run_id: str, readers: int, submitted: float, start_s: float | None = None) -> bool:
+    """Whether a reader of the run was invoked in this process; raises JobDidNotStart when none was within
+    ``start_s`` (FLOW_BEAM_FLINK_START_S, default 60) of ``submitted`` (time.monotonic()): such a job read and
+    committed nothing, so the caller may cancel it and submit it again."""
+    import time
+
+    from ir_compiler.lower.streaming import last_reader_call
+    if not readers or last_reader_call(run_id) is not None:
+        return True
+    if start_s is None:
+        start_s = float(os.environ.get("FLOW_BEAM_FLINK_START_S", "60"))
+    if time.monotonic() - submitted > start_s:
+        raise JobDidNotStart(f"Flink started none of the run's {readers} stream readers within {start_s:.0f} s "
+                             f"of the submission")
+    return False
+
+
 def wait_started(beam_result, run_id: str, readers: int, poll_s: float = 0.5,
                  start_s: float | None = None) -> None:
     """A streaming job on Flink that runs until stopped: return once one of its readers was invoked (or the job
-    ended); raise JobDidNotStart when none was within ``start_s`` (FLOW_BEAM_FLINK_START_S, default 60) of the
-    submission (see stop_when_drained)."""
+    ended); JobDidNotStart as in check_started."""
     import time
 
     from apache_beam.runners.runner import PipelineState
-
-    from ir_compiler.lower.streaming import last_reader_call
-    if start_s is None:
-        start_s = float(os.environ.get("FLOW_BEAM_FLINK_START_S", "60"))
     submitted = time.monotonic()
-    while readers and not PipelineState.is_terminal(beam_result.state):
-        if last_reader_call(run_id) is not None:
+    while not PipelineState.is_terminal(beam_result.state):
+        if check_started(run_id, readers, submitted, start_s):
             return
-        if time.monotonic() - submitted > start_s:
-            raise JobDidNotStart(f"Flink started none of the run's {readers} stream readers within {start_s:.0f} s "
-                                 f"of the submission")
         time.sleep(poll_s)
 
 
@@ -217,14 +219,13 @@ def wait_job_gone(beam_result, flink_master: str | None, args: list[str], timeou
     import time
 
     from apache_beam.runners.runner import PipelineState
-    names = [a.split("=", 1)[1] for a in args if a.startswith("--job_name=")]
+    names = _job_names(args)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         left = []
         if flink_master and flink_master != "[local]" and names:
             try:
-                left = [j for j in flink_rest(flink_master, "GET", "/jobs/overview").get("jobs", [])
-                        if j.get("name") == names[-1] and j.get("state") not in ("FINISHED", "CANCELED", "FAILED")]
+                left = _unfinished_jobs(flink_master, names[-1])
             except OSError:
                 left = []
         try:
@@ -252,7 +253,7 @@ def cancel_run(beam_result, runner: str, flink_master: str | None, args: list[st
     except Exception:  # noqa: BLE001
         pass
     if runner == "flink" and flink_master and flink_master != "[local]":
-        names = [a.split("=", 1)[1] for a in args if a.startswith("--job_name=")]
+        names = _job_names(args)
         try:
             if names:
                 flink_cancel(flink_master, job_name=names[-1])
@@ -308,15 +309,24 @@ def flink_stop(master: str, job_name: str, target_dir: str | None = None) -> lis
     return ids
 
 
+def _unfinished_jobs(master: str, job_name: str) -> list[dict]:
+    """The cluster's jobs of this name that have not ended (REST /jobs/overview)."""
+    return [j for j in flink_rest(master, "GET", "/jobs/overview").get("jobs", [])
+            if j.get("name") == job_name and j.get("state") not in ("FINISHED", "CANCELED", "FAILED")]
+
+
+def _job_names(args: list[str]) -> list[str]:
+    """The --job_name values among Beam options (the last one wins)."""
+    return [a.split("=", 1)[1] for a in args if a.startswith("--job_name=")]
+
+
 def flink_cancel(master: str, job_name: str | None = None, job_id: str | None = None) -> list[str]:
     """Cancel running jobs on a Flink cluster through its REST API (Beam's result.cancel() does not stop a job on
     a real cluster): the job with this id, or every unfinished job with this name. Returns the ids cancelled."""
     if job_id:
         ids = [job_id]
     else:
-        jobs = flink_rest(master, "GET", "/jobs/overview").get("jobs", [])
-        ids = [j["jid"] for j in jobs if j.get("name") == job_name
-               and j.get("state") not in ("FINISHED", "CANCELED", "FAILED")]
+        ids = [j["jid"] for j in _unfinished_jobs(master, job_name)]
     for jid in ids:
         flink_rest(master, "PATCH", f"/jobs/{jid}?mode=cancel")
     return ids

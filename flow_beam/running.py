@@ -300,14 +300,9 @@ def _execute(checked, opts: RunOptions, url: str, run_dir: str, result: RunResul
             raise
         from flow_beam.runners import cancel_run
         cancel_run(beam_result, opts.runner, opts.flink_master, args)
-        result.warnings.append("streaming run stopped by the user (Ctrl-C); committed panes stay, the next run "
-                               "resumes from the committed offsets")
-    finally:  # (only when loaded: importing them just to find nothing to do cost ~0.2 s per run)
-        import sys
-        if "connectors.warehouse.duckdb" in sys.modules:
-            sys.modules["connectors.warehouse.duckdb"].unpin_all()  # streaming pane commits kept the file open
-        if "ir_compiler.lower.streaming" in sys.modules:
-            sys.modules["ir_compiler.lower.streaming"].forget_run(result.runId)
+        result.warnings.append(STOPPED_BY_USER)
+    finally:
+        _release_streaming_state(result.runId)
     return beam_result
 
 
@@ -335,9 +330,7 @@ def _await_streaming_on_flink(checked, opts: RunOptions, ctx, lookups, args, res
                 if attempt == 2:
                     raise
                 result.warnings.append(f"{exc}; the job read nothing: cancelled and submitted again")
-                import sys
-                if "ir_compiler.lower.streaming" in sys.modules:
-                    sys.modules["ir_compiler.lower.streaming"].forget_run(result.runId)
+                _release_streaming_state(result.runId)
                 p = make_pipeline(opts.runner, args)
                 build_pipeline(p, checked, ctx, lookups)
                 beam_result = p.run()
@@ -345,15 +338,25 @@ def _await_streaming_on_flink(checked, opts: RunOptions, ctx, lookups, args, res
         beam_result.wait_until_finish()
     except KeyboardInterrupt:
         cancel_run(beam_result, opts.runner, opts.flink_master, args)
-        result.warnings.append("streaming run stopped by the user (Ctrl-C); committed panes stay, the next run "
-                               "resumes from the committed offsets")
+        result.warnings.append(STOPPED_BY_USER)
     finally:
-        import sys
-        if "connectors.warehouse.duckdb" in sys.modules:
-            sys.modules["connectors.warehouse.duckdb"].unpin_all()  # streaming pane commits kept the file open
-        if "ir_compiler.lower.streaming" in sys.modules:
-            sys.modules["ir_compiler.lower.streaming"].forget_run(result.runId)
+        _release_streaming_state(result.runId)
     return beam_result
+
+
+def _release_streaming_state(run_id: str) -> None:
+    """After a run (or a cancelled submission): unpin DuckDB files kept open by streaming pane commits and drop
+    the run's process-wide reader/target state (only when loaded: importing them just to find nothing to do cost
+    ~0.2 s per run)."""
+    import sys
+    if "connectors.warehouse.duckdb" in sys.modules:
+        sys.modules["connectors.warehouse.duckdb"].unpin_all()
+    if "ir_compiler.lower.streaming" in sys.modules:
+        sys.modules["ir_compiler.lower.streaming"].forget_run(run_id)
+
+
+STOPPED_BY_USER = ("streaming run stopped by the user (Ctrl-C); committed panes stay, the next run resumes from the "
+                   "committed offsets")
 
 
 def _stream_readers(checked, opts: RunOptions, inputs: _Inputs) -> int:
