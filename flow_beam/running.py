@@ -311,12 +311,14 @@ def _await_streaming_on_flink(checked, opts: RunOptions, ctx, lookups, args, res
     """A streaming run on Flink: an idle-stopped one is stopped once every row is loaded
     (runners.stop_when_drained); one without an idle stop runs until stopped. A job whose readers Flink never
     started (seen now and then with Beam's portable Flink runner: the job stays RUNNING with no record moved)
-    read and committed nothing: it is cancelled and submitted once more."""
+    read and committed nothing: it is cancelled and submitted again (FLOW_BEAM_FLINK_START_ATTEMPTS submissions
+    at most, default 3)."""
     from flow_beam.runners import JobDidNotStart, cancel_run, stop_when_drained, wait_job_gone, wait_started
     targets = [n.id for n in checked.pipeline.nodes if n.kind == "target"]
     readers = _stream_readers(checked, opts, inputs)
+    attempts = max(1, int(os.environ.get("FLOW_BEAM_FLINK_START_ATTEMPTS", "3")))
     try:
-        for attempt in (1, 2):
+        for attempt in range(1, attempts + 1):
             try:
                 if opts.stop_after_idle_s is not None:
                     result.warnings += stop_when_drained(beam_result, opts.flink_master, args, result.runId,
@@ -327,9 +329,11 @@ def _await_streaming_on_flink(checked, opts: RunOptions, ctx, lookups, args, res
             except JobDidNotStart as exc:
                 cancel_run(beam_result, "flink", opts.flink_master, args)
                 wait_job_gone(beam_result, opts.flink_master, args)
-                if attempt == 2:
-                    raise
-                result.warnings.append(f"{exc}; the job read nothing: cancelled and submitted again")
+                if attempt == attempts:
+                    raise JobDidNotStart(f"{exc} ({attempts} submissions; FLOW_BEAM_FLINK_START_ATTEMPTS): the "
+                                         f"jobs read and committed nothing; run again") from None
+                result.warnings.append(f"{exc}; the job read nothing: cancelled and submitted again "
+                                       f"(submission {attempt + 1} of at most {attempts})")
                 _release_streaming_state(result.runId)
                 p = make_pipeline(opts.runner, args)
                 build_pipeline(p, checked, ctx, lookups)
