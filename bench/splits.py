@@ -3,7 +3,8 @@
 Contenders (each a whole process, interleaved rounds, per-country sums cross-checked with pyarrow's):
   pyarrow                 the floor (read_csv + compute + group_by)
   direct 1 range          flow-beam on the direct runner with splitting off (FLOW_BEAM_SPLIT_BYTES huge)
-  direct                  flow-beam on the direct runner, the file split into 64 MiB ranges
+  direct                  flow-beam on the direct runner, the file split into 64 MiB ranges (FLOW_BEAM_SPLIT_BYTES
+                          set: a one-worker direct run does not split by default)
   direct 2 procs          + --direct_num_workers=2 --direct_running_mode=multi_processing
   flink p1 / flink p2     the Flink cluster (scripts/flink.sh) with --parallelism=1 / 2; Python work runs in a
                           pool of SDK worker PROCESSES (--environment_type=EXTERNAL, a worker pool bound to
@@ -78,7 +79,7 @@ def start_pool() -> int:
 
 CONTENDERS = {
     "direct 1 range": ([], NO_SPLIT),
-    "direct": ([], None),
+    "direct": ([], str(64 << 20)),  # set explicitly: a one-worker direct run does not split by default
     "direct 2 procs": (["--", "--direct_num_workers=2", "--direct_running_mode=multi_processing"], None),
     "flink p1": (FLINK + ["--", "--parallelism=1"], None),
     "flink p2": (FLINK + ["--", "--parallelism=2"], None),

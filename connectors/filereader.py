@@ -126,7 +126,7 @@ def read_files(p, node, ctx, paths: list[str], schema, fetch=None):
     declared, hint = schemas_of(node, schema)
     cfg, label = node.config, node.id
     options = format_options(cfg)
-    if fetch is None:  # local files: large ones become several ranges (connectors.splits)
+    if fetch is None and getattr(ctx, "split_files", True):  # local files: large ones become ranges (connectors.splits)
         files = [(i, path, part) for i, path in enumerate(paths)
                  for part in plan_file(path, cfg.format, options, typed=schema is not None)]
     else:

@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from connectors.splits import splits_pay
 from connectors.warehouse import open_warehouse, redact_url, warehouse_url
 from flow_beam.results import (NodeResult, RunResult, balance_problem, metric_counts, note_beam_result, now_iso,
                                partial_metrics)
@@ -262,7 +263,8 @@ def _execute(checked, opts: RunOptions, url: str, run_dir: str, result: RunResul
                      retry=checked.pipeline.errorHandling.retry if checked.pipeline.errorHandling else None,
                      sink_root=opts.sink_root, prepared=inputs.prepared,
                      streaming=streaming, idle_stop_s=opts.stop_after_idle_s,
-                     on_dataflow=opts.runner == "dataflow", ledger=inputs.ledger)
+                     on_dataflow=opts.runner == "dataflow", ledger=inputs.ledger,
+                     split_files=splits_pay(opts.runner, opts.beam_args))
     lookups = _load_lookups(checked, url)
     if opts.runner == "dataflow":
         from flow_beam.runners import DataflowProfile, dataflow_args

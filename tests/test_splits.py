@@ -214,3 +214,46 @@ def test_a_file_breaking_in_one_range_loads_none_of_its_rows(tmp_path, monkeypat
         else:
             assert res.status == "failed" and "bad.csv" in res.nodes["tgt"].error
             assert os.listdir(folder) == [".failed", ".processing", "good.csv"] or "good.csv" in os.listdir(folder)
+
+
+def test_splitting_pays_only_where_ranges_can_run_in_parallel(monkeypatch):
+    from connectors.splits import splits_pay
+    monkeypatch.delenv("FLOW_BEAM_SPLIT_BYTES", raising=False)
+    assert not splits_pay("direct")  # one in-process worker: ranges only cost
+    assert not splits_pay("direct", ["--direct_num_workers=1"])
+    assert splits_pay("direct", ["--direct_num_workers=2", "--direct_running_mode=multi_processing"])
+    assert splits_pay("direct", ["--direct_num_workers", "0"])  # 0: one worker per core
+    for runner in ("prism", "flink", "dataflow"):
+        assert splits_pay(runner)
+    monkeypatch.setenv("FLOW_BEAM_SPLIT_BYTES", str(1 << 20))
+    assert splits_pay("direct")  # asked for explicitly
+
+
+def test_a_default_direct_run_reads_a_large_file_as_one_range(tmp_path, monkeypatch):
+    """Without FLOW_BEAM_SPLIT_BYTES a one-worker direct run never plans ranges; with two direct workers the
+    same file is planned into ranges (the planner's size limit lowered to 1 MiB here) and both load every row."""
+    import connectors.splits as splits
+    monkeypatch.delenv("FLOW_BEAM_SPLIT_BYTES", raising=False)
+    planned = []
+    real = splits.plan_file
+
+    def spy(*args, **kwargs):
+        parts = real(*args, **{**kwargs, "size_limit": 1 << 20})
+        planned.append(len(parts))
+        return parts
+
+    monkeypatch.setattr(splits, "plan_file", spy)
+    folder, wh = tmp_path / "in", tmp_path / "wh.duckdb"
+    folder.mkdir()
+    _csv(folder / "a.csv", rows=250_000)
+    res = run_document(_doc(folder), RunOptions(warehouse=f"duckdb://{wh}"))
+    assert res.status == "completed_with_errors", res.error
+    assert planned == []  # never planned: one range
+    assert res.nodes["src"].rowsIn == 250_000
+    folder2 = tmp_path / "in2"  # the first run moved its file to .done
+    folder2.mkdir()
+    _csv(folder2 / "a.csv", rows=250_000)
+    res2 = run_document(_doc(folder2), RunOptions(warehouse=f"duckdb://{tmp_path / 'w2.duckdb'}",
+                                                  beam_args=["--direct_num_workers=2"]))
+    assert planned and planned[0] >= 3  # two workers: the file is planned into ranges
+    assert res2.nodes["src"].rowsIn == 250_000

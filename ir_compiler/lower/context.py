@@ -42,6 +42,7 @@ class RunContext:
     ledger: dict = field(default_factory=dict)  # target id -> the input files its load records in _flow_files
     stream_plans: dict = field(default_factory=dict)  # streaming: stream source id -> connectors.streams.StreamPlan
     # (what its own unbounded reader gates its commits on)
+    split_files: bool = True  # large local files become ranges (connectors.splits); off on a one-worker direct run
 
     def report_dir(self, kind: str) -> str:
         path = os.path.join(self.run_dir, kind)
