@@ -99,6 +99,30 @@ def output_schema(node, schemas: list[Schema]) -> Schema:
     return Schema(fields)
 
 
+def arrow_join(left: pa.Table, right: pa.Table, keys: list[str], right_keys: list[str], join_type: str,
+               coalesce: bool) -> pa.Table:
+    """``left.join(right)``, also when a non-key column is a list, struct or map (Arrow's hash join carries only
+    flat columns): such a column rides through the join as the row numbers of its table, under its own name
+    and place, and is gathered back afterwards (a row without a partner gets NULL)."""
+    nested = {}
+
+    def flat(table: pa.Table, key_names: list[str]) -> pa.Table:
+        for j, f in enumerate(table.schema):
+            if f.name not in key_names and pa.types.is_nested(f.type):
+                nested[f.name] = table.column(j)
+                table = table.set_column(j, f.name, pa.array(range(table.num_rows), pa.int64()))
+        return table
+
+    left, right = flat(left, keys), flat(right, right_keys)
+    joined = left.join(right, keys=keys, right_keys=right_keys, join_type=join_type, use_threads=False,
+                       coalesce_keys=coalesce)
+    for name, column in nested.items():
+        if name in joined.column_names:
+            j = joined.column_names.index(name)
+            joined = joined.set_column(j, name, column.take(joined.column(j)))
+    return joined
+
+
 def join_two(node, left: pa.Table, right: pa.Table, i: int, left_keys: list[str]) -> pa.Table:
     """Join the accumulated ``left`` with input ``i`` (already in its input column names)."""
     shared = all(isinstance(k, str) for k in node.on)
@@ -119,8 +143,7 @@ def join_two(node, left: pa.Table, right: pa.Table, i: int, left_keys: list[str]
             cols.append(right.column(c))
             names.append(out)
     r = pa.table(cols, names=names)
-    joined = left.join(r, keys=left_keys, right_keys=tmp_keys, join_type=jt, use_threads=False,
-                       coalesce_keys=shared)
+    joined = arrow_join(left, r, left_keys, tmp_keys, jt, shared)
     if shared:  # a right outer join names the coalesced key after the right side
         joined = joined.rename_columns([left_keys[tmp_keys.index(c)] if c in tmp_keys and left_keys[
             tmp_keys.index(c)] not in joined.column_names else c for c in joined.column_names])

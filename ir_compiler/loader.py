@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from dataclasses import dataclass, field as dc_field, replace
 from pathlib import Path
@@ -388,6 +389,27 @@ class Loaded:
 _NODE_AT = re.compile(r"^nodes\[(\d+)\]")
 
 
+def single_file_paths(doc: dict) -> dict:
+    """A ``local_fs`` source whose ``config.path`` names one existing file (not a folder) and that has no
+    ``pattern`` reads exactly that file: validated as its folder with a pattern matching only its name (the
+    document itself is not changed). Its atomicity folders are then relative to that folder, as for any path."""
+    nodes = doc.get("nodes")
+    if not isinstance(nodes, list):
+        return doc
+    out = None
+    for i, item in enumerate(nodes):
+        cfg = item.get("config") if isinstance(item, dict) else None
+        if (not isinstance(cfg, dict) or item.get("kind") != "source" or item.get("connector") != "local_fs"
+                or "pattern" in cfg or not isinstance(cfg.get("path"), str) or not os.path.isfile(cfg["path"])):
+            continue
+        folder, name = os.path.split(os.path.abspath(cfg["path"]))
+        if out is None:
+            out = {**doc, "nodes": list(nodes)}
+        out["nodes"][i] = {**item, "config": {**cfg, "path": folder,
+                                              "pattern": {"type": "regex", "value": re.escape(name)}}}
+    return doc if out is None else out
+
+
 def load_partial(source: str | Path | dict, params: dict[str, Any] | None = None) -> Loaded:
     """Every model-layer issue of a document, and the part of it the later layers can check (see :class:`Loaded`).
     Raises DocumentError / ValidationFailed only when nothing can be checked (unreadable, beyond the limits)."""
@@ -399,7 +421,7 @@ def load_partial(source: str | Path | dict, params: dict[str, Any] | None = None
     nodes = resolved.get("nodes")
     full = None
     try:
-        full = Pipeline.model_validate(resolved)
+        full = Pipeline.model_validate(single_file_paths(resolved))
     except ValidationError as exc:
         issues += pydantic_issues(exc, resolved)
     loaded = Loaded(resolved, issues)

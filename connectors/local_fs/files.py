@@ -76,7 +76,7 @@ def list_files(path: str, pattern: dict | None = None, ordering: str = "process_
         raise ConnectorError(f"unknown ordering {ordering!r}; use one of {', '.join(ORDERINGS)}")
     if not os.path.isdir(path):
         raise ConnectorError(f"input folder {path} does not exist (or is not a folder); create it, fix "
-                             f"config.path, or mount the storage that holds it")
+                             f"config.path (a folder, or one existing file), or mount the storage that holds it")
     match, recursive = _matcher(pattern, now)
     skip = {os.path.abspath(e if os.path.isabs(e) else os.path.join(path, e)) for e in exclude}
     files = [full for rel, full in _walk(path, recursive, skip) if match(rel)]
