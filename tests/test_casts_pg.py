@@ -71,3 +71,47 @@ def test_values_print_as_postgresql_prints_them(oracle, value):
                dt.datetime: "timestamp"}[type(value)]
     kind, text = oracle.scalar("{v}::text", value, pg_type)
     assert kind == "ok" and text == value_text(value), (value, text, value_text(value))
+
+
+_PG_FORMATS = [("MM/DD/YYYY HH24:MI", "{m:02d}/{d:02d}/{y:04d} {h:02d}:{mi:02d}"),
+               ("DD.MM.YYYY HH12:MI:SS AM", "{d:02d}.{m:02d}.{y:04d} {h12:02d}:{mi:02d}:{s:02d} {ampm}"),
+               ("YYYYMMDD", "{y:04d}{m:02d}{d:02d}"),
+               ("DD Mon YYYY", "{d} {mon} {y:04d}")]
+_MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"]
+
+
+@settings(max_examples=80, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+@given(fmt=st.sampled_from(_PG_FORMATS), y=st.integers(1900, 2100), m=st.integers(1, 12), d=st.integers(1, 28),
+       h=st.integers(0, 23), mi=st.integers(0, 59), s=st.integers(0, 59), to=st.sampled_from(["date", "timestamp"]))
+def test_a_cast_with_a_postgresql_format_reads_as_to_date_and_to_timestamp_do(oracle, fmt, y, m, d, h, mi, s, to):
+    """The cast op's `format` without `%` is a PostgreSQL pattern: the value is what PostgreSQL's to_date /
+    to_timestamp give for the same text and pattern."""
+    import pyarrow as pa
+
+    from ir_compiler.ops.cast import cast_array
+    from ir_compiler.types import parse_type
+    pattern, shape = fmt
+    text = shape.format(y=y, m=m, d=d, h=h, mi=mi, s=s, h12=(h % 12) or 12, ampm="PM" if h >= 12 else "AM",
+                        mon=_MONTHS[m - 1])
+    sql = "SELECT to_date(%s, %s)" if to == "date" else "SELECT to_timestamp(%s, %s)::timestamp"
+    want = oracle.conn.execute(sql, (text, pattern)).fetchone()[0]
+    got, failed = cast_array(pa.array([text]), parse_type(to), pattern)
+    assert failed is None or not failed[0].as_py(), (text, pattern)
+    assert got.to_pylist() == [want], (text, pattern)
+
+
+def test_a_cast_format_that_is_no_pattern_is_refused_where_it_is_written():
+    from ir_compiler.check import check_document, default_context
+    from ir_compiler.errors import ValidationFailed
+    doc = {"kind": "pipeline", "version": "1.0", "id": "fmt", "nodes": [
+        {"id": "src", "kind": "source", "connector": "local_fs", "config": {"path": "/nonexistent", "format": "csv"},
+         "schema": [{"name": "ts", "type": "string"}]},
+        {"id": "t", "kind": "transform", "input": "src",
+         "ops": [{"op": "cast", "field": "ts", "to": "timestamp", "format": "YYYY-MM-DD FXHH24"}]},
+        {"id": "out", "kind": "target", "input": "t", "schema": "public.t", "loadMode": "append"}]}
+    try:
+        check_document(doc, {}, default_context(None))
+    except ValidationFailed as exc:
+        assert any("format" in i.path and i.node_id == "t" for i in exc.issues), exc.issues
+    else:
+        raise AssertionError("accepted a format PostgreSQL patterns do not support here")

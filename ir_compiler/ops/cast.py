@@ -17,7 +17,29 @@ _BOOL_WORDS = {"t": True, "tr": True, "tru": True, "true": True, "y": True, "ye"
                "no": False, "of": False, "off": False, "0": False}
 
 
+def pg_format(fmt: str | None) -> bool:
+    """A cast ``format`` is a strptime pattern when it holds ``%`` (``%m/%d/%Y``), else a PostgreSQL
+    to_date/to_timestamp pattern (``MM/DD/YYYY HH24:MI``)."""
+    return bool(fmt) and "%" not in fmt
+
+
+def parse_formatted(value: str, target_name: str, fmt: str):
+    """Text with a cast ``format`` → date or timestamp (ValueError when it does not match)."""
+    if pg_format(fmt):
+        from ir_compiler.expressions.temporal import parse_datetime
+        parsed = parse_datetime(value, fmt, "cast")
+    else:
+        parsed = dt.datetime.strptime(value.strip(), fmt)
+    return parsed.date() if target_name == "date" else parsed.replace(tzinfo=None)
+
+
 def cast_schema(op, schema: Schema | None) -> Schema | None:
+    if op.format and pg_format(op.format):
+        from ir_compiler.expressions.temporal import TemporalError, _tokenize
+        try:
+            _tokenize(op.format, parsing=True)
+        except TemporalError as exc:
+            raise OpTypeError(f"format {op.format!r}: {exc}", "format") from None
     f = require(schema, op.field)
     if schema is None:
         return None
@@ -40,8 +62,7 @@ def convert_value(value, target, fmt: str | None = None, *, zone_to_utc: bool = 
         return pv.value_text(value)
     if isinstance(value, str):
         if fmt and name in ("date", "timestamp"):
-            parsed = dt.datetime.strptime(value.strip(), fmt)
-            return parsed.date() if name == "date" else parsed.replace(tzinfo=None)
+            return parse_formatted(value, name, fmt)
         if name == "int":
             return pv.text_to_int(value)
         if name == "float":
@@ -114,6 +135,8 @@ def _fast_cast(arr: pa.ChunkedArray, target, fmt: str | None):
             return arr
         trimmed = pc.utf8_trim(arr, characters=pv._WS)
         if fmt and target.name in ("date", "timestamp"):
+            if pg_format(fmt):
+                return None  # PostgreSQL patterns: one value at a time
             return pc.cast(pc.strptime(trimmed, format=fmt, unit="us"), atype)
         if target.name == "bool":
             low = pc.utf8_lower(trimmed)
