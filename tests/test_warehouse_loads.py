@@ -153,3 +153,37 @@ def test_constraint_violation_rolls_back(wh, tmp_path):
 def test_empty_string_and_null_survive_the_load(wh, tmp_path):
     load(wh, tmp_path, [{"id": 1, "v": ""}, {"id": 2, "v": None}, {"id": 3, "v": 'a,"b"\nc'}])
     assert rows(wh) == [{"id": 1, "v": ""}, {"id": 2, "v": None}, {"id": 3, "v": 'a,"b"\nc'}]
+
+
+# ---- columns declared `json` -----------------------------------------------------------------------------------
+JSON_ROWS = [{"id": 1, "v": "a", "doc": '{"k": [1, 2], "s": "é"}'}, {"id": 2, "v": "b", "doc": None},
+             {"id": 3, "v": "c", "doc": "[]"}]
+
+
+@pytest.mark.parametrize("mode", ["append", "truncate", "upsert", "blue_green"])
+def test_a_json_column_makes_a_json_table_column_queryable_as_json(wh, tmp_path, mode):
+    """A text column the pipeline declares `json` is created as JSONB (PostgreSQL) / JSON (DuckDB), in every mode
+    that creates a table, and a second load into the existing table works."""
+    kw = {"keys": ["id"]} if mode == "upsert" else {}
+    load(wh, tmp_path, JSON_ROWS, mode=mode, json_columns=["doc"], **kw)
+    load(wh, tmp_path, [{"id": 4, "v": "d", "doc": '{"k": [3]}'}], mode=mode, name="s2", json_columns=["doc"], **kw)
+    if wh.dialect == "postgres":
+        got = wh.read(None, "SELECT data_type FROM information_schema.columns WHERE table_schema = 'public' "
+                            "AND table_name = 't' AND column_name = 'doc'").column(0).to_pylist()
+        assert got == ["jsonb"]
+        firsts = wh.read(None, "SELECT id, (doc->'k'->>0) AS first FROM public.t ORDER BY id").to_pylist()
+    else:
+        got = wh.read(None, "SELECT data_type FROM information_schema.columns WHERE table_name = 't' "
+                            "AND column_name = 'doc'").column(0).to_pylist()
+        assert got == ["JSON"]
+        firsts = wh.read(None, "SELECT id, (doc->>'$.k[0]') AS first FROM public.t ORDER BY id").to_pylist()
+    want = {1: "1", 2: None, 3: None, 4: "3"}
+    if mode in ("truncate", "blue_green"):
+        want = {4: "3"}
+    assert {r["id"]: r["first"] for r in firsts} == want
+
+
+def test_json_rows_still_load_into_an_existing_text_column(wh, tmp_path):
+    load(wh, tmp_path, JSON_ROWS)  # created before: no json marking, a text column
+    load(wh, tmp_path, [{"id": 4, "v": "d", "doc": '{"k": [3]}'}], name="s2", json_columns=["doc"])
+    assert [r["doc"] for r in rows(wh, "id, doc")] == [JSON_ROWS[0]["doc"], None, "[]", '{"k": [3]}']

@@ -8,10 +8,28 @@ import pyarrow as pa
 from sqlglot import exp
 
 from ir_compiler.errors import ConnectorError, LoadError
-from ir_compiler.types import ColumnType, Schema, common_type, from_arrow
+from ir_compiler.types import JSON, ColumnType, Schema, common_type, from_arrow
 
 LINEAGE = "_flow_lineage"
 WATERMARKS = "_flow_watermarks"
+
+
+JSON_META = {b"flow_beam.type": b"json"}  # a text column declared `json`: created as JSON / JSONB
+
+
+def is_json_field(f: pa.Field) -> bool:
+    return bool(f.metadata) and f.metadata.get(b"flow_beam.type") == b"json"
+
+
+def mark_json(table: pa.Table, names) -> pa.Table:
+    """``table`` with its columns ``names`` (text declared `json` in the pipeline) marked, so that a table
+    created for them gets the warehouse's JSON type (PostgreSQL JSONB) instead of text."""
+    names = set(names or ())
+    if not names.intersection(table.column_names):
+        return table
+    fields = [f.with_metadata(JSON_META) if f.name in names and pa.types.is_string(f.type) else f
+              for f in table.schema]
+    return table.cast(pa.schema(fields, metadata=table.schema.metadata))
 
 
 @dataclass
@@ -28,6 +46,7 @@ class LoadRequest:
     pre_sql: str | None = None
     post_sql: str | None = None
     ledger: dict | None = None  # input files for ``_flow_files`` (exactly once per file, see ledger.py)
+    json_columns: list[str] = field(default_factory=list)  # text columns declared `json` (JSON / JSONB tables)
 
 
 @dataclass
@@ -72,7 +91,9 @@ class Warehouse:
         return f"CREATE TABLE {self.qualified(name)} ({cols})"
 
     def _col_type(self, f: pa.Field) -> str:
-        return "JSON" if f.name == LINEAGE else self.sql_type(from_arrow(f.type))
+        if f.name == LINEAGE or is_json_field(f):
+            return self.sql_type(JSON)
+        return self.sql_type(from_arrow(f.type))
 
     def check_compatible(self, name: str, incoming: pa.Schema, existing: Schema) -> None:
         """Raise LoadError before anything is written if the rows do not fit the existing table."""
@@ -97,7 +118,7 @@ class Warehouse:
         from connectors.warehouse.loading import staged_rows
         from connectors.warehouse.modes import MODES
 
-        rows = staged_rows(req)
+        rows = mark_json(staged_rows(req), req.json_columns)
         if req.pre_sql:  # its own read-only transaction before the load (a failure stops the load)
             self.run_hook(req.pre_sql, "preHook")
         with self.session() as con:

@@ -257,15 +257,16 @@ class Builder:
         sources = sorted(u for u in self.graph.upstream(node.id) if self.graph.nodes[u].kind == "source")
         schema = self._schema(node.input)
         fields = [(f.name, to_arrow(f.type)) for f in schema] if schema is not None else None
+        json_columns = [f.name for f in schema if f.type.name == "json"] if schema is not None else []
         if self.ctx.streaming:
             from ir_compiler.lower.streaming import lower_stream_target
             done = lower_stream_target(pcoll, node, self.ctx, node.id, ",".join(sources), self._lateness_us(node),
-                                       self._accumulating(node))
+                                       self._accumulating(node), json_columns=json_columns)
             self._set_ports(node, {"main": done}, [])
             return
         pcoll, unstorable = split_unstorable(pcoll, node, self.ctx, node.id)  # NUL bytes on PostgreSQL
         done = lower_target(pcoll, node, self.ctx, node.id, self._gate(node), ",".join(sources), fields,
-                            rows_by_file(self.graph, node.id))
+                            rows_by_file(self.graph, node.id), json_columns=json_columns)
         self._set_ports(node, {"main": done}, [unstorable])
 
     def _lateness_us(self, node) -> int:

@@ -363,7 +363,7 @@ class PaneCommitFn(beam.DoFn):
         self.pending = []  # (pane arguments, window, timestamp, final µs): committed together in finish_bundle
 
     def process(self, table, w=beam.DoFn.WindowParam, pane=beam.DoFn.PaneInfoParam, ts=beam.DoFn.TimestampParam):
-        from connectors.warehouse.base import LoadRequest
+        from connectors.warehouse.base import LoadRequest, mark_json
         from ir_compiler.ops.common import strip_internal
 
         node, info = self.node, self.info
@@ -383,6 +383,7 @@ class PaneCommitFn(beam.DoFn):
         req = LoadRequest(table=node.schema_, mode=node.loadMode, files=[], schema=rows.schema,
                           keys=node.upsert_keys, pipeline_id=info["pipeline_id"], node_id=node.id, lineage=lineage)
         body = strip_internal(rows) if node.loadMode != "cdc_mirror" else rows
+        body = mark_json(body, info.get("json"))  # `json` columns: JSON / JSONB when the table is created
         if windowed:
             args = (req, body, window_key, shard, pane.index, final_us, None, self.accumulating)
         else:  # an unwindowed stream: each table in one transaction with the Kafka offsets it carried
@@ -508,12 +509,13 @@ class SinkEachFn(beam.DoFn):
                            written_offsets(table))
 
 
-def lower_stream_target(pcoll, node, ctx, label, lineage_source, lateness_us, accumulating=True):
+def lower_stream_target(pcoll, node, ctx, label, lineage_source, lateness_us, accumulating=True, json_columns=()):
     from ir_compiler.lower.targets import sink_of
     sink = sink_of(node)
     info = {"run_dir": ctx.run_dir, "run_id": ctx.run_id, "pipeline_id": ctx.pipeline_id,
             "warehouse_url": ctx.warehouse_url, "lineage_source": lineage_source,
-            "sink_root": ctx.sink_root if sink is not None and sink.capabilities.writes_files else None}
+            "sink_root": ctx.sink_root if sink is not None and sink.capabilities.writes_files else None,
+            "json": list(json_columns)}
     if sink is not None and ctx.on_dataflow and sink.capabilities.beam_write_on_dataflow:
         return sink.beam_write(pcoll, node, ctx, label)  # the sink's own Beam IO on Dataflow
     fn = SinkEachFn(node, info, lateness_us) if node.connector else PaneCommitFn(node, info, lateness_us,

@@ -144,7 +144,7 @@ class _CommitFn(beam.DoFn):
                           keys=node.upsert_keys, watermark=node.watermarkColumn, pipeline_id=info["pipeline_id"],
                           node_id=node.id, lineage=lineage,
                           pre_sql=node.preHook.statement if node.preHook and node.preHook.type == "sql" else None,
-                          ledger=self._ledger())
+                          ledger=self._ledger(), json_columns=info.get("json") or [])
         self._webhook(node.preHook, "pre", None)  # a failing pre webhook stops the load (raises FlowError)
         wh = open_warehouse(info["warehouse_url"])
         rep = self._with_retry(lambda: wh.load(req))
@@ -288,7 +288,8 @@ def write_sink(node, cfg: dict, table: pa.Table, prefix: str) -> tuple[int, list
     return get_sink(node.connector).write(node, config, table, prefix)
 
 
-def lower_target(pcoll, node, ctx, label, gate, lineage_source: str, schema_fields, by_file: str | None = None):
+def lower_target(pcoll, node, ctx, label, gate, lineage_source: str, schema_fields, by_file: str | None = None,
+                 json_columns=()):
     """The two-phase sink of a target. ``lineage_source``: its upstream sources (comma-separated); ``by_file``:
     the source whose file index its rows carry (rows_by_file), so rows of a file that broke part-way can be
     left out at commit time."""
@@ -302,7 +303,7 @@ def lower_target(pcoll, node, ctx, label, gate, lineage_source: str, schema_fiel
     info = {"run_dir": ctx.run_dir, "run_id": ctx.run_id, "pipeline_id": ctx.pipeline_id,
             "warehouse_url": ctx.warehouse_url, "schema": schema_fields, "retry": ctx.retry,
             "ledger": ctx.ledger.get(node.id), "sources": [s for s in lineage_source.split(",") if s],
-            "by_file": by_file}
+            "by_file": by_file, "json": list(json_columns)}
     staged = (pcoll | f"{label}/StageArrow" >> beam.ParDo(_StageFn(node.id, folder))
               | f"{label}/CollectStaged" >> beam.combiners.ToList())
     side = [beam.pvalue.AsList(g) for g in gate or []]
