@@ -92,6 +92,8 @@ def test_incremental_watermark_loads_only_newer_rows(wh, tmp_path):
     rep = load(wh, tmp_path, [{"id": 2, "v": "b"}, {"id": 3, "v": "c"}], mode="incremental_watermark", name="s2",
                watermark="id")
     assert rep.rows_loaded == 1 and rep.rows_skipped == 1
+    assert rep.warnings == ["1 row(s) with id at or below the high-water mark 2 were not loaded "
+                            "(incremental_watermark)"]  # never a silent skip
     assert [r["id"] for r in rows(wh)] == [1, 2, 3]
     hwm = wh.read(None, "SELECT hwm FROM _flow_watermarks").column(0).to_pylist()
     assert hwm == ["3"]

@@ -142,7 +142,10 @@ def incremental_watermark(wh, con, req, rows):
         wh.execute(con, f"DELETE FROM {wh.ident(WATERMARKS)} WHERE {where}", key)
         wh.execute(con, f"INSERT INTO {wh.ident(WATERMARKS)} VALUES ({', '.join([wh.ph] * 5)}, CURRENT_TIMESTAMP)",
                    key + [col, new_hwm])
-    return LoadReport(out.num_rows, rows_skipped=rows.num_rows - table.num_rows)
+    skipped = rows.num_rows - table.num_rows
+    notes = [f"{skipped} row(s) with {col} at or below the high-water mark {row[0]} were not loaded "
+             f"(incremental_watermark)"] if skipped else []
+    return LoadReport(out.num_rows, rows_skipped=skipped, warnings=notes)
 
 
 def cdc_mirror(wh, con, req, rows):
