@@ -328,13 +328,45 @@ def _connector_problem(err: dict, loc: list, raw: dict) -> tuple[list, str]:
     return loc[:-1] + ["connector"], f"unknown {kind} connector {_short(str(value))!r}; expected one of {names}"
 
 
+_FIELD_NAMES: list[str] = []
+
+
+def _close_field(word: str) -> str | None:
+    """The IR field name an unknown field most likely meant (``upsert_key`` → ``upsertKey``, ``delimeter`` →
+    ``delimiter``), from every field name of the document model; None when nothing is close."""
+    import difflib
+
+    if not _FIELD_NAMES:
+        names: set[str] = set()
+
+        def walk(o):
+            if isinstance(o, dict):
+                if isinstance(o.get("properties"), dict):
+                    names.update(o["properties"])
+                for v in o.values():
+                    walk(v)
+            elif isinstance(o, list):
+                for v in o:
+                    walk(v)
+        walk(Pipeline.model_json_schema())
+        _FIELD_NAMES.extend(sorted(names))
+    folded = word.replace("_", "").replace("-", "").lower()
+    same = [n for n in _FIELD_NAMES if n.lower() == folded]
+    if same:
+        return same[0]
+    close = difflib.get_close_matches(word, _FIELD_NAMES, n=1, cutoff=0.75)
+    return close[0] if close else None
+
+
 def pydantic_issues(exc: ValidationError, raw: dict, prefix: tuple = ()) -> list[Issue]:
     issues = []
     for err in exc.errors(include_url=False):
         loc = _strip_tags(prefix + tuple(err["loc"]), raw)
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
-            msg = f"unknown field '{loc[-1]}'; check the spelling (allowed fields are in `flow-beam schema`)"
+            guess = _close_field(str(loc[-1]))
+            hint = f"did you mean '{guess}'? " if guess else "check the spelling "
+            msg = f"unknown field '{loc[-1]}'; {hint}(allowed fields are in `flow-beam schema`)"
         elif err["type"] == "model_type":
             msg = "Input should be an object"
         elif err["type"] in ("union_tag_invalid", "union_tag_not_found") and _is_connector_tag(err, loc, raw):

@@ -333,3 +333,20 @@ def test_counts_of_nodes_that_ran_survive_a_failure_midway(tmp_path):
     stored = get_run(url, result.runId)  # the run history table keeps them too
     assert stored["status"] == "failed" and stored["nodes"]["src"]["rowsIn"] == 3
     assert stored["nodes"]["v"]["rowsQuarantined"] == 1
+
+
+def test_an_unknown_field_names_the_field_it_most_likely_meant():
+    from ir_compiler.check import check_document, default_context
+    from ir_compiler.errors import ValidationFailed
+    doc = {"kind": "pipeline", "version": "1.0", "id": "typos", "nodes": [
+        {"id": "src", "kind": "source", "connector": "local_fs",
+         "config": {"path": "/nonexistent", "format": "csv", "delimeter": ";"},
+         "schema": [{"name": "id", "type": "int"}]},
+        {"id": "out", "kind": "target", "input": "src", "schema": "public.t", "loadMode": "upsert",
+         "upsert_key": "id", "zzqq": 1}]}
+    with pytest.raises(ValidationFailed) as info:
+        check_document(doc, {}, default_context(None))
+    by_path = {i.path: i.message for i in info.value.issues}
+    assert "did you mean 'delimiter'?" in by_path["nodes[0].config.delimeter"]
+    assert "did you mean 'upsertKey'?" in by_path["nodes[1].upsert_key"]
+    assert "check the spelling" in by_path["nodes[1].zzqq"]  # nothing close: no guess
