@@ -78,8 +78,8 @@ def _avro(cfg, value: bytes) -> dict:
 def encode(cfg, row: dict) -> bytes:
     """One row as a message value in the producer's format."""
     if cfg.format == "json":
-        from connectors.formats import _json_default
-        return json.dumps(row, default=_json_default, separators=(",", ":")).encode("utf-8")
+        from connectors.formats import _dumps
+        return _dumps(row, separators=(",", ":")).encode("utf-8")  # decimals as exact JSON numbers
     if cfg.format == "avro":
         import io
 
@@ -126,7 +126,7 @@ def decode_records(node_id, cfg, schema, records: list[Record], ords, event_time
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from connectors.formats import _columns_table, _conform
+    from connectors.formats import _columns_table, _conform, _json_fields
     from connectors.runtime import ORD
 
     rows, keep, bad = [], [], []
@@ -142,6 +142,8 @@ def decode_records(node_id, cfg, schema, records: list[Record], ords, event_time
     table, micros = None, np.zeros(0, dtype=np.int64)
     if rows:
         origin = records[0].origin or records[0].label.split("@")[0]
+        if cfg.format == "json":  # a declared json column holds JSON values: their JSON text (strings quoted)
+            rows = _json_fields(rows, schema)
         table, bad_rows = _conform(_columns_table(rows), schema, origin, lambda j: keep[j] if j < len(keep) else None)
         rejected = {b.line for b in bad_rows}
         for b in bad_rows:

@@ -596,6 +596,8 @@ def _fast_json(data: bytes, schema: Schema | None) -> pa.Table | None:
     text, declared text/date/timestamp/decimal columns are read as text or wide decimals; None when a value could
     have changed (the caller then parses exactly)."""
     import pyarrow.json as pajson
+    if any(f.type.name == "json" for f in schema or ()):
+        return None  # a declared json column holds JSON values of any kind: encoded exactly by _json_fields
     forced = {}
     for f in schema or ():
         if f.type.name in _AS_TEXT:
@@ -623,6 +625,17 @@ def _fast_json(data: bytes, schema: Schema | None) -> pa.Table | None:
     return table
 
 
+def _json_fields(rows: list[dict], schema: Schema | None) -> list[dict]:
+    """A declared ``json`` column of a JSON/JSONL file holds JSON values: each becomes its JSON text (a string
+    value too: ``"text"`` with its quotes, as PostgreSQL's ``doc->'field'`` gives it), numbers exact."""
+    names = [f.name for f in schema or () if f.type.name == "json"]
+    for r in rows if names else ():
+        for n in names:
+            if r.get(n) is not None:
+                r[n] = _dumps(r[n])
+    return rows
+
+
 def _jsonl_parts(path, fmt, options, schema, batch_rows, strict=True, part=None):
     data = _range_bytes(path, part) if part else _read_text_bytes(path, options)
     texts = None
@@ -647,7 +660,7 @@ def _jsonl_parts(path, fmt, options, schema, batch_rows, strict=True, part=None)
                 good.append(n)
             except ValueError as exc:
                 bad.append(BadRow(path, n, raw[:10000], f"invalid JSON line: {exc}"))
-    yield rows_table(rows), bad, (lambda i: good[i] if i < len(good) else None)
+    yield rows_table(_json_fields(rows, schema)), bad, (lambda i: good[i] if i < len(good) else None)
 
 
 def _json_parts(path, fmt, options, schema, batch_rows, strict=True, part=None):
@@ -661,7 +674,7 @@ def _json_parts(path, fmt, options, schema, batch_rows, strict=True, part=None):
     index = [n for n, r in enumerate(items, 1) if isinstance(r, dict)]
     bad = [BadRow(path, n, _dumps(r)[:10000], "array item is not a JSON object")
            for n, r in enumerate(items, 1) if not isinstance(r, dict)]
-    yield rows_table(rows), bad, (lambda i: index[i] if i < len(index) else None)
+    yield rows_table(_json_fields(rows, schema)), bad, (lambda i: index[i] if i < len(index) else None)
 
 
 def _parquet_parts(path, fmt, options, schema, batch_rows, strict=True, part=None):
@@ -1134,9 +1147,29 @@ def _json_default(v):
     return str(v)
 
 
-def _dumps(row: dict) -> str:
-    text = json.dumps(row, default=_json_default, ensure_ascii=False)
+def _dumps(row: dict, separators=None) -> str:
+    text = json.dumps(row, default=_json_default, ensure_ascii=False, separators=separators)
     return _DEC.sub(r"\1", text) if "\\u0000D" in text else text
+
+
+def json_rows(table: pa.Table) -> list[dict]:
+    """The rows as dicts for JSON output (JSONL files, JSON messages): a text column declared `json` (marked by
+    connectors.warehouse.base.mark_json) is embedded as the JSON value it holds (numbers exact), not as a
+    string; text that is not JSON stays a string."""
+    from connectors.warehouse.base import is_json_field
+
+    rows = table.to_pylist()
+    names = [f.name for f in table.schema if is_json_field(f)]
+    if names:
+        for r in rows:
+            for n in names:
+                v = r.get(n)
+                if isinstance(v, str):
+                    try:
+                        r[n] = json.loads(v, parse_float=decimal.Decimal)
+                    except ValueError:
+                        pass
+    return rows
 
 
 def _finite(col):
@@ -1201,10 +1234,11 @@ def _write_payload(table: pa.Table, tmp: str, fmt: str, compression: str | None)
         with (gzip.open(tmp, "wb") if gz else open(tmp, "wb")) as fh:
             pacsv.write_csv(_plain(table, False), fh)
     else:
-        table = pa.table({n: _finite(c) for n, c in zip(table.column_names, table.columns)})
+        table = pa.table({n: _finite(c) for n, c in zip(table.column_names, table.columns)}, schema=pa.schema(
+            [f.with_type(_finite(c).type) for f, c in zip(table.schema, table.columns)]))
         with (gzip.open(tmp, "wt", encoding="utf-8") if gz else open(tmp, "w", encoding="utf-8")) as fh:
             for batch in table.to_batches(max_chunksize=65536):
-                fh.writelines(_dumps(r) + "\n" for r in batch.to_pylist())
+                fh.writelines(_dumps(r) + "\n" for r in json_rows(pa.Table.from_batches([batch])))
 
 
 def write_table(table: pa.Table, folder: str, fmt: str, *, prefix: str = "part", compression: str | None = None,

@@ -104,5 +104,6 @@ class KafkaProducerSink(Sink):
     def write(self, node, config, table, prefix):
         from connectors.kafka.client import produce
         from connectors.runtime import strip_internal
-        return produce(config, strip_internal(table).to_pylist()), []
+        from connectors.formats import json_rows
+        return produce(config, json_rows(strip_internal(table))), []
 

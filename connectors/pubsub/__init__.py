@@ -96,11 +96,12 @@ class PubsubTopicSink(Sink):
 def payloads_of(cfg, table) -> list[tuple[bytes, dict]]:
     """Rows → (data, attributes): the ``attributes`` columns become message attributes."""
     from connectors.codecs import encode
+    from connectors.formats import json_rows
     from connectors.runtime import ORD, strip_internal
 
     if ORD in table.column_names:
         table = table.sort_by([(ORD, "ascending")])
     attrs = list(cfg.attributes or [])
     return [(encode(cfg, {k: v for k, v in r.items() if k not in attrs}),
-             {a: "" if r.get(a) is None else str(r.get(a)) for a in attrs}) for r in strip_internal(table).to_pylist()]
+             {a: "" if r.get(a) is None else str(r.get(a)) for a in attrs}) for r in json_rows(strip_internal(table))]
 

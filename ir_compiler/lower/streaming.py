@@ -495,7 +495,8 @@ class SinkEachFn(beam.DoFn):
             cfg["path"] = os.path.join(self.info["sink_root"], self.node.id)
             cfg["_local"] = True  # never to a real bucket or server
         prefix = f"{cfg.get('prefix') or self.info['pipeline_id'] + '-' + self.node.id}-{uuid.uuid4().hex[:12]}"
-        n, _ = write_sink(self.node, cfg, table, prefix)
+        from connectors.warehouse.base import mark_json
+        n, _ = write_sink(self.node, cfg, mark_json(table, self.info.get("json")), prefix)
         counter(self.node.id, "rows_loaded").inc(n)
         from ir_compiler.lower.context import write_report
         write_report(self.info["run_dir"], "targets", self.node.id, {"status": "loaded", "rowsLoaded": 0,

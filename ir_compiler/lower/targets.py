@@ -264,6 +264,8 @@ class _CommitFn(beam.DoFn):
         if not tables:
             return {"rowsLoaded": 0, "files": [], "warnings": []}
         table = pa.concat_tables(tables, promote_options="permissive")
+        from connectors.warehouse.base import mark_json
+        table = mark_json(table, self.info.get("json"))  # `json` columns: JSON values in JSONL / JSON messages
         prefix = self.sink.get("prefix") or f"{self.info['pipeline_id']}-{self.node.id}-{self.info['run_id'][:8]}"
         rows, paths = write_sink(self.node, self.sink, table, prefix)
         return {"rowsLoaded": rows, "files": paths, "warnings": []}
