@@ -40,3 +40,20 @@ def test_a_json_column_is_written_as_json_values_to_jsonl_files(tmp_path):
     assert by_id[2]["meta"] is None
     assert by_id[3]["meta"] == "text"  # a JSON string stays a string
     assert by_id[1]["label"] is None
+
+
+def test_a_json_column_of_a_json_message_holds_the_json_value():
+    import numpy as np
+
+    from connectors.codecs import Record, decode_records
+    from ir_compiler.types import INT, JSON, Field, Schema
+    schema = Schema([Field("id", INT), Field("meta", JSON)])
+    values = [b'{"id": 1, "meta": {"a": [1, 2]}}', b'{"id": 2, "meta": "text"}', b'{"id": 3, "meta": null}',
+              b'{"id": 4, "meta": 7}']
+    records = [Record(position=i, value=v, key=None, time_us=0, label=f"t[0]@{i}") for i, v in enumerate(values)]
+    table, keep, _micros, errors = decode_records("src", types.SimpleNamespace(format="json"), schema, records,
+                                                  np.arange(4, dtype=np.int64))
+    assert errors is None and keep == [0, 1, 2, 3]
+    got = table.column("meta").to_pylist()
+    assert [None if v is None else json.loads(v) for v in got] == [{"a": [1, 2]}, "text", None, 7]
+    assert got[1] == '"text"'
