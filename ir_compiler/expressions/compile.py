@@ -95,7 +95,7 @@ class _Compiler:
             if handler is not None:
                 return handler(self, node)
         from ir_compiler.expressions.functions import compile_function
-        if isinstance(node, (exp.Func, exp.DPipe)):
+        if isinstance(node, (exp.Func, exp.DPipe, exp.Bracket)):
             return compile_function(self, node)
         self.fail(f"{type(node).__name__} is not supported in expressions", node)
 
@@ -429,6 +429,9 @@ def comparable(c, left: Node, right: Node, lsrc, rsrc):
 
 
 def _compare(c, node) -> Node:
+    if isinstance(node.right, exp.Any):  # v = ANY(array)
+        from ir_compiler.expressions.functions import any_of_array
+        return any_of_array(c, node)
     left, right = comparable(c, c.compile(node.left), c.compile(node.right), node.left, node.right)
     if any(n.constant and not n.stable and n.row({}) is None for n in (left, right)):
         return const(None, BOOL)

@@ -684,6 +684,108 @@ def _check_castable(c, src: ColumnType, target: ColumnType, node):
 
 
 # ---- dispatch ------------------------------------------------------------------------------------------
+# ---- arrays (1-based, as PostgreSQL) ------------------------------------------------------------------------
+def _array(c, src) -> Node:
+    n = c.compile(src)
+    if n.type.name != "array":
+        c.fail(f"`{src.sql(dialect='postgres')}` is {n.type}, but this needs an array", src)
+    return n
+
+
+def _nonstrict(fn, out: ColumnType, *children: Node) -> Node:
+    """Like ``elementwise`` but ``fn`` sees NULL arguments too (array_position, = ANY)."""
+    atype = to_arrow(out)
+
+    def arrow(t):
+        cols = [broadcast(ch.arrow(t), t.num_rows).to_pylist() for ch in children]
+        return pa.array([fn(*xs) for xs in zip(*cols)], atype)
+    from ir_compiler.expressions.nodes import row_of
+    return Node(out, row_of(fn, *children), arrow)
+
+
+def _element_check(c, arr: Node, value: Node, src):
+    if value.type != NULL and common_type(arr.type.item, value.type) is None:
+        c.fail(f"cannot compare {value.type} with the elements of {arr.type}; add a cast", src)
+
+
+def _cardinality(c, args, node):
+    _count(c, node, args, 1)
+    return elementwise(len, INT, _array(c, args[0]))
+
+
+def _array_length(c, node):
+    if node.expression is None:
+        c.fail("array_length() takes (array, dimension)", node)
+    a, d = _array(c, node.this), _int(c, node.expression, "array_length's dimension")
+    return elementwise(lambda v, k: len(v) if k == 1 and v else None, INT, a, d)  # empty: NULL, as PostgreSQL
+
+
+def _array_to_string(c, node):
+    a, sep = _array(c, node.this), _text(c, node.expression)
+    null = node.args.get("null")
+    if null is None:
+        return elementwise(lambda v, s: s.join(pv.value_text(x) for x in v if x is not None), STRING, a, sep)
+    n = _text(c, null)
+
+    def fn(v, s, null_text):
+        if v is None or s is None:
+            return None
+        parts = [pv.value_text(x) if x is not None else null_text for x in v]
+        return s.join(p for p in parts if p is not None)
+    return _nonstrict(fn, STRING, a, sep, n)
+
+
+def _array_position(c, node):
+    a, v = _array(c, node.this), c.compile(node.expression)
+    _element_check(c, a, v, node.expression)
+
+    def fn(arr, x):  # IS NOT DISTINCT FROM: a NULL value finds the first NULL element
+        if arr is None:
+            return None
+        for i, e in enumerate(arr, 1):
+            if (e is None and x is None) or (e is not None and x is not None and e == x):
+                return i
+        return None
+    return _nonstrict(fn, INT, a, v)
+
+
+def _bracket(c, node):
+    if len(node.expressions) != 1 or isinstance(node.expressions[0], exp.Slice):
+        c.fail("only a single subscript a[i] is supported (no slices)", node)
+    a = _array(c, node.this)
+    src = node.expressions[0]
+    i = _int(c, src, "an array subscript")
+    shift = 0 if isinstance(src, exp.Literal) else 1  # sqlglot already made a literal subscript 0-based
+
+    def fn(v, k):
+        j = k - shift
+        return v[j] if 0 <= j < len(v) else None
+    return elementwise(fn, a.type.item, a, i)
+
+
+def any_of_array(c, node):
+    """``v = ANY(array)``: TRUE when an element equals v; else NULL when v or an element is NULL; FALSE for an
+    empty array (whatever v is), NULL for a NULL array — PostgreSQL's three-valued rule."""
+    if not isinstance(node, exp.EQ):
+        c.fail("only `= ANY(array)` is supported", node)
+    target = node.right.this
+    target = target.this if isinstance(target, exp.Paren) else target
+    a, v = _array(c, target), c.compile(node.left)
+    _element_check(c, a, v, node.left)
+
+    def fn(x, arr):
+        if arr is None:
+            return None
+        if not arr:
+            return False
+        if x is None:
+            return None
+        if any(e is not None and e == x for e in arr):
+            return True
+        return None if any(e is None for e in arr) else False
+    return _nonstrict(fn, BOOL, v, a)
+
+
 def compile_function(c, node):
     if isinstance(node, exp.Anonymous):
         return _anonymous(c, node)
@@ -736,6 +838,7 @@ _BY_NAME = {
     "log": lambda c, a, n: _log(c, a, n),
     "log10": lambda c, a, n: _math(math.log10, "log10", 1, _check_log)(c, n, a),
     "initcap": _unary(_initcap_py, STRING),
+    "cardinality": _cardinality,
 }
 
 
@@ -752,6 +855,8 @@ def _date_trunc(c, n):
 
 
 _BY_CLASS = {
+    exp.ArraySize: _array_length, exp.ArrayToString: _array_to_string, exp.ArrayPosition: _array_position,
+    exp.Bracket: _bracket,
     exp.Upper: _upper_lower(True), exp.Lower: _upper_lower(False), exp.Length: _length,
     exp.Trim: _trim, exp.Substring: _substring, exp.Concat: _concat, exp.ConcatWs: _concat_ws, exp.DPipe: _dpipe,
     exp.Coalesce: _coalesce, exp.Nullif: _nullif,
