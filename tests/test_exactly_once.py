@@ -299,7 +299,8 @@ def test_two_runs_on_one_folder_load_every_row_once(tmp_path):
             doc.write_text(json.dumps(make_doc(folder, [("tgt", f"public.t{trial}", None)])))
             procs = [run_cli(doc, url, wait=False) for _ in range(2)]
             outs = [p.communicate(timeout=600)[0] for p in procs]
-            assert all(p.returncode in (0, 2) for p in procs), outs
+            assert all(p.returncode in (0, 2) for p in procs), \
+                [(p.returncode, out[-3000:]) for p, out in zip(procs, outs)]  # the end: the error is there
             with psycopg.connect(url) as con:
                 got = sorted(r[0] for r in con.execute(f"select id from public.t{trial}").fetchall())
             assert got == ids, f"trial {trial}: {len(got)} rows for {len(ids)} ({len(got) - len(set(got))} doubled)"

@@ -184,7 +184,11 @@ class PostgresWarehouse(Warehouse):
         return Schema(fields)
 
     def fetch_arrow(self, con, sql: str) -> pa.Table:
+        from psycopg.types.string import TextLoader
+
         cur = con.cursor()
+        for name in _AS_PG_TEXT:  # values Arrow has no type for, and JSON: PostgreSQL's own text
+            cur.adapters.register_loader(name, TextLoader)
         cur.execute(sql, prepare=True)  # the extended protocol: one statement, never a batch
         names = [d.name for d in cur.description]
         rows = cur.fetchall()
@@ -192,6 +196,12 @@ class PostgresWarehouse(Warehouse):
         arrays = [pa.array([json.dumps(v) if isinstance(v, (dict, list)) and not _is_array_col(col) else v
                             for v in col]) for col in cols]
         return pa.table(arrays, names=names) if names else pa.table({})
+
+
+# read as PostgreSQL's text output: uuid and the like (no Arrow type), and json/jsonb (the exact JSON text, a
+# JSON string value with its quotes — psycopg would give Python objects, a string value unquoted)
+_AS_PG_TEXT = ("uuid", "interval", "json", "jsonb", "time", "timetz", "inet", "cidr", "macaddr", "money", "xml",
+               "bytea")
 
 
 def _is_array_col(col) -> bool:

@@ -1,0 +1,38 @@
+"""A table source reads PostgreSQL types Arrow has no type for (uuid, interval, bytea, time, inet, money) as
+PostgreSQL's own text, and json/jsonb as their exact JSON text (a JSON string value keeps its quotes) —
+before, a uuid column failed the read and a bytea value was mangled."""
+import json
+
+import psycopg
+import pytest
+
+from flow_beam.running import RunOptions, run_document
+from pg_util import fresh_database
+
+pytestmark = pytest.mark.infra
+
+
+def test_odd_postgresql_types_read_as_their_text(tmp_path):
+    with fresh_database() as url:
+        with psycopg.connect(url, autocommit=True) as con:
+            con.execute("CREATE TABLE public.src (id int, u uuid, iv interval, b bytea, t time, ip inet, m money, "
+                        "j jsonb, js json, tags text[])")
+            con.execute("INSERT INTO public.src VALUES (1, 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11', '1 day 02:00', "
+                        "'\\x00ff', '10:15:30', '10.0.0.1/32', 1.5, '{\"k\": [1, 2.50]}', '\"text\"', '{a,NULL}'), "
+                        "(2, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL)")
+            want = con.execute("SELECT format('%s', u), format('%s', iv), format('%s', b), format('%s', t), "
+                               "format('%s', ip), format('%s', m) FROM public.src "
+                               "WHERE id = 1").fetchone()
+        out = tmp_path / "out"
+        doc = {"kind": "pipeline", "version": "1.0", "id": "pgtypes", "nodes": [
+            {"id": "src", "kind": "source", "connector": "table", "config": {"table": "public.src"}},
+            {"id": "out", "kind": "target", "input": "src", "connector": "local_fs",
+             "config": {"path": str(out), "format": "jsonl"}}]}
+        res = run_document(doc, RunOptions(warehouse=url))
+        assert res.status == "completed", res.error
+    rows = {r["id"]: r for f in out.iterdir() for r in map(json.loads, f.read_text().splitlines())}
+    one = rows[1]
+    assert (one["u"], one["iv"], one["b"], one["t"], one["ip"], one["m"]) == want
+    assert one["j"] == {"k": [1, 2.5]} and one["js"] == "text"  # JSON values, the string one unquoted by JSON
+    assert one["tags"] == ["a", None]
+    assert all(v is None for k, v in rows[2].items() if k != "id")
