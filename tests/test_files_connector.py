@@ -397,3 +397,22 @@ def test_csv_dates_iso_and_gzip_and_never_overwrite(tmp_path):
 def test_avro_field_names_made_valid(tmp_path):
     path = write_table(pa.table({"order id": [1], "2nd": ["x"]}), str(tmp_path), "avro")
     assert read_all(path, "avro")[0].to_pylist() == [{"order_id": 1, "_2nd": "x"}]
+
+
+@pytest.mark.parametrize("ordering", ["process_all", "latest_by_mtime", "fifo_by_name"])
+def test_a_file_another_run_takes_during_the_listing_is_left_out(tmp_path, monkeypatch, ordering):
+    """Two runs on one folder: a file listed by this run and moved by the other before its mtime is read is not
+    this run's (the race that made one of two concurrent runs fail with FileNotFoundError under load)."""
+    import connectors.local_fs.files as files
+    (tmp_path / "a.csv").write_text("x\n")
+    (tmp_path / "b.csv").write_text("x\n")
+    real = files._walk
+
+    def walk_then_lose_b(path, recursive, exclude):
+        listed = list(real(path, recursive, exclude))
+        os.unlink(tmp_path / "b.csv")  # the other run's move, right after this run's listing
+        yield from listed
+
+    monkeypatch.setattr(files, "_walk", walk_then_lose_b)
+    got = list_files(str(tmp_path), None, ordering)
+    assert [os.path.basename(f) for f in got] == (["a.csv"] if ordering != "fifo_by_name" else ["a.csv", "b.csv"])

@@ -59,7 +59,14 @@ def _walk(path: str, recursive: bool, exclude: set[str]):
 
 
 def _order(files: list[str], ordering: str) -> list[str]:
-    mtime = {f: os.path.getmtime(f) for f in files} if ordering in ("latest_by_mtime", "process_all") else {}
+    mtime = {}
+    if ordering in ("latest_by_mtime", "process_all"):
+        for f in files:
+            try:
+                mtime[f] = os.path.getmtime(f)
+            except FileNotFoundError:  # another run took it between the listing and now: not ours to read
+                pass
+        files = [f for f in files if f in mtime]
     if ordering == "latest_by_mtime":
         return sorted(files, key=lambda f: (mtime[f], f))[-1:]
     if ordering == "fifo_by_name":
