@@ -692,17 +692,6 @@ def _array(c, src) -> Node:
     return n
 
 
-def _nonstrict(fn, out: ColumnType, *children: Node) -> Node:
-    """Like ``elementwise`` but ``fn`` sees NULL arguments too (array_position, = ANY)."""
-    atype = to_arrow(out)
-
-    def arrow(t):
-        cols = [broadcast(ch.arrow(t), t.num_rows).to_pylist() for ch in children]
-        return pa.array([fn(*xs) for xs in zip(*cols)], atype)
-    from ir_compiler.expressions.nodes import row_of
-    return Node(out, row_of(fn, *children), arrow)
-
-
 def _element_check(c, arr: Node, value: Node, src):
     if value.type != NULL and common_type(arr.type.item, value.type) is None:
         c.fail(f"cannot compare {value.type} with the elements of {arr.type}; add a cast", src)
@@ -732,7 +721,7 @@ def _array_to_string(c, node):
             return None
         parts = [pv.value_text(x) if x is not None else null_text for x in v]
         return s.join(p for p in parts if p is not None)
-    return _nonstrict(fn, STRING, a, sep, n)
+    return elementwise(fn, STRING, a, sep, n, sees_nulls=True)
 
 
 def _array_position(c, node):
@@ -746,7 +735,7 @@ def _array_position(c, node):
             if (e is None and x is None) or (e is not None and x is not None and e == x):
                 return i
         return None
-    return _nonstrict(fn, INT, a, v)
+    return elementwise(fn, INT, a, v, sees_nulls=True)
 
 
 def _bracket(c, node):
@@ -783,7 +772,7 @@ def any_of_array(c, node):
         if any(e is not None and e == x for e in arr):
             return True
         return None if any(e is None for e in arr) else False
-    return _nonstrict(fn, BOOL, v, a)
+    return elementwise(fn, BOOL, v, a, sees_nulls=True)
 
 
 def compile_function(c, node):

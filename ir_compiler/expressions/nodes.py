@@ -83,13 +83,16 @@ def cast_arrow(x, ctype: ColumnType):
     return pc.cast(x, atype)
 
 
-def elementwise(fn: Callable, out: ColumnType, *children: Node) -> Node:
+def elementwise(fn: Callable, out: ColumnType, *children: Node, sees_nulls: bool = False) -> Node:
     """A node computed by one Python function of its children's values, NULL in → NULL out, in both back-ends
     (the Arrow back-end maps the same function over the batch: used where no Arrow kernel gives PostgreSQL's
-    answer)."""
-    if any(c.constant and not c.stable and c.row({}) is None for c in children):
+    answer). ``sees_nulls``: ``fn`` is called with NULL arguments too (array_position, ``= ANY``)."""
+    if sees_nulls:
+        f = fn
+    elif any(c.constant and not c.stable and c.row({}) is None for c in children):
         return const(None, out)  # strict: PostgreSQL folds it to NULL without evaluating the other arguments
-    f = strict(fn)
+    else:
+        f = strict(fn)
     atype = to_arrow(out)
 
     def arrow(t):
