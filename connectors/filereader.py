@@ -37,6 +37,7 @@ FILE_SHIFT = 36  # ORD = file index << 36 | row number in the file
 FILE = "__fb_file"  # hidden column of a reader's row errors: the file index (the DLQ leaves out broken files')
 
 
+@beam.typehints.with_output_types(pa.Table)  # declared: Beam skips inferring it from the bytecode
 class _ReadFilesFn(beam.DoFn):
     """(file index, path[, range]) → Arrow tables (main) and malformed rows (errors port shape, plus the file
     index in the hidden ``__fb_file`` column). A range (connectors.splits) is read like a whole file: verified first, rows numbered from the

@@ -409,6 +409,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def entry() -> None:
     """The ``flow-beam`` console command: :func:`main`, then a quick exit (see :func:`_exit_now`)."""
+    from flow_beam.startup import pause_gc
+    pause_gc(sys.argv[1:])  # start-up without full collections over the growing heap (flow_beam/startup.py)
     code = main()
     _exit_now(code)
 

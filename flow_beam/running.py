@@ -16,6 +16,7 @@ from connectors.warehouse import open_warehouse, redact_url, warehouse_url
 from flow_beam.results import (NodeResult, RunResult, balance_problem, metric_counts, note_beam_result, now_iso,
                                partial_metrics)
 from flow_beam.runners import beam_args, make_pipeline
+from flow_beam.startup import resume_gc
 from ir_compiler.check import CheckedPipeline, check_document, default_context
 from ir_compiler.errors import FlowError
 from ir_compiler.lower.build import build_pipeline
@@ -282,6 +283,7 @@ def _execute(checked, opts: RunOptions, url: str, run_dir: str, result: RunResul
     if opts.progress:
         opts.progress(f"running {checked.pipeline.id} on {opts.runner}" + (
             " (streaming: Ctrl-C stops it)" if streaming else ""))
+    resume_gc()  # start-up is over: the run itself collects as usual (flow_beam/startup.py)
     beam_result = p.run()
     note_beam_result(beam_result)  # a failure while waiting still has its metrics
     if streaming and opts.runner == "flink":

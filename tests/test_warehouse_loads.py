@@ -119,6 +119,19 @@ def test_identifiers_are_quoted(wh, tmp_path):
     assert wh.read(None, 'SELECT "select", "we""ird" FROM public.t').to_pylist() == [{"select": "x", 'we"ird': 2}]
 
 
+def test_awkward_column_names_round_trip_exactly(wh, tmp_path):
+    """Every name the engine accepts as a delimited identifier comes back exactly: case, quotes, backslashes,
+    dots, spaces, unicode, reserved words, leading digits, SQL comment and statement characters."""
+    names = ['Mixed Case', 'a"b""c', "it's", "back\\slash", "dot.ted", "  spaced  ", "ünï 名前", "order", "1st",
+             "x--y", "semi;colon", "$dollar", "per%cent", "tab\there"]
+    row = {n: i for i, n in enumerate(names)}
+    files, schema = stage(tmp_path, [row])
+    wh.load(LoadRequest(table="public.awkward", mode="append", files=files, schema=schema))
+    got = wh.read(None, "SELECT * FROM public.awkward").to_pylist()
+    assert got == [row]
+    assert [wh.ident(n) for n in names[:2]] == ['"Mixed Case"', '"a""b""""c"']
+
+
 @pytest.mark.parametrize("mode", ["append", "truncate", "upsert", "blue_green", "incremental_watermark"])
 def test_every_mode_rolls_back_a_failure_in_the_middle(wh, tmp_path, mode):
     """A statement failing after the rows were written (a killed commit) leaves the table exactly as before;

@@ -50,6 +50,7 @@ class RunContext:
         return path
 
 
+@beam.typehints.with_output_types(pa.Table)  # declared: Beam skips inferring it from the bytecode
 class CountRows(beam.DoFn):
     """Counts the rows of every batch passing by (``rows_in`` or ``rows_out`` of one or more nodes)."""
 

@@ -31,6 +31,7 @@ def reasons_of(gate_lists) -> list[str]:
     return reasons + [unrouted_message(n, *acc) for n, acc in errors.items()]
 
 
+@beam.typehints.with_output_types(beam.typehints.Any)  # declared: Beam skips inferring it from the bytecode
 class ReportGateFn(beam.DoFn):
     """Writes one report per gate element (the driver adds them up)."""
 

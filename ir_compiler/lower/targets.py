@@ -14,6 +14,7 @@ from ir_compiler.lower.context import counter, dlq_rows, quarantine_rows, write_
 from ir_compiler.ops.common import ORD
 
 
+@beam.typehints.with_output_types(beam.typehints.Any)  # declared: Beam skips inferring it from the bytecode
 class _StageFn(beam.DoFn):
     """Phase 1: write each table to its own staged Arrow file (a retried bundle writes new names, and only
     the files of successful bundles reach the commit)."""
@@ -95,6 +96,7 @@ def rows_by_file(graph, target_id: str) -> str | None:
     return sources[0]
 
 
+@beam.typehints.with_output_types(beam.typehints.Any)  # declared: Beam skips inferring it from the bytecode
 class _CommitFn(beam.DoFn):
     """Phase 2: one transaction per target, or nothing when the gate carries abort reasons."""
 

@@ -17,6 +17,7 @@ from ir_compiler.ops.lookup import lookup_apply
 ERRORS = "errors"
 
 
+@beam.typehints.with_output_types(pa.Table)  # declared: Beam skips inferring it from the bytecode
 class _RowOpsFn(beam.DoFn):
     """Applies a run of row ops to each Arrow table; failing rows leave through ``errors``."""
 
@@ -123,6 +124,7 @@ class _PartialFn(beam.DoFn):
         yield from sets.split_by_bucket(part, list(self.op.groupBy), self.buckets)
 
 
+@beam.typehints.with_output_types(pa.Table)  # declared: Beam skips inferring it from the bytecode
 class _FinalFn(beam.DoFn):
     def __init__(self, node_id, op):
         self.node_id, self.op = node_id, op
