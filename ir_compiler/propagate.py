@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from ir_compiler.errors import ExpressionError, Issue
-from ir_compiler.expressions import compile_expression
 from ir_compiler.graph import MAIN, NodeGraph, Ref, output_ports
 from ir_compiler.joins import JoinError, output_schema as join_schema
 from ir_compiler.ops import OPS, OpTypeError
@@ -180,6 +179,8 @@ def _check_dataset(dl, schema, path):
 
 def _check_expr(text, schema, path, boolean=False):
     try:
+        from ir_compiler.expressions import compile_expression
+
         return compile_expression(text, schema, boolean=boolean)
     except ExpressionError as exc:
         raise _Problem(path, exc.message) from None

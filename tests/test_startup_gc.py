@@ -80,3 +80,37 @@ def test_a_cli_run_collects_while_the_pipeline_runs(tmp_path):
     assert before is False and after is True and frozen > 100_000
     rows = [json.loads(line) for f in sorted((tmp_path / "out").iterdir()) for line in f.read_text().splitlines()]
     assert sorted(r["id"] for r in rows) == [1, 2]
+
+
+def test_a_run_without_expressions_never_imports_sqlglot(tmp_path):
+    """The expression compiler (and sqlglot, ~0.1 s of start-up) loads only for a document that has
+    expressions: a plain CSV → file run never imports it; one with a filter does, and both give their rows."""
+    data = tmp_path / "in"
+    data.mkdir()
+    (data / "a.csv").write_text("id,name\n1,a\n2,b\n")
+    probe = ("import sys, json\n"
+             "sys.argv = ['flow-beam'] + sys.argv[1:]\n"
+             "from flow_beam.cli import main\n"
+             "code = main()\n"
+             "print(json.dumps({'code': code, 'sqlglot': 'sqlglot' in sys.modules}))\n")
+    seen = {}
+    for name, ops in (("plain", []), ("filtered", [{"op": "filter", "condition": "id > 1"}])):
+        nodes = [{"id": "src", "kind": "source", "connector": "local_fs",
+                  "config": {"path": str(data), "pattern": {"type": "glob", "value": "*.csv"}, "format": "csv"},
+                  "schema": [{"name": "id", "type": "int"}, {"name": "name", "type": "string"}]}]
+        last = "src"
+        if ops:
+            nodes.append({"id": "t", "kind": "transform", "input": "src", "ops": ops})
+            last = "t"
+        nodes.append({"id": "out", "kind": "target", "input": last, "connector": "local_fs",
+                      "config": {"path": str(tmp_path / name), "format": "jsonl"}})
+        doc = tmp_path / f"{name}.json"
+        doc.write_text(json.dumps({"kind": "pipeline", "version": "1.0", "id": name, "nodes": nodes}))
+        res = subprocess.run([sys.executable, "-c", probe, "run", str(doc), "--warehouse",
+                              f"duckdb:///{tmp_path}/wh.duckdb"], capture_output=True, text=True, cwd=ROOT,
+                             timeout=120)
+        out = json.loads(res.stdout.strip().splitlines()[-1])
+        assert out["code"] == 0, res.stdout + res.stderr
+        rows = [json.loads(line) for f in sorted((tmp_path / name).iterdir()) for line in f.read_text().splitlines()]
+        seen[name] = (out["sqlglot"], sorted(r["id"] for r in rows))
+    assert seen == {"plain": (False, [1, 2]), "filtered": (True, [2])}

@@ -8,6 +8,14 @@ Documented choices: division or modulo by zero gives NULL (PostgreSQL raises); c
 three-valued logic; round() on floats rounds half to even (like PostgreSQL's double precision), on decimals
 half away from zero.
 """
-from ir_compiler.expressions.compile import CastError, CompiledExpression, compile_expression, referenced_columns
-
 __all__ = ["CastError", "CompiledExpression", "compile_expression", "referenced_columns"]
+
+
+def __getattr__(name: str):
+    """The compiler (and sqlglot, ~0.1 s to import) loads on first use: a document without expressions never
+    imports it. Importers inside flow-beam import it where they use it, for the same reason."""
+    if name in __all__:
+        from ir_compiler.expressions import compile as _compile
+
+        return getattr(_compile, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

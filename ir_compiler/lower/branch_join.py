@@ -7,7 +7,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from apache_beam import typehints
 
-from ir_compiler.expressions import compile_expression
 from ir_compiler.joins import join_tables, keys_for
 from ir_compiler.lower.arrow_coder import tables
 from ir_compiler.lower.context import counter, mask_count
@@ -30,6 +29,8 @@ class _BranchFn(beam.DoFn):
     def _cond(self, route, table):
         key = (route.name, tuple(table.schema.names), tuple(str(t) for t in table.schema.types))
         if key not in self.compiled:
+            from ir_compiler.expressions import compile_expression
+
             self.compiled[key] = compile_expression(route.condition, table_schema(table), boolean=True)
         return pc.fill_null(self.compiled[key].eval_arrow(table), False)
 

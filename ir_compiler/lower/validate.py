@@ -7,9 +7,6 @@ import datetime as dt
 import apache_beam as beam
 import pyarrow as pa
 import pyarrow.compute as pc
-from sqlglot import exp
-
-from ir_compiler.expressions import compile_expression
 from ir_compiler.lower.context import counter, mask_count, write_report
 from ir_compiler.ops import sets
 from ir_compiler.ops.cast import cast_array
@@ -21,26 +18,32 @@ QUARANTINE, ERRORS, ABORT = "quarantine", "errors", "abort"
 EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
 
 
-_SQL_CMP = {"gt": exp.GT, "gte": exp.GTE, "lt": exp.LT, "lte": exp.LTE, "eq": exp.EQ, "neq": exp.NEQ}
+_SQL_CMP = {"gt": "GT", "gte": "GTE", "lt": "LT", "lte": "LTE", "eq": "EQ", "neq": "NEQ"}  # sqlglot.exp classes
 
 
-def _literal(value) -> exp.Expression:
+def _literal(value):
+    from sqlglot import exp
+
     return exp.Literal.number(value) if isinstance(value, (int, float)) else exp.Literal.string(str(value))
 
 
 def comparison_sql(spec, column: str) -> str:
     """``gt:0`` on column ``amount`` → ``"amount" > 0``, compiled by the expression engine (which handles
     decimal/float/int and date/timestamp literals)."""
+    from sqlglot import exp
+
     col = exp.column(column, quoted=True)
     if spec.name == "between":
         node = exp.Between(this=col, low=_literal(spec.args[0]), high=_literal(spec.args[1]))
     else:
-        node = _SQL_CMP[spec.name](this=col, expression=_literal(spec.args[0]))
+        node = getattr(exp, _SQL_CMP[spec.name])(this=col, expression=_literal(spec.args[0]))
     return node.sql(dialect="postgres")
 
 
 def rule_failures(spec, column, table) -> pa.Array:
     """True where a row fails the rule. Rules other than not_null and expr pass on null values."""
+    from ir_compiler.expressions import compile_expression
+
     if spec.name == "expr":
         compiled = compile_expression(spec.args[0], table_schema(table), boolean=True)
         return pc.invert(pc.fill_null(compiled.eval_arrow(table), False))

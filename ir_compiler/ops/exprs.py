@@ -5,13 +5,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ir_compiler.errors import ExpressionError
-from ir_compiler.expressions import compile_expression
 from ir_compiler.ops.common import ERROR, OpResult, OpTypeError, user_columns
 from ir_compiler.types import Field, Schema, to_arrow
 
 
 def _compile(text: str, schema: Schema, field_name: str, boolean: bool = False):
     try:
+        from ir_compiler.expressions import compile_expression
+
         return compile_expression(text, schema, boolean=boolean)
     except ExpressionError as exc:
         raise OpTypeError(exc.message, field_name) from None
