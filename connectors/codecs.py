@@ -22,7 +22,8 @@ def decode(cfg, msg) -> dict:
     if value is None:
         raise ValueError("empty message (tombstone)")
     if cfg.format == "json":
-        row = json.loads(value)
+        from connectors.infer import loads_exact
+        row = loads_exact(value)  # numbers exact: a decimal never goes through a float
         if not isinstance(row, dict):
             raise ValueError("a JSON message must be an object")
         return row
@@ -126,11 +127,12 @@ def decode_records(node_id, cfg, schema, records: list[Record], ords, event_time
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from connectors.formats import _columns_table, _conform, _json_fields
+    from connectors.formats import _columns_table, _conform, _json_fields, messages_table
     from connectors.runtime import ORD
 
+    fast = _json_batch(cfg, schema, records)
     rows, keep, bad = [], [], []
-    for i, r in enumerate(records):
+    for i, r in enumerate(records if fast is None else ()):
         try:
             rows.append(dict(r.raw) if cfg.format == "raw" else decode(cfg, _Msg(r.value, r.key)))
             keep.append(i)
@@ -140,16 +142,21 @@ def decode_records(node_id, cfg, schema, records: list[Record], ords, event_time
             raw = r.value.decode("utf-8", "replace")[:2000] if r.value else None
             bad.append((f"{r.label}: {exc}", json.dumps({**r.where, "raw": raw}, default=str)))
     table, micros = None, np.zeros(0, dtype=np.int64)
-    if rows:
+    if fast is not None:
+        keep = list(range(len(records)))
+    if rows or fast is not None:
         origin = records[0].origin or records[0].label.split("@")[0]
-        if cfg.format == "json":  # a declared json column holds JSON values: their JSON text (strings quoted)
+        if fast is None and cfg.format == "json":  # a declared json column holds JSON values: their JSON text
             rows = _json_fields(rows, schema)
-        table, bad_rows = _conform(_columns_table(rows), schema, origin, lambda j: keep[j] if j < len(keep) else None)
+        table, bad_rows = _conform(messages_table(fast if fast is not None else _columns_table(rows), schema),
+                                   schema, origin,
+                                   lambda j: keep[j] if j < len(keep) else None)
         rejected = {b.line for b in bad_rows}
         for b in bad_rows:
             r = records[b.line] if isinstance(b.line, int) and b.line < len(records) else None
-            bad.append((f"{r.label if r else b.file}: {b.reason}",
-                        json.dumps({**(r.where if r else {}), "raw": b.raw}, default=str)))
+            raw = r.value.decode("utf-8", "replace")[:2000] if r is not None and r.value else b.raw
+            bad.append((f"{r.label if r else b.file}: {b.reason}",  # the DLQ keeps the message as it came
+                        json.dumps({**(r.where if r else {}), "raw": raw}, default=str)))
         keep = [i for i in keep if i not in rejected]
         micros = np.array([records[i].time_us if records[i].time_us is not None else -1 for i in keep],
                           dtype=np.int64)
@@ -167,6 +174,31 @@ def decode_records(node_id, cfg, schema, records: list[Record], ords, event_time
                            "error": pa.array([b[0] for b in bad], pa.string()),
                            "row": pa.array([b[1] for b in bad], pa.string())})
     return table, keep, micros, errors
+
+
+_FAST_TYPES = ("string", "int", "float", "bool", "decimal", "date", "timestamp")
+
+
+def _json_batch(cfg, schema, records: list[Record]):
+    """The messages of a batch of JSON messages as one table read by Arrow's JSON reader (the reader of JSONL
+    files, exact: :func:`connectors.formats._fast_json`), ~5× faster than one ``json.loads`` per message; None
+    when a message needs the per-message path, which then decides and reports exactly as before: no declared
+    schema, a declared column that is not a scalar (json, array, struct, map), a tombstone or a blank message,
+    or a batch Arrow cannot read exactly or as one object per message (e.g. a message that is not a JSON object,
+    or is not valid JSON). A line break can only be whitespace in valid JSON, so it becomes a space."""
+    if cfg.format != "json" or schema is None or len(records) < 2 or any(
+            f.type.name not in _FAST_TYPES for f in schema):
+        return None
+    values = [r.value for r in records]
+    if any(not v or not v.strip() for v in values):
+        return None
+    data = b"\n".join(values)
+    if data.count(b"\n") != len(values) - 1 or b"\r" in data:
+        data = b"\n".join(v.replace(b"\r", b" ").replace(b"\n", b" ") for v in values)
+    from connectors.formats import _fast_json
+
+    table = _fast_json(data, schema)
+    return table if table is not None and table.num_rows == len(values) else None
 
 
 @dataclass

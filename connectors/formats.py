@@ -271,6 +271,15 @@ def _conform(table: pa.Table, schema: Schema | None, path: str,
     return _split_bad(table, result, failures, path, line_of)
 
 
+def messages_table(table: pa.Table, schema: Schema | None) -> pa.Table:
+    """A batch of messages with every declared column: a field that no message of the batch carries is null in
+    each (like a field one message lacks; a column declared not null then fails per row), never a failed run."""
+    for f in schema or ():
+        if f.name not in table.column_names:
+            table = table.append_column(f.name, pa.nulls(table.num_rows))
+    return table
+
+
 def _infer_extra(table: pa.Table) -> pa.Table:
     """Columns a sampled schema did not know: text is typed by the text rules, anything else normalised."""
     from connectors.infer import infer_text_schema

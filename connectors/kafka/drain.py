@@ -74,10 +74,10 @@ class ReadKafkaFn(beam.DoFn):
                 "node_id": [self.node_id] * len(bad), "error": [b[0] for b in bad], "row": [b[1] for b in bad]}))
 
     def _emit(self, rng, rows):
-        from connectors.formats import _columns_table, _conform
+        from connectors.formats import _columns_table, _conform, messages_table
 
         offsets = [o for o, _ in rows]
-        table = _columns_table([r for _, r in rows])
+        table = messages_table(_columns_table([r for _, r in rows]), self.schema)
         table, bad_rows = _conform(table, self.schema, f"{rng.topic}[{rng.partition}]",
                                    lambda i: offsets[i] if i < len(offsets) else None)
         counter(self.node_id, "rows_in").inc(len(rows))

@@ -113,7 +113,8 @@ class _PartitionLog(PartitionLog):
             self.position = None  # nothing read: seek again next time (the restriction is unchanged)
             return [], self._at_end(start)
         self.position = messages[-1].offset + 1
-        return [_record(m) for m in messages], False
+        raw = self.cfg.format == "raw"
+        return [_record(m, raw) for m in messages], False
 
     def rewind(self, records):
         self.position = None  # seek to the restriction's next start
@@ -138,11 +139,13 @@ class _PartitionLog(PartitionLog):
             self.consumer = None
 
 
-def _record(msg) -> Record:
+def _record(msg, raw: bool = True) -> Record:
+    """A consumed message as a Record; its ``raw`` row (every value decoded to text) only for format raw."""
     ts = msg.timestamp if msg.timestamp is not None and msg.timestamp >= 0 else None
     where = {"topic": msg.topic, "partition": msg.partition, "offset": msg.offset}
-    raw = {"key": msg.key.decode("utf-8", "replace") if msg.key else None,
+    row = {"key": msg.key.decode("utf-8", "replace") if msg.key else None,
            "value": msg.value.decode("utf-8", "replace") if msg.value is not None else None,
-           "topic": msg.topic, "partition": msg.partition, "offset": msg.offset, "timestamp": msg.timestamp}
+           "topic": msg.topic, "partition": msg.partition, "offset": msg.offset,
+           "timestamp": msg.timestamp} if raw else {}
     return Record(msg.offset, msg.value, msg.key, ts * 1000 if ts is not None else None, where,
-                  f"{msg.topic}[{msg.partition}]@{msg.offset}", raw, f"{msg.topic}[{msg.partition}]")
+                  f"{msg.topic}[{msg.partition}]@{msg.offset}", row, f"{msg.topic}[{msg.partition}]")
