@@ -75,7 +75,101 @@ def load_panes(wh, panes: list) -> list[LoadReport]:
         return []
     table = panes[0][0].table
     with _transaction(wh, f"pane load into {table} failed and was rolled back (the table is unchanged)") as con:
+        if _together(panes):
+            return _load_together(wh, con, panes)
         return [_load_one(wh, con, *pane) for pane in panes]
+
+
+_TOGETHER_MODES = ("append", "upsert")
+
+
+def _together(panes: list) -> bool:
+    """Whether the panes can be written with one set of statements: window panes of one append/upsert target
+    (the same request but for the rows) and of one accumulation mode."""
+    first = panes[0]
+    req = first[0]
+    return len(panes) > 1 and req.mode in _TOGETHER_MODES and all(
+        p[2] is not None and p[7] == first[7] and (p[0].table, p[0].mode, p[0].keys, p[0].pipeline_id,
+                                                   p[0].node_id, p[0].lineage) ==
+        (req.table, req.mode, req.keys, req.pipeline_id, req.node_id, req.lineage) for p in panes)
+
+
+def _load_together(wh, con, panes: list) -> list[LoadReport]:
+    """The panes of a bundle as :func:`_load_one` would write them one after the other — the same commit-key
+    checks (a pane of this very batch counts as written for the later ones), the same rows (each pane
+    deduplicated and given its lineage as if alone; for upsert a later pane's row replaces an earlier one with
+    the same key) — but with one query for the commit keys, one for the frontier, one load and one insert of
+    the commit rows instead of ~10 statements per pane (167 panes of the streaming benchmark: ~3 s of DuckDB
+    statements)."""
+    req = panes[0][0]
+    accumulating = panes[0][7]
+    keys = sorted({p[2] for p in panes})
+    where = f"pipeline_id = {wh.ph} AND node_id = {wh.ph} AND window_key IN ({', '.join([wh.ph] * len(keys))})"
+    args = [req.pipeline_id, req.node_id, *keys]
+    if accumulating:
+        rows = wh.execute(con, f"SELECT window_key, shard, max(pane_index) FROM {wh.ident(COMMITS)} WHERE {where} "
+                               f"GROUP BY window_key, shard", args).fetchall()
+        top = {(w, sh): i for w, sh, i in rows if i is not None}
+    else:
+        rows = wh.execute(con, f"SELECT window_key, shard, pane_index FROM {wh.ident(COMMITS)} WHERE {where}",
+                          args).fetchall()
+        done = {(w, sh, i) for w, sh, i in rows}
+    frontier = _frontier(wh, con, req.pipeline_id, req.node_id)
+    reports: list = [None] * len(panes)
+    accepted = []
+    for n, (_, rows_, window_key, shard, pane_index, final_us, _, _) in enumerate(panes):
+        if accumulating:
+            written = top.get((window_key, shard))  # a runner may give no pane index (-1): compare, never default
+            replay = written is not None and written >= pane_index
+        else:
+            replay = (window_key, shard, pane_index) in done
+        final = final_us is not None and frontier is not None and final_us <= frontier
+        if replay or final:
+            reports[n] = LoadReport(0, rows_skipped=rows_.num_rows)
+            continue
+        if accumulating:
+            top[(window_key, shard)] = pane_index
+        else:
+            done.add((window_key, shard, pane_index))
+        accepted.append(n)
+    if not accepted:
+        return reports
+    for n, report in zip(accepted, _apply_together(wh, con, req, [panes[n][1] for n in accepted])):
+        reports[n] = report
+    values = ", ".join([f"({', '.join([wh.ph] * 6)}, CURRENT_TIMESTAMP)"] * len(accepted))
+    params = [v for n in accepted for v in (req.pipeline_id, req.node_id, panes[n][2], panes[n][3], panes[n][4],
+                                            reports[n].rows_loaded)]
+    wh.execute(con, f"INSERT INTO {wh.ident(COMMITS)} VALUES {values}", params)
+    return reports
+
+
+def _apply_together(wh, con, req: LoadRequest, tables: list[pa.Table]) -> list[LoadReport]:
+    """append/upsert of several panes' rows in one go, storing exactly what one load per pane in order stores."""
+    from connectors.warehouse.loading import dedupe_last, with_lineage
+    from connectors.warehouse.modes import check_keys, delete_keys, ensure_table, insert_rows
+    from connectors.warehouse.base import LINEAGE
+
+    parts, reports = [], []
+    for rows in tables:
+        dupes = 0
+        if req.mode == "upsert":
+            check_keys(rows, req.keys, req.table)
+            rows, dupes = dedupe_last(rows, req.keys)
+        part = with_lineage(rows, req.lineage)
+        parts.append(part)
+        reports.append(LoadReport(part.num_rows, warnings=[
+            f"{dupes} row(s) shared an upsert key within this load; the last in input order won"] if dupes else []))
+    table = pa.concat_tables(parts, promote_options="permissive")
+    if req.mode == "upsert":
+        table, _ = dedupe_last(table, req.keys)  # a later pane's row replaces an earlier one's: as loaded in turn
+        if set(req.keys) >= {c for c in table.column_names if c != LINEAGE}:
+            raise LoadError(f"every column of {req.table} is an upsert key; upsert would never update, use append")
+        if ensure_table(wh, con, req.table, table.schema):
+            delete_keys(wh, con, req.table, table.select(req.keys))
+    else:
+        ensure_table(wh, con, req.table, table.schema)
+    insert_rows(wh, con, req.table, table)
+    return reports
 
 
 def _load_one(wh, con, req, rows, window_key, shard, pane_index, window_final_us, offsets, accumulating):
