@@ -94,3 +94,28 @@ def test_unreachable_broker_is_a_clear_error(tmp_path):
     d = doc("127.0.0.1:9", "nope")
     result = run_document(d, RunOptions(warehouse=f"duckdb://{tmp_path / 'w.duckdb'}"))
     assert result.status == "failed" and "Kafka" in result.error and "Traceback" not in result.error
+
+
+def test_a_message_whose_value_does_not_convert_goes_to_the_dlq_as_it_came(tmp_path, kafka):
+    """Valid JSON objects are read as one batch (Arrow's exact JSON reader); one whose value does not fit its
+    column goes to the DLQ holding the message itself; a decimal stays exact; a column no message carries is
+    null."""
+    servers, topic = kafka
+    wh = f"duckdb://{tmp_path / 'w.duckdb'}"
+    d = doc(servers, topic)
+    d["nodes"][0]["schema"] += [{"name": "price", "type": "decimal(38,12)"}, {"name": "note", "type": "string"}]
+    produce(servers, topic, [{"order_id": i, "amount": 1.0} for i in range(6)] +
+            [b'{"order_id": 100, "amount": 2.5, "price": 12345678901234567.123456789012}',
+             b'{"order_id": 1.5, "amount": 1.0}'])  # read as a float column by Arrow: 1.5 fails for int
+    result = run_document(d, RunOptions(warehouse=wh))
+    assert result.status == "completed_with_errors", result.error
+    assert ids(tmp_path) == [0, 1, 2, 3, 4, 5, 100]
+    assert ids(tmp_path, "select price::varchar from public.orders where order_id = 100") == \
+        ["12345678901234567.123456789012"]
+    assert ids(tmp_path, "select count(*) from public.orders where note is null") == [7]
+    con = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
+    try:
+        (error, row), = con.execute("select error, row from dlq.kafka").fetchall()
+    finally:
+        con.close()
+    assert "order_id" in error and json.loads(json.loads(row)["raw"]) == {"order_id": 1.5, "amount": 1.0}

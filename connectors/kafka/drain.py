@@ -41,28 +41,22 @@ class ReadKafkaFn(beam.DoFn):
         self.windowed, self.run_dir = windowed, run_dir  # windowed targets downstream: record event times
 
     def process(self, rng):
-        from connectors.codecs import decode
         from connectors.kafka.client import read_range
 
-        rows, bad = [], []
+        msgs, bad = [], []
         self.seen = {} if self.windowed else None  # offset -> event µs (-1: none / undecodable: final)
         self.stamps = {}
         for msg in read_range(self.cfg, rng, self.cfg.pollTimeoutMs):
-            where = {"topic": msg.topic, "partition": msg.partition, "offset": msg.offset}
             if self.seen is not None:
                 self.seen[msg.offset] = -1
                 self.stamps[msg.offset] = msg.timestamp * 1000 if msg.timestamp is not None and msg.timestamp >= 0 \
                     else -1
-            try:
-                rows.append((msg.offset, decode(self.cfg, msg)))
-            except (ValueError, UnicodeDecodeError) as exc:
-                raw = msg.value.decode("utf-8", "replace")[:2000] if msg.value else None
-                bad.append((f"{msg.topic}[{msg.partition}]@{msg.offset}: {exc}", json.dumps({**where, "raw": raw})))
-            if len(rows) >= self.batch_rows:
-                yield from self._emit(rng, rows)
-                rows = []
-        if rows:
-            yield from self._emit(rng, rows)
+            msgs.append(msg)
+            if len(msgs) >= self.batch_rows:
+                yield from self._decode(rng, msgs, bad)
+                msgs = []
+        if msgs:
+            yield from self._decode(rng, msgs, bad)
         if self.seen is not None:
             offsets = sorted(self.seen)
             record(self.run_dir, self.node_id, rng, offsets, [self.seen[o] for o in offsets],
@@ -73,20 +67,43 @@ class ReadKafkaFn(beam.DoFn):
             yield beam.pvalue.TaggedOutput(ERRORS, pa.table({
                 "node_id": [self.node_id] * len(bad), "error": [b[0] for b in bad], "row": [b[1] for b in bad]}))
 
-    def _emit(self, rng, rows):
-        from connectors.formats import _columns_table, _conform, messages_table
+    def _decode(self, rng, msgs, bad):
+        """A batch of messages → its table: all at once by Arrow's JSON reader when it can
+        (:func:`connectors.codecs.json_batch`), else message by message (a bad one goes to ``bad``)."""
+        from connectors.codecs import decode, json_batch
+        from connectors.formats import _columns_table
 
-        offsets = [o for o, _ in rows]
-        table = messages_table(_columns_table([r for _, r in rows]), self.schema)
+        values = {m.offset: m.value for m in msgs}
+        table = json_batch(self.cfg, self.schema, list(values.values()))
+        if table is not None:
+            yield from self._emit(rng, list(values), table, values)
+            return
+        rows = []
+        for msg in msgs:
+            try:
+                rows.append((msg.offset, decode(self.cfg, msg)))
+            except (ValueError, UnicodeDecodeError) as exc:
+                where = {"topic": msg.topic, "partition": msg.partition, "offset": msg.offset}
+                raw = msg.value.decode("utf-8", "replace")[:2000] if msg.value else None
+                bad.append((f"{msg.topic}[{msg.partition}]@{msg.offset}: {exc}", json.dumps({**where, "raw": raw})))
+        if rows:
+            yield from self._emit(rng, [o for o, _ in rows], _columns_table([r for _, r in rows]), values)
+
+    def _emit(self, rng, offsets, table, values):
+        from connectors.formats import _conform, messages_table
+
+        table = messages_table(table, self.schema)
         table, bad_rows = _conform(table, self.schema, f"{rng.topic}[{rng.partition}]",
                                    lambda i: offsets[i] if i < len(offsets) else None)
-        counter(self.node_id, "rows_in").inc(len(rows))
-        if bad_rows:
+        counter(self.node_id, "rows_in").inc(len(offsets))
+        if bad_rows:  # a value that does not convert: the DLQ keeps the message as it came
             counter(self.node_id, "rows_errored").inc(len(bad_rows))
             yield beam.pvalue.TaggedOutput(ERRORS, pa.table({
                 "node_id": [self.node_id] * len(bad_rows),
                 "error": [f"{b.file}@{b.line}: {b.reason}" for b in bad_rows],
-                "row": [b.raw for b in bad_rows]}))
+                "row": [json.dumps({"topic": rng.topic, "partition": rng.partition, "offset": b.line,
+                                    "raw": (values.get(b.line) or b"").decode("utf-8", "replace")[:2000]})
+                        for b in bad_rows]}))
         if table.num_rows:
             rejected = {b.line for b in bad_rows}  # the offsets of rows whose values did not convert
             good = [o for o in offsets if o not in rejected]
