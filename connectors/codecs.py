@@ -185,7 +185,8 @@ def json_batch(cfg, schema, values: list):
     when a message needs the per-message path, which then decides and reports exactly as before: no declared
     schema, a declared column that is not a scalar (json, array, struct, map), a tombstone or a blank message,
     or a batch Arrow cannot read exactly or as one object per message (e.g. a message that is not a JSON object,
-    or is not valid JSON). A line break can only be whitespace in valid JSON, so it becomes a space."""
+    or is not valid JSON), or a message holding a line break (pretty-printed; a raw line break inside a string
+    is invalid JSON and must stay an error, so it is never rewritten)."""
     if cfg.format != "json" or schema is None or len(values) < 2 or any(
             f.type.name not in _FAST_TYPES for f in schema):
         return None
@@ -193,7 +194,7 @@ def json_batch(cfg, schema, values: list):
         return None
     data = b"\n".join(values)
     if data.count(b"\n") != len(values) - 1 or b"\r" in data:
-        data = b"\n".join(v.replace(b"\r", b" ").replace(b"\n", b" ") for v in values)
+        return None
     from connectors.formats import _fast_json
 
     table = _fast_json(data, schema)
