@@ -376,6 +376,12 @@ def test_write_and_read_back_keeps_types(tmp_path, fmt):
         assert read_all(path, fmt)[0].schema == TYPED.schema
 
 
+@pytest.mark.parametrize("prefix,name", [("orders", "orders-00000.csv"), ("orders-", "orders-00000.csv"),
+                                         ("orders_", "orders_00000.csv"), ("day.", "day.00000.csv")])
+def test_a_prefix_ending_in_a_separator_gets_no_second_one(tmp_path, prefix, name):
+    assert os.path.basename(write_table(TYPED, str(tmp_path), "csv", prefix=prefix)) == name
+
+
 def test_jsonl_numbers_stay_numbers_and_dates_are_iso(tmp_path):
     path = write_table(TYPED, str(tmp_path), "jsonl")
     first = json.loads(open(path).readline(), parse_float=decimal.Decimal)
