@@ -66,8 +66,16 @@ class FileSourceConfig(FileReading):
 class FileSinkConfig(ConnectorConfig):
     path: str = Field(min_length=1)
     format: Literal["csv", "jsonl", "parquet", "avro"] = "jsonl"
-    prefix: str | None = None
+    prefix: str | None = Field(None, description="the start of each file's name (no folder: put folders in path)")
     compression: Literal["gzip", "snappy", "zstd", "none"] | None = None
+
+    @field_validator("prefix")
+    @classmethod
+    def _plain_name(cls, v):
+        if v is not None and (not v or "/" in v or "\\" in v or "\x00" in v or v.startswith(".")):
+            raise ValueError("prefix is the start of a file name: not empty, no '/' or '\\', not starting with "
+                             "'.' (hidden files are the sinks' temp files); put folders in path")
+        return v
 
 
 # ---- the remote stores' connection settings ------------------------------------------------------------------

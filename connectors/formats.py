@@ -1254,8 +1254,8 @@ def write_table(table: pa.Table, folder: str, fmt: str, *, prefix: str = "part",
                 shard: int = 0) -> str:
     """Write ``table`` to ONE new file in ``folder`` (created); returns its path.
 
-    Name ``{prefix}-{shard:05d}.{ext}`` (no ``-`` added after a prefix that already ends in ``-``, ``_``, ``.``
-    or ``/``; ``.gz`` added for gzip csv/jsonl); if that exists, ``….1.{ext}``
+    Name ``{prefix}-{shard:05d}.{ext}`` (no ``-`` added after a prefix that already ends in ``-``, ``_`` or
+    ``.``; ``.gz`` added for gzip csv/jsonl); if that exists, ``….1.{ext}``
     (``.2``…): an existing file is never overwritten. Written under a hidden temp name, then linked into place.
     csv: header row, ISO dates/timestamps, nested values as JSON text. jsonl: numbers stay numbers (decimals
     exact), dates/timestamps ISO strings, NaN/inf → null. parquet: Arrow types (compression: snappy by default,
@@ -1271,7 +1271,7 @@ def write_table(table: pa.Table, folder: str, fmt: str, *, prefix: str = "part",
     try:
         _write_payload(table, tmp, fmt, compression)
         from connectors.local_fs.files import _place
-        sep = "" if prefix.endswith(("-", "_", ".", "/")) else "-"
+        sep = "" if prefix.endswith(("-", "_", ".")) else "-"
         return _place(tmp, folder, f"{prefix}{sep}{shard:05d}.{ext}")
     finally:
         if os.path.exists(tmp):

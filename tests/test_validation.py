@@ -177,3 +177,16 @@ def test_plan_shows_the_streaming_primitives():
     assert "splittable ParDo" in rows["src"]["primitives"][1]
     assert "WindowInto(IntervalWindows" in rows["a"]["primitives"][0] and "allowedLateness 5m" in rows["a"]["primitives"][0]
     assert any("_flow_frontier" in p for p in rows["o"]["primitives"])
+
+
+@pytest.mark.parametrize("prefix", ["sub/x", "a\\b", ".hidden", ""])
+def test_a_file_sink_prefix_is_a_plain_name(prefix):
+    """A prefix with a folder in it (or a hidden/empty one) failed the run with FileNotFoundError when the sink
+    wrote; it is a validation error at its JSON path."""
+    d = doc()
+    d["nodes"].append({"id": "files", "kind": "target", "input": "t", "connector": "local_fs",
+                       "config": {"path": "/tmp/out", "format": "csv", "prefix": prefix}})
+    (err,) = errors(d)
+    assert err.path == "nodes[3].config.prefix" and "put folders in path" in err.message
+    d["nodes"][3]["config"]["prefix"] = "orders-"
+    check(d)
