@@ -99,6 +99,17 @@ def test_incremental_watermark_loads_only_newer_rows(wh, tmp_path):
     assert hwm == ["3"]
 
 
+def test_incremental_watermark_never_loads_a_row_without_a_mark(wh, tmp_path):
+    """A NULL watermark cannot be placed against the mark: not loaded on the first run either (else every later
+    run that reads it again would skip it, or an always-load rule would load it again each time), counted."""
+    for n, batch in enumerate([[{"ts": 1, "v": "a"}, {"ts": None, "v": "n1"}],
+                               [{"ts": None, "v": "n1"}, {"ts": 2, "v": "b"}, {"ts": 1, "v": "a"}]]):
+        rep = load(wh, tmp_path, batch, mode="incremental_watermark", name=f"s{n}", watermark="ts")
+        assert rep.rows_loaded == 1 and rep.rows_skipped == len(batch) - 1
+        assert any(w.startswith("1 row(s) with no ts (NULL) were not loaded") for w in rep.warnings)
+    assert sorted(r["v"] for r in wh.read(None, "SELECT v FROM public.t").to_pylist()) == ["a", "b"]
+
+
 def test_schema_mismatch_is_clear_and_writes_nothing(wh, tmp_path):
     load(wh, tmp_path, [{"id": 1, "v": "a"}])
     with pytest.raises(LoadError, match="nothing was written"):

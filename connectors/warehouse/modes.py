@@ -132,19 +132,25 @@ def incremental_watermark(wh, con, req, rows):
     key = [req.pipeline_id, req.node_id, req.table]
     where = f"pipeline_id = {wh.ph} AND node_id = {wh.ph} AND table_name = {wh.ph}"
     row = wh.execute(con, f"SELECT hwm FROM {wh.ident(WATERMARKS)} WHERE {where}", key).fetchone()
-    table = _above(rows, col, row[0]) if row is not None and row[0] is not None and rows.num_rows else rows
+    import pyarrow.compute as pc
+    nulls = rows.column(col).null_count  # a row without a mark cannot be placed: never loaded (every run alike)
+    known = rows.filter(pc.is_valid(rows.column(col))) if nulls else rows
+    table = _above(known, col, row[0]) if row is not None and row[0] is not None and known.num_rows else known
     out = with_lineage(table, req.lineage)
     ensure_table(wh, con, req.table, out.schema)
     insert_rows(wh, con, req.table, out)
     if out.num_rows:
-        import pyarrow.compute as pc
         new_hwm = pc.max(table.column(col)).cast(pa.string()).as_py()
         wh.execute(con, f"DELETE FROM {wh.ident(WATERMARKS)} WHERE {where}", key)
         wh.execute(con, f"INSERT INTO {wh.ident(WATERMARKS)} VALUES ({', '.join([wh.ph] * 5)}, CURRENT_TIMESTAMP)",
                    key + [col, new_hwm])
     skipped = rows.num_rows - table.num_rows
-    notes = [f"{skipped} row(s) with {col} at or below the high-water mark {row[0]} were not loaded "
-             f"(incremental_watermark)"] if skipped else []
+    below = skipped - nulls
+    notes = [f"{below} row(s) with {col} at or below the high-water mark {row[0]} were not loaded "
+             f"(incremental_watermark)"] if below else []
+    if nulls:
+        notes.append(f"{nulls} row(s) with no {col} (NULL) were not loaded: incremental_watermark places each row "
+                     f"by {col} (give it a value, e.g. with coalesce, to load them)")
     return LoadReport(out.num_rows, rows_skipped=skipped, warnings=notes)
 
 
