@@ -10,6 +10,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from ir_compiler.expressions import pgvalues as pv
 from ir_compiler.ops.common import ORD, OpTypeError, require
 from ir_compiler.types import FLOAT, INT, Field, Schema, decimal
 
@@ -421,9 +422,9 @@ def summarize_final(op, part: dict) -> pa.Table:
     for f in op.fields:
         p = part.get(f) or {"count": 0, "nulls": 0, "min": None, "max": None, "sum": None, "nonnull": 0,
                             "distinct": set()}
-        full = {"field": f, "count": p["count"], "nulls": p["nulls"],
-                "min": None if p["min"] is None else str(p["min"]),
-                "max": None if p["max"] is None else str(p["max"]),
+        full = {"field": f, "count": p["count"], "nulls": p["nulls"],  # count: rows; nulls: NULLs among them
+                "min": None if p["min"] is None else pv.value_text(p["min"]),  # as PostgreSQL prints it (::text)
+                "max": None if p["max"] is None else pv.value_text(p["max"]),
                 "mean": float(p["sum"]) / p["nonnull"] if p["sum"] is not None and p["nonnull"] else None,
                 "distinct": len(p["distinct"])}
         rows.append({k: full[k] for k in ["field", *op.stats]})
