@@ -538,6 +538,8 @@ def _is(c, node) -> Node:
 def _in(c, node) -> Node:
     if node.args.get("query") or node.args.get("unnest"):
         c.fail("IN needs a list of values, not a subquery", node)
+    if not node.expressions:  # `x IN` / `x IN ()`: a syntax error in PostgreSQL, never an always-false test
+        c.fail("IN needs a list of values: x IN (1, 2)", node)
     value = c.compile(node.this)
     items = [c.compile(e) for e in node.expressions]
     if not all(i.constant for i in items):

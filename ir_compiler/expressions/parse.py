@@ -1,6 +1,8 @@
 """Parsing with sqlglot; syntax errors become ExpressionError with a position."""
 from __future__ import annotations
 
+import re
+
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
@@ -38,6 +40,24 @@ MAX_EXPRESSION_CHARS = 20_000
 MAX_EXPRESSION_DEPTH = 64  # nesting of the parsed tree (a chain of 60 ANDs is 60 deep)
 
 
+_OPERATORS = {"GT": ">", "GTE": ">=", "LT": "<", "LTE": "<=", "EQ": "=", "NEQ": "<>", "Add": "+", "Sub": "-",
+              "Mul": "*", "Div": "/", "Mod": "%", "And": "AND", "Or": "OR", "Like": "LIKE", "ILike": "ILIKE",
+              "In": "IN", "Between": "BETWEEN", "Is": "IS", "Not": "NOT", "DPipe": "||", "Neg": "-"}
+_MISSING = re.compile(r"Required keyword: '(\w+)' missing for <class '[\w.]+\.(\w+)'>")
+
+
+def _readable(description: str) -> str:
+    """sqlglot's 'Required keyword: 'expression' missing for <class '...GT'>' → what the user wrote wrong."""
+    m = _MISSING.search(description)
+    if not m:
+        return description
+    keyword, node = m.groups()
+    what = f"'{_OPERATORS[node]}'" if node in _OPERATORS else node.upper()
+    side = {"expression": "its right-hand side", "this": "its left-hand side", "low": "its lower bound",
+            "high": "its upper bound"}.get(keyword, f"its {keyword}")
+    return f"{what} is missing {side} (the expression ends too early or an operand is missing)"
+
+
 def parse_expression(text: str) -> exp.Expression:
     if not isinstance(text, str) or not text.strip():
         raise ExpressionError("the expression is empty", expr=str(text))
@@ -45,13 +65,14 @@ def parse_expression(text: str) -> exp.Expression:
         raise ExpressionError(f"the expression is {len(text):,} characters; at most {MAX_EXPRESSION_CHARS:,}",
                               expr=text[:60] + "…")
     try:
+        _balanced(text)
         tree = sqlglot.parse_one(text, dialect=FlowPostgres)
     except RecursionError:
         raise ExpressionError(f"the expression nests deeper than {MAX_EXPRESSION_DEPTH} levels; split it into "
                               f"several expression ops", expr=text[:60] + "…") from None
     except ParseError as exc:
         err = exc.errors[0] if exc.errors else {}
-        raise ExpressionError(f"cannot parse SQL: {err.get('description', str(exc))}", expr=text,
+        raise ExpressionError(f"cannot parse SQL: {_readable(err.get('description', str(exc)))}", expr=text,
                               position=err.get("col")) from None
     except TokenError as exc:
         raise ExpressionError(f"cannot tokenize SQL: {exc}", expr=text) from None
@@ -66,6 +87,24 @@ def parse_expression(text: str) -> exp.Expression:
             raise ExpressionError(f"{what} is not allowed in a row expression (use a transform op such as "
                                   f"aggregate for that)", expr=text, position=_pos(text, node))
     return tree
+
+
+def _balanced(text: str) -> None:
+    """Every ( and [ closed in order: sqlglot's parser closes an open function call itself (``substring(s`` parsed
+    as ``substring(s)``), PostgreSQL says syntax error."""
+    from sqlglot.tokens import TokenType
+    pairs = {TokenType.R_PAREN: TokenType.L_PAREN, TokenType.R_BRACKET: TokenType.L_BRACKET}
+    opened = []
+    for tok in FlowPostgres().tokenize(text):
+        if tok.token_type in (TokenType.L_PAREN, TokenType.L_BRACKET):
+            opened.append(tok)
+        elif tok.token_type in pairs:
+            if not opened or opened[-1].token_type != pairs[tok.token_type]:
+                raise ExpressionError(f"cannot parse SQL: '{tok.text}' closes nothing", expr=text, position=tok.col)
+            opened.pop()
+    if opened:
+        raise ExpressionError(f"cannot parse SQL: '{opened[-1].text}' is never closed", expr=text,
+                              position=opened[-1].col)
 
 
 def _depth(tree: exp.Expression) -> int:
