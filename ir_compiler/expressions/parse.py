@@ -65,8 +65,10 @@ def parse_expression(text: str) -> exp.Expression:
         raise ExpressionError(f"the expression is {len(text):,} characters; at most {MAX_EXPRESSION_CHARS:,}",
                               expr=text[:60] + "…")
     try:
-        _balanced(text)
+        tokens = _check_tokens(text)
         tree = sqlglot.parse_one(text, dialect=FlowPostgres)
+        if tree is not None:
+            _nothing_dropped(text, tokens, tree)
     except RecursionError:
         raise ExpressionError(f"the expression nests deeper than {MAX_EXPRESSION_DEPTH} levels; split it into "
                               f"several expression ops", expr=text[:60] + "…") from None
@@ -89,14 +91,17 @@ def parse_expression(text: str) -> exp.Expression:
     return tree
 
 
-def _balanced(text: str) -> None:
-    """Every ( and [ closed in order: sqlglot's parser closes an open function call itself (``substring(s`` parsed
-    as ``substring(s)``), PostgreSQL says syntax error."""
-    from sqlglot.tokens import TokenType
-    pairs = {TokenType.R_PAREN: TokenType.L_PAREN, TokenType.R_BRACKET: TokenType.L_BRACKET}
+def _check_tokens(text: str) -> list:
+    """The text's tokens, after refusing what sqlglot would repair where PostgreSQL says syntax error: an unclosed
+    or unopened ( or [ (sqlglot closed ``substring(s`` itself), adjacent string constants not separated by a line
+    break (sqlglot made ``'x' 'y'`` a CONCAT), an empty list element (``IN (3, , 4)``), ``NOT IS``,
+    ``FROM FOR`` and a FROM/FOR right before ``)``."""
+    from sqlglot.tokens import TokenType as T
+    tokens = FlowPostgres().tokenize(text)
+    pairs = {T.R_PAREN: T.L_PAREN, T.R_BRACKET: T.L_BRACKET}
     opened = []
-    for tok in FlowPostgres().tokenize(text):
-        if tok.token_type in (TokenType.L_PAREN, TokenType.L_BRACKET):
+    for tok in tokens:
+        if tok.token_type in (T.L_PAREN, T.L_BRACKET):
             opened.append(tok)
         elif tok.token_type in pairs:
             if not opened or opened[-1].token_type != pairs[tok.token_type]:
@@ -105,6 +110,34 @@ def _balanced(text: str) -> None:
     if opened:
         raise ExpressionError(f"cannot parse SQL: '{opened[-1].text}' is never closed", expr=text,
                               position=opened[-1].col)
+    for a, b in zip(tokens, tokens[1:]):
+        pair = (a.token_type, b.token_type)
+        if pair == (T.STRING, T.STRING) and "\n" not in text[a.end + 1:b.start]:
+            raise ExpressionError("cannot parse SQL: two string constants in a row (join them with ||)", expr=text,
+                                  position=b.col)
+        if pair in ((T.COMMA, T.COMMA), (T.L_PAREN, T.COMMA), (T.COMMA, T.R_PAREN), (T.NOT, T.IS),
+                    (T.FROM, T.FOR), (T.FROM, T.R_PAREN), (T.FOR, T.R_PAREN)):
+            raise ExpressionError(f"cannot parse SQL: '{a.text} {b.text}' (something is missing between them, or "
+                                  f"NOT is misplaced: x IS NOT NULL)", expr=text, position=b.col)
+    return tokens
+
+
+# keywords sqlglot never adds or drops for a well-formed expression (AND, THEN), or never drops (FROM, FOR: it
+# adds them when it writes ltrim(s, 'a') as TRIM(LEADING 'a' FROM s))
+_KEPT = {"AND": "both", "THEN": "both", "FROM": "drop", "FOR": "drop"}
+
+
+def _nothing_dropped(text: str, tokens: list, tree: exp.Expression) -> None:
+    """Refuse a reading that sqlglot repaired: ``x BETWEEN 1 3`` gained an AND, ``CASE WHEN c 'x' END`` a THEN,
+    ``substring(s from from 1)`` lost a FROM — PostgreSQL says syntax error to each."""
+    from sqlglot.tokens import TokenType
+    again = FlowPostgres().tokenize(tree.sql(dialect=FlowPostgres))
+    for word, rule in _KEPT.items():
+        kind = getattr(TokenType, word)
+        before, after = (sum(t.token_type == kind for t in ts) for ts in (tokens, again))
+        if after < before or (rule == "both" and after > before):
+            raise ExpressionError(f"cannot parse SQL: {word} {'is missing' if after > before else 'is misplaced'} "
+                                  f"(PostgreSQL would say syntax error)", expr=text)
 
 
 def _depth(tree: exp.Expression) -> int:
