@@ -46,6 +46,9 @@ def parse_rule(text: str) -> RuleSpec:
         if len(parts) != 2:
             raise ValueError("between needs two bounds: between:<low>,<high>")
         lo, hi = (_number(p) if _number(p) is not None else p for p in parts)
+        if all(isinstance(b, (int, float)) for b in (lo, hi)) and lo > hi:  # SQL's BETWEEN is not symmetric
+            raise ValueError(f"between:{parts[0]},{parts[1]} has its low bound above its high one (no value is "
+                             f"between them); write between:{parts[1]},{parts[0]}")
         return RuleSpec(name, (lo, hi), text)
     if name == "in":
         return RuleSpec(name, tuple(p for p in arg.split("|")), text)

@@ -190,3 +190,15 @@ def test_a_file_sink_prefix_is_a_plain_name(prefix):
     assert err.path == "nodes[3].config.prefix" and "put folders in path" in err.message
     d["nodes"][3]["config"]["prefix"] = "orders-"
     check(d)
+
+
+def test_a_between_rule_with_its_bounds_reversed_is_an_error():
+    """between:5,1 would fail every row (SQL's BETWEEN is not symmetric): refused at its JSON path."""
+    d = doc()
+    d["nodes"].insert(2, {"id": "v", "kind": "validate", "input": "t",
+                          "rowLevel": [{"id": "r", "field": "amount", "rule": "between:5,1", "onFail": "drop"}]})
+    d["nodes"][3]["input"] = "v"
+    (err,) = errors(d)
+    assert err.path == "nodes[2].rowLevel[0].rule" and "write between:1,5" in err.message
+    d["nodes"][2]["rowLevel"][0]["rule"] = "between:1,5"
+    check(d)
