@@ -33,8 +33,20 @@ def _parse_int(text: str):
     return _BadNumber(text) if len(text.lstrip("-")) > MAX_NUMBER_DIGITS else int(text)
 
 
+class JsonFloat(float):
+    """A JSON number with a fraction or exponent: a float that remembers how it was written, so a decimal
+    constant (``add_field`` with ``type: decimal(38, 11)``) is taken from its digits, never from the float."""
+
+    text: str
+
+    def __new__(cls, text: str):
+        number = super().__new__(cls, text)
+        number.text = text
+        return number
+
+
 def _parse_float(text: str):
-    value = float(text)
+    value = JsonFloat(text)
     if len(text) > MAX_NUMBER_DIGITS + 10 or value in (float("inf"), float("-inf")):
         return _BadNumber(text)
     return value

@@ -47,11 +47,26 @@ def _constant_type(op):
     return from_arrow(pa.scalar(v).type) if v is not None and not isinstance(v, (dict, list)) else STRING
 
 
+def _constant(op):
+    """The value, a JSON number bound for a decimal column taken from its digits as written (PostgreSQL's
+    text-to-numeric rounding), never through the float it was parsed into."""
+    v = op.value
+    text = getattr(v, "text", None) if isinstance(v, float) else str(v) if isinstance(v, int) and \
+        not isinstance(v, bool) else v if isinstance(v, str) else None
+    if op.type and text is not None and parse_type(op.type).name == "decimal":
+        from ir_compiler.ops.cast import convert_value
+        try:
+            return convert_value(text, parse_type(op.type))
+        except ValueError as exc:
+            raise OpTypeError(f"value {text} is not a {op.type}: {exc}", "value") from None
+    return v
+
+
 def add_field_schema(op, schema):
     _new_name(schema, op.field, "field")
     if op.type and op.value is not None:
         try:
-            pa.array([op.value]).cast(to_arrow(parse_type(op.type)))
+            pa.array([_constant(op)]).cast(to_arrow(parse_type(op.type)))
         except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
             raise OpTypeError(f"value {op.value!r} is not a {op.type}", "value") from None
     return schema.with_field(Field(op.field, _constant_type(op))) if schema is not None else None
@@ -59,7 +74,7 @@ def add_field_schema(op, schema):
 
 def add_field_apply(op, table):
     atype = to_arrow(_constant_type(op))
-    value = json.dumps(op.value) if isinstance(op.value, (dict, list)) else op.value
+    value = json.dumps(op.value) if isinstance(op.value, (dict, list)) else _constant(op)
     col = pa.array([value] * table.num_rows).cast(atype) if value is not None else pa.nulls(table.num_rows, atype)
     return OpResult(_set(table, op.field, col))
 
