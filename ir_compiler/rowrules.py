@@ -18,10 +18,13 @@ class RuleSpec:
 
 
 def _number(text: str):
+    """An int, or a float that keeps its digits (``gt:123456789.123456789012`` compares exactly on a decimal)."""
+    from ir_compiler.loader import JsonFloat
     try:
-        return int(text) if re.fullmatch(r"[+-]?\d+", text.strip()) else float(text)
+        n = int(text) if re.fullmatch(r"[+-]?\d+", text.strip()) else JsonFloat(text.strip())
     except ValueError:
         return None
+    return n if n == n and n not in (float("inf"), float("-inf")) else None  # nan, inf: not a bound
 
 
 def parse_rule(text: str) -> RuleSpec:

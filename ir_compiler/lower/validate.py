@@ -24,7 +24,9 @@ _SQL_CMP = {"gt": "GT", "gte": "GTE", "lt": "LT", "lte": "LTE", "eq": "EQ", "neq
 def _literal(value):
     from sqlglot import exp
 
-    return exp.Literal.number(value) if isinstance(value, (int, float)) else exp.Literal.string(str(value))
+    if isinstance(value, (int, float)):
+        return exp.Literal.number(getattr(value, "text", value))  # the digits as written in the rule
+    return exp.Literal.string(str(value))
 
 
 def comparison_sql(spec, column: str) -> str:
