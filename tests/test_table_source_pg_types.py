@@ -36,3 +36,30 @@ def test_odd_postgresql_types_read_as_their_text(tmp_path):
     assert one["j"] == {"k": [1, 2.5]} and one["js"] == "text"  # JSON values, the string one unquoted by JSON
     assert one["tags"] == ["a", None]
     assert all(v is None for k, v in rows[2].items() if k != "id")
+
+
+def test_a_numeric_nan_is_a_clear_error_and_wide_numerics_stay_exact(tmp_path):
+    """An unconstrained numeric column reads exactly (41 digits, 1e-30); a NaN in it has no decimal value: the run
+    fails naming the column and the two ways out (was Arrow's "The string 'NaN' is not a valid decimal256")."""
+    with fresh_database() as url:
+        with psycopg.connect(url, autocommit=True) as con:
+            con.execute("CREATE TABLE public.src (id int, n numeric)")
+            con.execute("INSERT INTO public.src VALUES (1, 12345678901234567890.123456789012345678901), "
+                        "(2, 0.000000000000000000000000000001)")
+        out = tmp_path / "out"
+        doc = {"kind": "pipeline", "version": "1.0", "id": "pgnum", "nodes": [
+            {"id": "src", "kind": "source", "connector": "table", "config": {"table": "public.src"}},
+            {"id": "out", "kind": "target", "input": "src", "connector": "local_fs",
+             "config": {"path": str(out), "format": "jsonl"}}]}
+        res = run_document(doc, RunOptions(warehouse=url))
+        assert res.status == "completed", res.error
+        got = {r["id"]: r["n"] for f in out.iterdir() for r in
+               (json.loads(line, parse_float=str) for line in f.read_text().splitlines())}
+        from decimal import Decimal
+        assert Decimal(got[1]) == Decimal("12345678901234567890.123456789012345678901")
+        assert Decimal(got[2]) == Decimal("1e-30")
+        with psycopg.connect(url, autocommit=True) as con:
+            con.execute("INSERT INTO public.src VALUES (3, 'NaN')")
+        res = run_document(doc, RunOptions(warehouse=url))
+        assert res.status == "failed"
+        assert "column 'n' holds the numeric NaN" in res.error and "n::float8" in res.error

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 from contextlib import contextmanager
+from decimal import Decimal
 
 import pyarrow as pa
 
@@ -193,8 +194,7 @@ class PostgresWarehouse(Warehouse):
         names = [d.name for d in cur.description]
         rows = cur.fetchall()
         cols = list(zip(*rows)) if rows else [[] for _ in names]
-        arrays = [pa.array([json.dumps(v) if isinstance(v, (dict, list)) and not _is_array_col(col) else v
-                            for v in col]) for col in cols]
+        arrays = [_column(name, col) for name, col in zip(names, cols)]
         return pa.table(arrays, names=names) if names else pa.table({})
 
 
@@ -202,6 +202,20 @@ class PostgresWarehouse(Warehouse):
 # JSON string value with its quotes — psycopg would give Python objects, a string value unquoted)
 _AS_PG_TEXT = ("uuid", "interval", "json", "jsonb", "time", "timetz", "inet", "cidr", "macaddr", "money", "xml",
                "bytea")
+
+
+def _column(name: str, col) -> pa.Array:
+    """One fetched column as Arrow; a value Arrow cannot hold is an error naming the column and what to do."""
+    values = [json.dumps(v) if isinstance(v, (dict, list)) and not _is_array_col(col) else v for v in col]
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+        special = [v for v in values if isinstance(v, Decimal) and not v.is_finite()]
+        if special:
+            raise ConnectorError(f"column {name!r} holds the numeric {special[0]}, which no decimal column can hold: "
+                                 f"leave it out in the query (WHERE {name} <> '{special[0]}') or read the column as "
+                                 f"float8 ({name}::float8)") from None
+        raise ConnectorError(f"column {name!r}: {str(exc).splitlines()[0]}") from None
 
 
 def _is_array_col(col) -> bool:
