@@ -45,8 +45,9 @@ def infer_lookup_schema(op, warehouse=None) -> Schema | None:
         return None
 
 
-def read_enrich_lookup(provider: dict, warehouse_url: str | None) -> pa.Table:
-    """The lookup table of an enrich ``lookup`` provider, one row per key (the first wins)."""
+def read_enrich_lookup(provider: dict, warehouse_url: str | None) -> tuple[pa.Table, int]:
+    """The lookup table of an enrich ``lookup`` provider, one row per key (the first wins), and how many rows
+    repeated a key (the caller warns)."""
     if provider.get("rows") is not None:
         table = pa.Table.from_pylist(provider["rows"])
     elif provider.get("table"):
@@ -61,6 +62,12 @@ def read_enrich_lookup(provider: dict, warehouse_url: str | None) -> pa.Table:
     missing = [k for k in keys if k not in table.column_names]
     if missing:
         raise ConnectorError(f"the lookup has no key column(s) {missing}; it has {table.column_names}")
+    first = first_per_key(table, keys)
+    return first, table.num_rows - first.num_rows
+
+
+def first_per_key(table: pa.Table, keys: list[str]) -> pa.Table:
+    """One row per key, the first in the table's order (the lookups' rule; a caller warns about the rest)."""
     idx = table.append_column("__fb_i", pa.array(range(table.num_rows), pa.int64())).group_by(
         keys, use_threads=False).aggregate([("__fb_i", "min")]).column("__fb_i_min")
     return table.take(idx)

@@ -160,19 +160,28 @@ def _plan_ledger(checked, out: _Inputs, run_id: str) -> None:
         out.ledger[tid] = {"files": files, "by_file": by_file if by_file in srcs else None, "run_id": run_id}
 
 
-def _load_lookups(checked: CheckedPipeline, url: str) -> dict:
+def _load_lookups(checked: CheckedPipeline, url: str, warnings: list | None = None) -> dict:
+    """Every lookup table, read once on the driver: one row per key, the first wins; rows that repeated a key are
+    counted in a run warning (never dropped without a word)."""
     from connectors.lookups import read_enrich_lookup, read_lookup
     from ir_compiler.ops.lookup import prepare_lookup
 
     out: dict = {}
+    repeated = []
     for node in checked.pipeline.nodes:
         if node.kind == "enrich" and node.provider.kind == "lookup":
-            out[("enrich", node.id)] = read_enrich_lookup(node.provider.model_dump(), url)
+            out[("enrich", node.id)], dropped = read_enrich_lookup(node.provider.model_dump(), url)
+            repeated.append((f"node {node.id} (enrich lookup)", dropped))
         if node.kind != "transform":
             continue
         for i, op in enumerate(node.ops):
             if op.op == "lookup_join":
-                out.setdefault(node.id, {})[i] = prepare_lookup(op, read_lookup(op, url))
+                raw = read_lookup(op, url)
+                out.setdefault(node.id, {})[i] = prepare_lookup(op, raw)
+                repeated.append((f"node {node.id} ops[{i}] (lookup_join)", raw.num_rows - out[node.id][i].num_rows))
+    if warnings is not None:
+        warnings += [f"{where}: {n} lookup row(s) repeated a key; the first row of each key was used"
+                     for where, n in repeated if n]
     return out
 
 
@@ -266,7 +275,7 @@ def _execute(checked, opts: RunOptions, url: str, run_dir: str, result: RunResul
                      streaming=streaming, idle_stop_s=opts.stop_after_idle_s,
                      on_dataflow=opts.runner == "dataflow", ledger=inputs.ledger,
                      split_files=splits_pay(opts.runner, opts.beam_args))
-    lookups = _load_lookups(checked, url)
+    lookups = _load_lookups(checked, url, result.warnings)
     if opts.runner == "dataflow":
         from flow_beam.runners import DataflowProfile, dataflow_args
         profile = opts.dataflow or DataflowProfile()

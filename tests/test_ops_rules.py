@@ -95,3 +95,29 @@ def test_summarize_and_table_source(tmp_path):
     assert sorted(con.execute("select id from public.ids").fetchall()) == [(2,), (3,), (3,)]
     con.close()
     assert json.dumps(result.to_json())
+
+
+def test_a_lookup_with_repeated_keys_uses_the_first_row_and_says_so(tmp_path):
+    """lookup_join and an enrich lookup take the first row of a repeated key; the run says how many rows were
+    left out (before: silently)."""
+    import json
+
+    from flow_beam.running import RunOptions, run_document
+    data = tmp_path / "in"
+    data.mkdir()
+    (data / "x.csv").write_text("id,v\n1,a\n2,b\n")
+    doc = {"kind": "pipeline", "version": "1.0", "id": "lk", "nodes": [
+        {"id": "src", "kind": "source", "connector": "local_fs",
+         "config": {"path": str(data), "pattern": {"type": "glob", "value": "*.csv"}, "format": "csv"},
+         "schema": [{"name": "id", "type": "int"}, {"name": "v", "type": "string"}]},
+        {"id": "t", "kind": "transform", "input": "src", "ops": [{"op": "lookup_join", "lookup": {"rows": [
+            {"k": 1, "name": "one"}, {"k": 1, "name": "uno"}, {"k": 2, "name": "two"}, {"k": 2, "name": "dos"}]},
+            "on": {"id": "k"}, "fields": ["name"]}]},
+        {"id": "out", "kind": "target", "input": "t", "connector": "local_fs",
+         "config": {"path": str(tmp_path / "out"), "format": "jsonl"}}]}
+    res = run_document(doc, RunOptions(warehouse=f"duckdb:///{tmp_path}/w.duckdb"))
+    assert res.status == "completed", res.error
+    assert "node t ops[0] (lookup_join): 2 lookup row(s) repeated a key; the first row of each key was used" \
+        in res.warnings
+    rows = [json.loads(line) for f in (tmp_path / "out").iterdir() for line in f.read_text().splitlines()]
+    assert sorted((r["id"], r["name"]) for r in rows) == [(1, "one"), (2, "two")]

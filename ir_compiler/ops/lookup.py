@@ -35,10 +35,8 @@ def prepare_lookup(op, table: pa.Table) -> pa.Table:
     """Key + wanted columns, one row per key (the first one wins)."""
     rights = [r for _, r in key_pairs(op)]
     cols = rights + [f for f in op.fields if f not in rights]
-    table = table.select(cols)
-    idx = table.append_column("__fb_i", pa.array(range(table.num_rows), pa.int64())) \
-        .group_by(rights, use_threads=False).aggregate([("__fb_i", "min")]).column("__fb_i_min")
-    return table.take(idx)
+    from connectors.lookups import first_per_key
+    return first_per_key(table.select(cols), rights)
 
 
 def lookup_apply(op, table: pa.Table, lookup: pa.Table) -> OpResult:
