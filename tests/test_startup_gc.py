@@ -114,3 +114,29 @@ def test_a_run_without_expressions_never_imports_sqlglot(tmp_path):
         rows = [json.loads(line) for f in sorted((tmp_path / name).iterdir()) for line in f.read_text().splitlines()]
         seen[name] = (out["sqlglot"], sorted(r["id"] for r in rows))
     assert seen == {"plain": (False, [1, 2]), "filtered": (True, [2])}
+
+
+def test_beartype_loads_only_when_beam_asks_it_something(tmp_path):
+    """Beam's type hints import beartype for is_subhint, which a run never calls: a local run's lean import puts
+    stand-ins in its place (flow_beam/lean.py). A run loads no beartype; the first question Beam asks loads the
+    real one, answers as beartype answers (an unrelated pair: False through Beam's `except
+    BeartypeDoorException`), and other names of beartype.door still import."""
+    code = ("import json, sys\n"
+            "from flow_beam.lean import import_beam\n"
+            f"import_beam('direct', {str(tmp_path / 'none.json')!r})\n"
+            "import apache_beam\n"
+            "before = 'beartype' in sys.modules\n"
+            "from apache_beam.typehints import typehints as th\n"
+            "answers = [th.is_consistent_with(bool, int, use_beartype=True),\n"
+            "           th.is_consistent_with(str, int, use_beartype=True),\n"
+            "           th.is_consistent_with(int, float, use_beartype=True)]\n"
+            "from beartype.door import TypeHint\n"
+            "from beartype.roar import BeartypeDoorException\n"
+            "print(json.dumps([before, 'beartype' in sys.modules, answers,\n"
+            "                  th.BeartypeDoorException is BeartypeDoorException, TypeHint.__module__]))\n")
+    (tmp_path / "none.json").write_text('{"nodes": []}')
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120)
+    assert res.returncode == 0, res.stderr
+    before, after, answers, same_exception, module = json.loads(res.stdout.strip().splitlines()[-1])
+    assert before is False and after is True and same_exception
+    assert answers == [True, False, True] and module.startswith("beartype.door")
