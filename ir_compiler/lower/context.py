@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import uuid
 from dataclasses import dataclass, field
 
@@ -88,8 +89,42 @@ def json_value(v):
 
 
 def rows_json(table: pa.Table) -> list[str]:
+    """Each row as a JSON object: numbers exact (a decimal is a JSON number, as sinks write it), a float NaN or
+    infinity as PostgreSQL's text of it (JSON has no such number), dates ISO."""
+    from connectors.formats import _dumps
     cols = [c for c in table.column_names if not c.startswith(INTERNAL_PREFIX) and c not in ("_rule_id", "_error")]
-    return [json.dumps(r, default=json_value) for r in table.select(cols).to_pylist()]
+    return [_dumps({k: _json_safe(v) for k, v in r.items()}) for r in table.select(cols).to_pylist()]
+
+
+def _json_safe(v):
+    if isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
+        return "NaN" if v != v else ("Infinity" if v > 0 else "-Infinity")
+    return v
+
+
+_NUL_ESCAPE = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")  # the escape of NUL, not an escaped backslash + u0000
+
+
+def json_text_column(values) -> pa.Array:
+    """A `row` column of the quarantine / DLQ tables, marked JSON (JSONB in PostgreSQL, JSON in DuckDB, as
+    SPEC §3 says); a value that is not valid JSON (NaN included) is stored as a JSON string holding it, and a NUL
+    character (which JSONB cannot hold: such rows are in the DLQ precisely for it) as the six characters
+    ``\\u0000``, so the insert never fails on a row."""
+    out = []
+    for v in values:
+        if v is not None:
+            try:
+                json.loads(v, parse_constant=_no_constant)
+            except ValueError:
+                v = json.dumps(v)
+            if "\\u0000" in v:
+                v = _NUL_ESCAPE.sub(r"\1\\\\u0000", v)
+        out.append(v)
+    return pa.array(out, pa.string())
+
+
+def _no_constant(name):
+    raise ValueError(name)
 
 
 def to_error_table(node_id: str, table: pa.Table) -> pa.Table:
@@ -103,10 +138,11 @@ def to_error_table(node_id: str, table: pa.Table) -> pa.Table:
 
 def quarantine_rows(table: pa.Table, ctx_ids: tuple[str, str], node_id: str) -> pa.Table:
     """Quarantine-table shape: id, run_id, pipeline_id, node_id, rule_id, error, row (JSON), created_at."""
+    from connectors.warehouse.base import mark_json
     run_id, pipeline_id = ctx_ids
     n = table.num_rows
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    return pa.table({
+    return mark_json(pa.table({
         "id": pa.array([uuid.uuid4().hex for _ in range(n)], pa.string()),
         "run_id": pa.array([run_id] * n, pa.string()),
         "pipeline_id": pa.array([pipeline_id] * n, pa.string()),
@@ -115,22 +151,25 @@ def quarantine_rows(table: pa.Table, ctx_ids: tuple[str, str], node_id: str) -> 
         else pa.nulls(n, pa.string()),
         "error": table.column("_error").cast(pa.string()) if "_error" in table.column_names
         else table.column("error").cast(pa.string()),
-        "row": pa.array(rows_json(table), pa.string()) if "_error" in table.column_names
-        else table.column("row").cast(pa.string()),
+        "row": json_text_column(rows_json(table) if "_error" in table.column_names
+                                else table.column("row").cast(pa.string()).to_pylist()),
         "created_at": pa.array([now] * n, pa.timestamp("us")),
-    })
+    }), ["row"])
 
 
 def dlq_rows(errors: pa.Table, run_id: str, pipeline_id: str) -> pa.Table:
+    """DLQ-table shape: id, run_id, pipeline_id, node_id, error, row (JSON), created_at."""
+    from connectors.warehouse.base import mark_json
     n = errors.num_rows
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    return pa.table({
+    return mark_json(pa.table({
         "id": pa.array([uuid.uuid4().hex for _ in range(n)], pa.string()),
         "run_id": pa.array([run_id] * n, pa.string()),
         "pipeline_id": pa.array([pipeline_id] * n, pa.string()),
-        "node_id": errors.column("node_id"), "error": errors.column("error"), "row": errors.column("row"),
+        "node_id": errors.column("node_id"), "error": errors.column("error"),
+        "row": json_text_column(errors.column("row").cast(pa.string()).to_pylist()),
         "created_at": pa.array([now] * n, pa.timestamp("us")),
-    })
+    }), ["row"])
 
 
 def nonempty(table: pa.Table) -> bool:
