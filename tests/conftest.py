@@ -62,6 +62,17 @@ SPEC_VALIDATE_DOC = {
 }
 
 
+@pytest.fixture(params=["duckdb", "postgresql"])
+def warehouse(request, tmp_path):
+    """A warehouse URL: a DuckDB file, then a fresh PostgreSQL database (skipped without scripts/postgres.sh)."""
+    if request.param == "duckdb":
+        yield f"duckdb://{tmp_path / 'w.duckdb'}"
+        return
+    from pg_util import fresh_database
+    with fresh_database() as url:
+        yield url
+
+
 @pytest.fixture
 def spec_doc():
     return copy.deepcopy(SPEC_VALIDATE_DOC)

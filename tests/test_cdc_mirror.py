@@ -3,8 +3,6 @@ mirror table equal to the source state, on DuckDB and PostgreSQL; replaying the 
 (The events come from JSONL files here: the Kafka source is not in this build.)"""
 import json
 
-import pytest
-
 from connectors.warehouse import open_warehouse
 from flow_beam.running import RunOptions, run_document
 
@@ -24,16 +22,6 @@ PART1 = [event("u", 4, before={"id": 1, "name": "Ann", "tier": "bronze"}, after=
          {"payload": event("c", 8, after={"id": 2, "name": "Bob", "tier": "platinum"})},  # with schemas enabled
          event("u", 6, before={"id": 3, "name": "Cy", "tier": "bronze"}, after={"id": 3, "name": "Cy", "tier": "gold"})]
 SOURCE_STATE = [(1, "Ann", "gold"), (2, "Bob", "platinum"), (3, "Cy", "gold")]
-
-
-@pytest.fixture(params=["duckdb", "postgresql"])
-def warehouse(request, tmp_path):
-    if request.param == "duckdb":
-        yield f"duckdb://{tmp_path / 'w.duckdb'}"
-        return
-    from pg_util import fresh_database
-    with fresh_database() as url:
-        yield url
 
 
 def doc(folder):

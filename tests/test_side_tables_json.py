@@ -4,19 +4,7 @@ text of it; a row whose text is not JSON is kept as a JSON string. Before: text 
 import decimal
 import json
 
-import pytest
-
 from flow_beam.running import RunOptions, run_document
-
-
-@pytest.fixture(params=["duckdb", "postgresql"])
-def warehouse(request, tmp_path):
-    if request.param == "duckdb":
-        yield f"duckdb://{tmp_path / 'w.duckdb'}"
-        return
-    from pg_util import fresh_database
-    with fresh_database() as url:
-        yield url
 
 
 def _doc(data):
