@@ -106,7 +106,12 @@ def streaming_args(runner: str, idle_stop: bool = False) -> list[str]:
     # --shutdown_sources_after_idle_ms, ends the reader stage with restrictions still pending (measured here:
     # 73,000 of 200,000 events read, none loaded, job FINISHED; and no checkpoint completes after it). So it is
     # never set: an idle-stopped run is stopped by stop_when_drained once every row is loaded.
-    return ["--streaming", "--checkpointing_interval=10000"]
+    # --finish_bundle_before_checkpointing: without it Beam's DoFnOperator finishes a bundle in flight after the
+    # barrier went downstream and buffers its output until the operator's next bundle or watermark. The stage fed
+    # by Impulse has neither (one element, then the final watermark): a checkpoint during its one bundle kept the
+    # readers' restrictions in that buffer for ever, a job that RUNS and reads nothing (the "stalled" jobs;
+    # tests/test_flink_checkpoint_buffer.py makes that race the rule).
+    return ["--streaming", "--checkpointing_interval=10000", "--finish_bundle_before_checkpointing"]
 
 
 def stop_when_drained(beam_result, flink_master: str | None, args: list[str], run_id: str, targets: list[str],
@@ -117,9 +122,9 @@ def stop_when_drained(beam_result, flink_master: str | None, args: list[str], ru
     FINISHES and Beam gets its metrics); on [local], Beam's cancel once every target has also passed the
     end-of-time watermark (ir_compiler.lower.streaming.drained), or after ``grace_s`` more. Returns warnings.
 
-    Stalls: Beam's portable Flink runner (2.70) now and then starts a streaming job that never invokes its
-    readers (2 of 6 runs of the two-topic join here): it runs forever with nothing to do. Such a job raises
-    JobDidNotStart (see check_started). Should a reader stop being resumed later, a watchdog acts: when no reader
+    Stalls: Beam's portable Flink runner (2.70) started a streaming job that never invoked its readers now and
+    then (a bundle's output buffered during a checkpoint; removed by --finish_bundle_before_checkpointing, see
+    streaming_args). As a second line of defence, such a job raises JobDidNotStart (see check_started). Should a reader stop being resumed later, a watchdog acts: when no reader
     of the run was invoked for ``stall_s`` seconds (FLOW_BEAM_FLINK_STALL_S, default 60) before every reader
     ended, the job is stopped the same way (drain: every window read so far is loaded) and the run says so:
     positions not committed are read again by the next run, whose loads skip what is already in the table."""

@@ -323,8 +323,8 @@ def _await_streaming_on_flink(checked, opts: RunOptions, ctx, lookups, args, res
                               beam_result):
     """A streaming run on Flink: an idle-stopped one is stopped once every row is loaded
     (runners.stop_when_drained); one without an idle stop runs until stopped. A job whose readers Flink never
-    started (seen now and then with Beam's portable Flink runner: the job stays RUNNING with no record moved)
-    read and committed nothing: it is cancelled and submitted again (FLOW_BEAM_FLINK_START_ATTEMPTS submissions
+    started (seen now and then with Beam's portable Flink runner before --finish_bundle_before_checkpointing:
+    the job stays RUNNING with no record moved) read and committed nothing: it is cancelled and submitted again (FLOW_BEAM_FLINK_START_ATTEMPTS submissions
     at most, default 3)."""
     from flow_beam.runners import JobDidNotStart, cancel_run, stop_when_drained, wait_job_gone, wait_started
     targets = [n.id for n in checked.pipeline.nodes if n.kind == "target"]

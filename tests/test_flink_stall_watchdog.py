@@ -1,11 +1,12 @@
 """The stall watchdog of an idle-stopped streaming run on Flink (flow_beam.runners.stop_when_drained).
 
-Beam's portable Flink runner (job server 2.70) now and then starts a streaming job that never invokes its
-readers: the job then runs forever with nothing to do (2 of 6 runs of the two-topic join of
-tests/test_streaming_join.py here; a CI run hung on it). That stall cannot be produced on demand, so these tests
-drive the watchdog with the reader bookkeeping it reads (connectors.streams) and a fake job, the Flink REST calls
-recorded instead of sent; the last test declares a real job on the real cluster not started and checks the
-cancel-and-resubmit loads every row once."""
+Beam's portable Flink runner (job server 2.70) started a streaming job that never invoked its readers now and then
+(2 of 6 runs of the two-topic join of tests/test_streaming_join.py here; CI runs failed on it): the cause, a
+bundle's output buffered during a checkpoint, is removed by --finish_bundle_before_checkpointing
+(tests/test_flink_checkpoint_buffer.py). The watchdog stays as a second line of defence; these tests drive it with
+the reader bookkeeping it reads (connectors.streams) and a fake job, the Flink REST calls recorded instead of sent;
+the last tests declare a real job on the real cluster not started and check the cancel-and-resubmit loads every
+row once."""
 import time
 
 import pytest
