@@ -18,7 +18,7 @@ Needs Kafka (bash scripts/kafka.sh start; FLOW_BEAM_KAFKA, default 127.0.0.1:190
 if it is not running), prism (bash scripts/prism.sh install) and, for flink, the cluster (bash scripts/flink.sh
 start; FLOW_BEAM_FLINK_MASTER, default 127.0.0.1:8081; started and stopped here if it is not running).
 Usage: python bench/streaming_kafka.py [--events 200000] [--partitions 2] [--users 50] [--idle 3]
-                                       [--runners prism,flink]
+                                       [--runners prism,flink] [--beam-arg=--OPTION=VALUE ...]
 """
 from __future__ import annotations
 
@@ -127,13 +127,13 @@ def read_table(db_path: str) -> dict:
 
 
 def run_flow_beam(servers: str, topic: str, tmp: str, runner: str, idle: float | None,
-                  lateness: str | None, flink_master: str | None = None) -> dict:
+                  lateness: str | None, flink_master: str | None = None, beam_args: list[str] | None = None) -> dict:
     from flow_beam.running import RunOptions, run_document
 
     db = os.path.join(tmp, f"fb-{runner}.duckdb")
     group = f"bench-fb-{runner}-{uuid.uuid4().hex[:8]}"
     opts = RunOptions(runner=runner, warehouse=f"duckdb://{db}", stop_after_idle_s=idle,
-                      flink_master=flink_master if runner == "flink" else None)
+                      flink_master=flink_master if runner == "flink" else None, beam_args=list(beam_args or []))
     t0 = time.perf_counter()
     result = run_document(ir(servers, topic, group, lateness), opts)
     seconds = time.perf_counter() - t0
@@ -259,6 +259,8 @@ def main() -> None:
                          "topic's event-time span (events / 20 s), e.g. 24h, works around the streaming reader "
                          "dropping all but the last window of a multi-window read batch")
     ap.add_argument("--skip-direct", action="store_true", help="leave out the informational drain run")
+    ap.add_argument("--beam-arg", action="append", default=[], metavar="--OPTION=VALUE",
+                    help="a Beam option for the streaming runs (repeatable), e.g. --beam-arg=--max_bundle_size=500")
     ap.add_argument("--runners", default="prism,flink", help="streaming runners to measure (prism, flink)")
     args = ap.parse_args()
     args.runners = [r.strip() for r in args.runners.split(",") if r.strip()]
@@ -337,7 +339,8 @@ def measure(args, servers: str, topic: str, events: list[dict], produce_s: float
         streams = {}
         for runner in args.runners:
             print(f"running: flow-beam streaming on {runner} (stop_after_idle_s={args.idle}) ...", flush=True)
-            got = run_flow_beam(servers, topic, tmp, runner, args.idle, args.allowed_lateness, args.flink_master)
+            got = run_flow_beam(servers, topic, tmp, runner, args.idle, args.allowed_lateness, args.flink_master,
+                                args.beam_arg)
             read = got["nodes"]["events"][0]
             if read != args.events:
                 print(f"flow-beam {runner} node rows (in, out, filtered, loaded): {got['nodes']}", file=sys.stderr)
