@@ -83,3 +83,24 @@ def test_what_postgresql_accepts_stays_accepted():
                        ("position('b' in s) = 2", ["False", "True", "None"]),
                        ("coalesce(id, (1 + 2)) IN (1, 3)", ["True", "False", "True"])]:
         assert _ours(text) == want, text
+
+
+UNARY_PLUS = ["+s = 'a'", "+(s || 'x') = 'ax'", "+id + 1", "3 + + id", "+(id * 2)", "+ (id > 1)",
+              "+DATE '2020-01-01' = DATE '2020-01-01'", "- + id", "+ - id", "+CAST(s AS text) = 'a'",
+              "+2.5 * id", "+id::text = '1'"]
+
+
+@pytest.mark.parametrize("text", UNARY_PLUS)
+def test_unary_plus_is_type_checked_like_postgresql(text):
+    """Unary + (sqlglot drops it while parsing): on a number it is the number, on text, a boolean or a date
+    PostgreSQL refuses it ('operator does not exist: + text') — so does flow-beam, instead of ignoring it."""
+    if not os.environ.get("FLOW_BEAM_PG_URL"):
+        pytest.skip("PostgreSQL not running: bash scripts/postgres.sh start")
+    import psycopg
+
+    with psycopg.connect(os.environ["FLOW_BEAM_PG_URL"], autocommit=True) as con:
+        try:
+            pg = [str(r[0]) for r in con.execute(f"SELECT ({text}) FROM {ROWS}").fetchall()]
+        except psycopg.Error:
+            pg = "error"
+    assert _ours(text) == pg

@@ -15,7 +15,7 @@ from ir_compiler.errors import ExpressionError
 from ir_compiler.expressions import pgvalues as pv
 from ir_compiler.expressions.nodes import (Node, arrow_of, broadcast, cast_arrow, coerce, const, elementwise,
                                            null_of, row_of, strict)
-from ir_compiler.expressions.parse import parse_expression, position_of
+from ir_compiler.expressions.parse import UnaryPlus, parse_expression, position_of
 from ir_compiler.types import (BOOL, DATE, FLOAT, INT, INTERVAL, NULL, STRING, TIMESTAMP, ColumnType, Schema, common_type,
                                decimal as decimal_type, to_arrow)
 
@@ -397,6 +397,14 @@ def _neg(c, node) -> Node:
     return Node(inner.type, row_of(strict(py), inner), arrow_of(pc.negate_checked, inner), inner.constant)
 
 
+def _plus(c, node) -> Node:
+    """Unary ``+``: the operand itself, once it is a number (PostgreSQL has no ``+`` for text, bool, dates or
+    intervals)."""
+    inner = c.compile(node.this)
+    c.numeric(inner, node.this, "unary plus")
+    return inner
+
+
 # ---- comparison ----------------------------------------------------------------------------------------
 _ARROW_CMP = {exp.EQ: pc.equal, exp.NEQ: pc.not_equal, exp.GT: pc.greater, exp.GTE: pc.greater_equal,
               exp.LT: pc.less, exp.LTE: pc.less_equal}
@@ -638,7 +646,7 @@ def _typed_literal(c, node) -> Node:
 
 HANDLERS = {
     exp.Column: _column, exp.Literal: _literal, exp.Boolean: _boolean, exp.Null: _null, exp.Paren: _paren,
-    exp.Add: _arith, exp.Sub: _arith, exp.Mul: _arith, exp.Div: _div, exp.Mod: _mod, exp.Neg: _neg,
+    exp.Add: _arith, exp.Sub: _arith, exp.Mul: _arith, exp.Div: _div, exp.Mod: _mod, exp.Neg: _neg, UnaryPlus: _plus,
     exp.EQ: _compare, exp.NEQ: _compare, exp.GT: _compare, exp.GTE: _compare, exp.LT: _compare, exp.LTE: _compare,
     exp.NullSafeEQ: _distinct, exp.NullSafeNEQ: _distinct,
     exp.And: _and, exp.Or: _or, exp.Not: _not, exp.Is: _is, exp.In: _in, exp.Between: _between,

@@ -6,6 +6,7 @@ import re
 import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
+from sqlglot.tokens import TokenType
 
 from ir_compiler.errors import ExpressionError
 from sqlglot.dialects.postgres import Postgres
@@ -16,10 +17,20 @@ _KEEP_AS_CALLS = ("TO_CHAR", "TO_DATE", "TO_TIMESTAMP", "LOG", "DIV", "REGEXP_RE
                   "JSON_EXTRACT_PATH_TEXT", "JSON_EXTRACT_PATH", "INITCAP", "DATE_PART", "GENERATE_SERIES")
 
 
+class UnaryPlus(exp.Unary):
+    """PostgreSQL's unary ``+``: sqlglot drops it while parsing; kept so that its operand is type-checked
+    (PostgreSQL: ``+'abc'::text``, ``+true``, ``+DATE '2020-01-01'`` are errors, not the operand)."""
+
+
 class FlowPostgres(Postgres):
     """PostgreSQL as sqlglot parses it, minus the rewrites listed in ``_KEEP_AS_CALLS``."""
 
+    class Generator(Postgres.Generator):
+        TRANSFORMS = {**Postgres.Generator.TRANSFORMS, UnaryPlus: lambda self, e: f"+{self.sql(e, 'this')}"}
+
     class Parser(Postgres.Parser):
+        UNARY_PARSERS = {**Postgres.Parser.UNARY_PARSERS,
+                         TokenType.PLUS: lambda self: self.expression(UnaryPlus(this=self._parse_unary()))}
         FUNCTIONS = {k: v for k, v in Postgres.Parser.FUNCTIONS.items() if k not in _KEEP_AS_CALLS}
         FUNCTION_PARSERS = {k: v for k, v in Postgres.Parser.FUNCTION_PARSERS.items() if k != "DATE_PART"}
 
@@ -42,7 +53,8 @@ MAX_EXPRESSION_DEPTH = 64  # nesting of the parsed tree (a chain of 60 ANDs is 6
 
 _OPERATORS = {"GT": ">", "GTE": ">=", "LT": "<", "LTE": "<=", "EQ": "=", "NEQ": "<>", "Add": "+", "Sub": "-",
               "Mul": "*", "Div": "/", "Mod": "%", "And": "AND", "Or": "OR", "Like": "LIKE", "ILike": "ILIKE",
-              "In": "IN", "Between": "BETWEEN", "Is": "IS", "Not": "NOT", "DPipe": "||", "Neg": "-"}
+              "In": "IN", "Between": "BETWEEN", "Is": "IS", "Not": "NOT", "DPipe": "||", "Neg": "-",
+              "UnaryPlus": "+"}
 _MISSING = re.compile(r"Required keyword: '(\w+)' missing for <class '[\w.]+\.(\w+)'>")
 
 
