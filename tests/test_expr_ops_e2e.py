@@ -73,3 +73,29 @@ def test_merge_after_left_join_and_cast_null_warning_end_to_end(tmp_path):
     rows = _query(tmp_path, "select id, amount, place, cast(day as varchar), trimmed from public.out order by id")
     assert rows == [(1, 10, "Paris 75001", "2020-01-01", "x"), (3, None, "", "2020-01-01", "x"),
                     (4, 7, "", "2020-01-01", "x")]
+
+
+def test_cast_on_error_fail_with_a_dlq_loads_the_good_rows_and_sets_the_bad_ones_aside(tmp_path):
+    """SPEC §2: a failed row goes to the DLQ when it is enabled, else it fails the run. The other rows of its
+    batch go on through the next ops and load (they were all dropped with it: 999 of 1000 rows lost)."""
+    (tmp_path / "main").mkdir()
+    write_csv(tmp_path / "main" / "a.csv", ["id", "amount"],
+              [[i, "oops" if i == 500 else str(i)] for i in range(1000)])
+    ops = [{"op": "cast", "field": "amount", "to": "int", "onError": "fail"},
+           {"op": "expression", "field": "twice", "expr": "amount * 2"}]
+    doc = {**_doc(tmp_path, ops), "errorHandling": {"dlq": {"enabled": True, "table": "dlq.errs"}}}
+    result = _run(tmp_path, doc)
+    t = result.nodes["t"]
+    assert result.error is None and result.status == "completed_with_errors", result.error
+    assert (t.rowsIn, t.rowsOut, t.rowsQuarantined) == (1000, 999, 1) and not t.warnings, t.warnings
+    assert result.nodes["tgt"].rowsLoaded == 999
+    assert _query(tmp_path, "select count(*), sum(twice), min(id), max(id) from public.out") == \
+        [(999, 2 * (sum(range(1000)) - 500), 0, 999)]
+    (error, row), = _query(tmp_path, "select error, row from dlq.errs")
+    assert "cannot cast 'oops' in column 'amount' to int" in error and '"id": 500' in str(row).replace("'", '"')
+
+    del doc["errorHandling"]  # no DLQ: the run fails naming the value, and nothing loads
+    (tmp_path / "wh.duckdb").unlink()
+    result = _run(tmp_path, doc)
+    assert result.status == "failed" and "cannot cast 'oops'" in result.error
+    assert result.nodes["tgt"].rowsLoaded == 0

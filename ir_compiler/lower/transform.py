@@ -10,8 +10,6 @@ from ir_compiler.errors import NotAvailableError
 from ir_compiler.lower.arrow_coder import tables
 from ir_compiler.lower.context import RunContext, counter, to_error_table
 from ir_compiler.ops import OPS, sets
-from ir_compiler.ops.cast import CastFailure
-from ir_compiler.ops.common import ERROR
 from ir_compiler.ops.lookup import lookup_apply
 
 ERRORS = "errors"
@@ -30,14 +28,10 @@ class _RowOpsFn(beam.DoFn):
 
     def process(self, table):
         for i, op in enumerate(self.ops):
-            try:
-                res = lookup_apply(op, table, self.lookups[i]) if op.op == "lookup_join" \
-                    else OPS[op.op].apply(op, table)
-            except CastFailure as exc:
-                bad = exc.rows.append_column(ERROR, pa.array([str(exc)] * exc.rows.num_rows, pa.string()))
-                self.errored.inc(bad.num_rows)
-                yield beam.pvalue.TaggedOutput(ERRORS, to_error_table(self.node_id, bad))
-                return
+            # Ops never raise for a row: failing rows come back in ``res.errors`` and the others go on (an op
+            # raising here would lose the whole batch, the bug cast onError=fail had).
+            res = lookup_apply(op, table, self.lookups[i]) if op.op == "lookup_join" \
+                else OPS[op.op].apply(op, table)
             if res.filtered:
                 self.filtered.inc(res.filtered)
             for note, n in res.notes.items():  # "note:..." counters become warnings in the run result

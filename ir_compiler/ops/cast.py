@@ -9,7 +9,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ir_compiler.expressions import pgvalues as pv
-from ir_compiler.ops.common import OpResult, OpTypeError, error_rows, require
+from ir_compiler.ops.common import ERROR, OpResult, OpTypeError, error_rows, require
 from ir_compiler.types import Field, Schema, parse_type, round_decimal, to_arrow
 
 _BOOL_WORDS = {"t": True, "tr": True, "tru": True, "true": True, "y": True, "ye": True, "yes": True, "on": True,
@@ -208,13 +208,17 @@ def apply_cast(op, table: pa.Table, node_id: str = "") -> OpResult:
     result, failed = cast_array(table.column(idx), target, op.format)
     errors, notes = [], {}
     if failed is not None and pc.any(failed).as_py():
-        if op.onError == "fail":
-            bad = table.column(idx).filter(failed)[0].as_py()
-            raise CastFailure(f"cannot cast {bad!r} in column '{op.field}' to {target}; set onError to "
-                              f"'null' or 'quarantine' to route such rows", table.filter(failed))
-        if op.onError == "quarantine":
-            reason = f"cast: cannot convert column '{op.field}' to {target}"
-            errors.append(error_rows(table, failed, reason))
+        if op.onError in ("fail", "quarantine"):
+            # Both are row errors (SPEC §2): the failing rows leave through the errors port, the others go on.
+            # Where nothing receives them (no `errors` reader, no DLQ) they fail the run, which names the first;
+            # the other rows of the batch are never dropped with them.
+            if op.onError == "fail":
+                bad = table.column(idx).filter(failed).to_pylist()
+                reason = pa.array([f"cannot cast {v!r} in column '{op.field}' to {target}; set onError to "
+                                   f"'null' or 'quarantine' to route such rows" for v in bad], pa.string())
+                errors.append(table.filter(failed).append_column(ERROR, reason))
+            else:
+                errors.append(error_rows(table, failed, f"cast: cannot convert column '{op.field}' to {target}"))
             keep = pc.invert(failed)
             table, result = table.filter(keep), result.filter(keep)
         else:
@@ -223,7 +227,8 @@ def apply_cast(op, table: pa.Table, node_id: str = "") -> OpResult:
 
 
 class CastFailure(Exception):
-    """A cast with onError=fail met a value it cannot convert; ``rows`` are the failing rows."""
+    """Kept for callers that import it; ``apply_cast`` no longer raises it (onError=fail routes the failing rows
+    as row errors, so the rest of the batch is never lost with them)."""
 
     def __init__(self, message: str, rows: pa.Table):
         super().__init__(message)
