@@ -139,12 +139,27 @@ def mask_apply(op, table):
 
 
 # ---- map_values ------------------------------------------------------------------------------------
+def _value_type(v):
+    from ir_compiler.types import BOOL, FLOAT, INT
+    return BOOL if isinstance(v, bool) else INT if isinstance(v, int) else FLOAT if isinstance(v, float) else STRING
+
+
 def _mapping_type(op, source_type):
+    """The output column's type, for the schema and the run alike: the mapping values' (and default's) one type;
+    int and float mixed → float; anything else mixed → string. Without a default, unmapped values are kept, so a
+    type other than the column's becomes string (every value as PostgreSQL prints it)."""
+    from ir_compiler.types import FLOAT, INT
     values = [v for v in list(op.mapping.values()) + [op.default] if v is not None]
-    if not values:
-        return source_type
-    types = {from_arrow(pa.scalar(v).type) for v in values}
-    return types.pop() if len(types) == 1 else STRING
+    types = {_value_type(v) for v in values}
+    if not types:
+        out = source_type
+    elif len(types) == 1:
+        out = types.pop()
+    else:
+        out = FLOAT if types == {INT, FLOAT} else STRING
+    if op.default is None and source_type is not None and out != source_type:
+        out = STRING
+    return out
 
 
 def map_values_schema(op, schema):
@@ -153,24 +168,38 @@ def map_values_schema(op, schema):
         _new_name(schema, op.output, "output")
     if schema is None:
         return None
-    out_type = _mapping_type(op, f.type)
-    if op.default is None and not op.output and out_type != f.type and out_type != STRING:
-        out_type = STRING
-    return schema.with_field(Field(op.output or op.field, out_type))
+    return schema.with_field(Field(op.output or op.field, _mapping_type(op, f.type)))
+
+
+def _values_array(values: list, out_type) -> pa.Array:
+    """Mapping values as a column of ``out_type`` (text as PostgreSQL prints each value)."""
+    from ir_compiler.ops.cast import cast_array
+    if out_type != STRING:
+        return pa.array(values, to_arrow(out_type))
+    texts = []
+    for v in values:
+        if v is None or isinstance(v, str):
+            texts.append(v)
+        else:
+            texts.append(cast_array(pa.array([v], to_arrow(_value_type(v))), STRING)[0][0].as_py())
+    return pa.array(texts, pa.string())
 
 
 def map_values_apply(op, table):
+    """Keys match the column's values as PostgreSQL prints them (``2024-01-05 10:00:00``, ``1e-05``, ``true``)."""
+    from ir_compiler.ops.cast import cast_array
     src = table.column(op.field)
-    out_type = to_arrow(_mapping_type(op, from_arrow(src.type)))
+    source_type = from_arrow(src.type)
+    out_type = _mapping_type(op, source_type)
+    as_str = cast_array(src, STRING)[0] if src.type != pa.string() else src
     keys = pa.array(list(op.mapping.keys()), pa.string())
-    as_str = pc.cast(src, pa.string())
     idx = pc.index_in(as_str, value_set=keys)
-    mapped = pa.array(list(op.mapping.values())).cast(out_type) if op.mapping else pa.nulls(0, out_type)
+    mapped = _values_array(list(op.mapping.values()), out_type)
     taken = pc.take(mapped, idx)
     if op.default is not None:
-        fallback = pa.array([op.default] * table.num_rows).cast(out_type)
+        fallback = pa.repeat(_values_array([op.default], out_type)[0], table.num_rows)
     else:
-        fallback = src.cast(out_type) if out_type != pa.string() else as_str
+        fallback = as_str if out_type == STRING else src
     out = pc.if_else(pc.is_null(idx), fallback, taken)
     return OpResult(_set(table, op.output or op.field, out))
 
