@@ -115,3 +115,68 @@ def test_a_cast_format_that_is_no_pattern_is_refused_where_it_is_written():
         assert any("format" in i.path and i.node_id == "t" for i in exc.issues), exc.issues
     else:
         raise AssertionError("accepted a format PostgreSQL patterns do not support here")
+
+
+# strptime format, the same format as a PostgreSQL pattern, the text shape
+_STRPTIME_FORMATS = [("%d/%m/%Y", "DD/MM/YYYY", "{d:02d}/{m:02d}/{y:04d}", "date"),
+                     ("%Y-%m-%d", "YYYY-MM-DD", "{y:04d}-{m:02d}-{d:02d}", "date"),
+                     ("%Y-%m-%d %H:%M:%S", "YYYY-MM-DD HH24:MI:SS", "{y:04d}-{m:02d}-{d:02d} {h:02d}:{mi:02d}:{s:02d}",
+                      "timestamp")]
+
+
+def _edge_fields(rnd):
+    """Day/month/year/time fields around every limit (30 February, 31 April, :60, 24:00, month 13), valid or not."""
+    out = [dict(y=y, m=m, d=d, h=12, mi=0, s=0) for y in (2023, 2024, 1900, 2000) for m in (2, 4, 12, 13)
+           for d in (28, 29, 30, 31, 32)]
+    out += [dict(y=2024, m=1, d=5, h=h, mi=mi, s=s) for h, mi, s in
+            ((23, 59, 59), (10, 0, 60), (10, 0, 61), (10, 60, 0), (24, 0, 0), (0, 0, 0))]
+    out += [dict(y=y, m=12, d=31, h=23, mi=59, s=59) for y in (1, 9999)]
+    out += [dict(y=rnd.randint(1, 9999), m=rnd.randint(1, 13), d=rnd.randint(1, 32), h=rnd.randint(0, 24),
+                 mi=rnd.randint(0, 60), s=rnd.randint(0, 60)) for _ in range(60)]
+    return out
+
+
+def test_a_strptime_format_gives_postgresqls_answer_whatever_else_is_in_the_batch(oracle):
+    """The cast op's strptime ``format``: each text gives what PostgreSQL's to_date/to_timestamp give for it with the
+    same pattern (a value, or an error for 30/02, 31/04, :60, 24:00, month 13), alone, in a batch of valid texts
+    (Arrow's strptime, which rolls impossible fields forward: 30/02/2024 was loaded as 2024-03-01) and next to a text
+    that does not parse (one value at a time)."""
+    import pyarrow as pa
+
+    from ir_compiler.ops.cast import cast_array
+    from ir_compiler.types import parse_type
+    rnd = random.Random(11)
+    problems = []
+    for fmt, pattern, shape, to in _STRPTIME_FORMATS:
+        target = parse_type(to)
+        sql = "to_date({v}, %s)" if to == "date" else "to_timestamp({v}, %s)::timestamp"
+        texts = sorted({shape.format(**f) for f in _edge_fields(rnd)})
+        wants = {}
+        for text in texts:
+            kind, value = oracle.scalar(sql.replace("%s", f"'{pattern}'"), text)
+            wants[text] = value if kind == "ok" else "error"
+        valid = [t for t in texts if wants[t] != "error"]
+        assert valid and len(valid) < len(texts), fmt  # both kinds are exercised
+        for text in texts:
+            for batch in ([text], valid + [text], ["not a date", text]):
+                got, failed = cast_array(pa.array(batch), target, fmt)
+                ours = "error" if failed is not None and failed[-1].as_py() else got.to_pylist()[-1]
+                if ours != wants[text]:
+                    problems.append(f"{text!r} ({fmt}, batch of {len(batch)}): PostgreSQL {wants[text]!r}, "
+                                    f"flow-beam {ours!r}")
+    assert not problems, "\n".join(problems[:20])
+
+
+def test_year_0000_and_a_dangling_t_are_errors_in_any_batch(oracle):
+    """PostgreSQL refuses year 0000 (the README: dates before year 1 are errors) and '2024-01-05T'; the fast path
+    (a batch of ISO texts) read year 0 and the per-value path read the dangling T as no time."""
+    import pyarrow as pa
+
+    from ir_compiler.ops.cast import cast_array
+    from ir_compiler.types import parse_type
+    for text, pg_type in (("0000-01-01", "date"), ("0000-01-01", "timestamp"), ("0000-12-31 23:59:59", "timestamp"),
+                          ("2024-01-05T", "date"), ("2024-01-05T", "timestamp")):
+        assert oracle.scalar("CAST({v} AS " + pg_type + ")", text)[0] == "error", text
+        for batch in ([text], ["2024-01-05", text], ["not a date", text]):
+            got, failed = cast_array(pa.array(batch), parse_type(pg_type), None)
+            assert failed is not None and failed[-1].as_py() and got[-1].as_py() is None, (text, pg_type, batch)

@@ -139,10 +139,15 @@ def _split_datetime(s: str, what: str):
     t = s.strip(_WS)
     if t.lower() == "epoch":
         return dt.date(1970, 1, 1), None, None
-    m = re.match(r"([0-9/-]+)(?:[Tt ]+(.*))?$", t)
+    m = re.match(r"([0-9/-]+)(?:([Tt ]+)(.*))?$", t)
     if not m:
         raise ConversionError(f"invalid input syntax for type {what}: {s!r} {NOT_READ}")
-    dpart, rest = m.group(1), m.group(2)
+    dpart, sep, rest = m.group(1), m.group(2) or "", m.group(3)
+    tees = sep.count("T") + sep.count("t")
+    if tees and not (rest or "").strip(_WS):  # '2024-01-05T': PostgreSQL wants the time a T announces
+        raise ConversionError(f"invalid input syntax for type {what}: {s!r}")
+    if tees > 1:  # '2024-01-05TT10:00': PostgreSQL reads midnight, dropping the time; flow-beam refuses
+        raise ConversionError(f"invalid input syntax for type {what}: {s!r} {NOT_READ}")
     for rx, order in ((_DATE_ISO, "ymd"), (_DATE_SLASH_YMD, "ymd"), (_DATE_MDY, "mdy"), (_DATE_COMPACT, "ymd")):
         dm = rx.fullmatch(dpart)
         if dm:

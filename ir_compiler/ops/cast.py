@@ -125,8 +125,15 @@ def _guard(target) -> str | None:
     return None
 
 
+# strptime patterns the fast path reads: only directives whose Arrow parse and print agree with Python's strptime
+# once a value prints back as its own text (%I without %p, %j, %U, %z, %f ... go one value at a time)
+_STRPTIME_SAFE = __import__("re").compile(r"(?:[^%]|%[YmdHMSybB%])*")
+_YEARS = pa.array(range(1, 10000), pa.int64())
+
+
 def _fast_cast(arr: pa.ChunkedArray, target, fmt: str | None):
-    """The converted array, or None when the values need the per-value path (which also finds the failures)."""
+    """The converted array, or None when the values need the per-value path (which also finds the failures).
+    A pair (array, suspect mask): the values where the mask is true are converted again one at a time."""
     atype, src = to_arrow(target), arr.type
     if src == atype:
         return arr
@@ -135,9 +142,16 @@ def _fast_cast(arr: pa.ChunkedArray, target, fmt: str | None):
             return arr
         trimmed = pc.utf8_trim(arr, characters=pv._WS)
         if fmt and target.name in ("date", "timestamp"):
-            if pg_format(fmt):
-                return None  # PostgreSQL patterns: one value at a time
-            return pc.cast(pc.strptime(trimmed, format=fmt, unit="us"), atype)
+            if pg_format(fmt) or not _STRPTIME_SAFE.fullmatch(fmt):
+                return None  # PostgreSQL patterns, and directives Arrow may read otherwise: one value at a time
+            parsed = pc.strptime(trimmed, format=fmt, unit="us")
+            # Arrow rolls impossible fields forward (30/02 → 01/03, :60 → the next minute) where Python's strptime
+            # refuses them: a value counts only if it prints back as its text (in seconds: Arrow prints %S of a µs
+            # timestamp with a fraction) and has a year Python reads (1-9999); the others are left to the per-value
+            # path (``cast_array``), so no value's result depends on the rest of its batch.
+            suspect = pc.or_kleene(pc.not_equal(pc.strftime(parsed.cast(pa.timestamp("s")), format=fmt), trimmed),
+                                   pc.not_equal(pc.is_in(pc.year(parsed), _YEARS), True))
+            return pc.cast(parsed, atype), pc.fill_null(suspect, False)
         if target.name == "bool":
             low = pc.utf8_lower(trimmed)
             words = pa.array(list(_BOOL_WORDS))
@@ -151,7 +165,10 @@ def _fast_cast(arr: pa.ChunkedArray, target, fmt: str | None):
         if guard is None or not pc.all(pc.or_(pc.match_substring_regex(trimmed, guard),
                                               pc.is_null(trimmed))).as_py():
             return None
-        return pc.cast(trimmed, atype)
+        out = pc.cast(trimmed, atype)
+        if target.name in ("date", "timestamp") and pc.any(pc.equal(pc.year(out), 0)).as_py():
+            return None  # Arrow reads year 0000; PostgreSQL and the per-value path refuse it
+        return out
     if pa.types.is_null(src):
         return pa.chunked_array([pa.nulls(len(arr), atype)])
     if target.name == "float" and pa.types.is_integer(src):
@@ -184,10 +201,27 @@ def cast_array(arr, target, fmt: str | None = None, *, zone_to_utc: bool = True)
     arr = arr if isinstance(arr, pa.ChunkedArray) else pa.chunked_array([arr])
     try:
         fast = _fast_cast(arr, target, fmt)
+        if isinstance(fast, tuple):
+            fast, suspect = fast
+            if not pc.any(suspect).as_py():
+                return fast, None
+            slow, slow_failed = _per_value(arr.filter(suspect), target, fmt, zone_to_utc)
+            merged = pc.replace_with_mask(fast.combine_chunks(), suspect.combine_chunks()
+                                          if isinstance(suspect, pa.ChunkedArray) else suspect, slow)
+            failed = pc.replace_with_mask(pa.array([False] * len(arr)), suspect.combine_chunks()
+                                          if isinstance(suspect, pa.ChunkedArray) else suspect,
+                                          pa.array(slow_failed, pa.bool_()))
+            return pa.chunked_array([merged]), (failed if any(slow_failed) else None)
         if fast is not None:
             return fast, None
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, pa.ArrowTypeError):
         pass
+    out, failed = _per_value(arr, target, fmt, zone_to_utc)
+    return pa.chunked_array([out]), (pa.array(failed) if any(failed) else None)
+
+
+def _per_value(arr, target, fmt, zone_to_utc):
+    """Each value converted by ``convert_value``: (array of the target type, [failed?] per value)."""
     out, failed = [], []
     for v in arr.to_pylist():
         try:
@@ -196,7 +230,7 @@ def cast_array(arr, target, fmt: str | None = None, *, zone_to_utc: bool = True)
         except (ValueError, TypeError, ArithmeticError, decimal.InvalidOperation, OverflowError):
             out.append(None)
             failed.append(True)
-    return pa.chunked_array([pa.array(out, to_arrow(target))]), (pa.array(failed) if any(failed) else None)
+    return pa.array(out, to_arrow(target)), failed
 
 
 NULLED_NOTE = "cast {field} → {to}: value(s) set to NULL (onError null)"
