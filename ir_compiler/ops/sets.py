@@ -18,10 +18,32 @@ IDX = "__fb_idx"
 
 
 # ---- bucketing -------------------------------------------------------------------------------------
+def normal_key(arr):
+    """A float column with -0.0 turned into 0.0 (x + 0.0; NaN and NULL stay as they are), so values equal in SQL
+    (and IEEE) are one key wherever keys are grouped, hashed, matched or counted distinct; other types as given."""
+    if arr.type in (pa.float32(), pa.float64()):
+        return pc.add(arr, pa.scalar(0.0, arr.type))
+    return arr
+
+
+def normal_keys(table: pa.Table, keys) -> pa.Table:
+    """``table`` with its float ``keys`` columns through :func:`normal_key`."""
+    for k in keys:
+        i = table.column_names.index(k)
+        col = table.column(i)
+        if col.type in (pa.float32(), pa.float64()):
+            table = table.set_column(i, table.field(i), normal_key(col))
+    return table
+
+
 def _column_hash(arr) -> np.ndarray:
     arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
+    arr = normal_key(arr)
     t = arr.type
-    if pa.types.is_integer(t) or pa.types.is_boolean(t) or pa.types.is_date(t) or pa.types.is_timestamp(t):
+    if pa.types.is_date(t) or pa.types.is_time(t) or pa.types.is_timestamp(t) or pa.types.is_duration(t):
+        # date32 (and time32) do not cast to int64: the days (seconds, ...) as stored
+        arr, t = arr.view(pa.int32() if t.bit_width == 32 else pa.int64()), pa.int64()
+    if pa.types.is_integer(t) or pa.types.is_boolean(t):
         ints = pc.fill_null(arr.cast(pa.int64()) if not pa.types.is_boolean(t) else arr.cast(pa.int8()).cast(
             pa.int64()), 0).to_numpy(zero_copy_only=False)
         return np.abs(ints * 2654435761 % 4294967311)
@@ -191,13 +213,25 @@ def sort_by_keys(table: pa.Table, keys: list[str]) -> pa.Table:
     return table.take(idx)
 
 
-def _ordered_groups(table, keys, aggs, sort_col, descending=False):
-    """Group with order-dependent functions after sorting by ``sort_col``; result sorted by keys."""
-    if not aggs:
+def _pick(table: pa.Table, keys: list[str], order_col: str, cols: list[tuple[str, str]], order_out: str,
+          last: bool) -> pa.Table | None:
+    """One row per group: the values of ``cols`` (input column, output name) at the group's first (or last) row
+    in ``order_col`` order, NULLs included, plus that row's order as ``order_out``; result sorted by keys.
+    By row position, so every column type works (Arrow's first/last kernels have none for decimals, and without
+    group keys skip a trailing NULL). A row whose order is NULL (the partial of an empty batch) is picked only
+    when its group has no other."""
+    if not cols:
         return None
-    order = [(sort_col, "descending" if descending else "ascending")]
-    res = _run_aggs(table.sort_by(order), keys, aggs, ordered=True)
-    return sort_by_keys(res, keys)
+    t = table.take(pc.sort_indices(table, sort_keys=[(order_col, "ascending")],
+                                   null_placement="at_start" if last else "at_end"))
+    fn = "max" if last else "min"
+    g = t.select(keys).append_column(IDX, pa.array(np.arange(t.num_rows, dtype=np.int64)))
+    res = g.group_by(keys, use_threads=False).aggregate([(IDX, fn)])
+    at = res.column(f"{IDX}_{fn}")
+    out = {k: res.column(k) for k in keys}
+    for col, name in cols + [(order_col, order_out)]:
+        out[name] = t.column(col).take(at)
+    return sort_by_keys(pa.table(out), keys)
 
 
 def _combine(parts: list[pa.Table | None], keys: list[str]) -> pa.Table:
@@ -208,9 +242,6 @@ def _combine(parts: list[pa.Table | None], keys: list[str]) -> pa.Table:
             if name not in keys:
                 base = base.append_column(name, p.column(name))
     return base
-
-
-_SKIP_NULLS = pc.ScalarAggregateOptions(skip_nulls=False)
 
 
 WIDE_SUM = pa.decimal128(38, 0)
@@ -228,8 +259,14 @@ def aggregate_partial(op, table: pa.Table) -> pa.Table:
     silently on overflow; the final step checks that the total fits the output type (see :func:`_finish`)."""
     table = ensure_ord(table)
     keys = list(op.groupBy)
+    table = normal_keys(table, keys)
     plain, firsts, lasts = [], [], []
     for col, fn, out in _partial_specs(op):
+        if fn == "distinct" and table.schema.field(col).type in (pa.float32(), pa.float64()):
+            norm = f"__fb_norm_{col}"  # -0.0 and 0.0: one value
+            if norm not in table.column_names:
+                table = table.append_column(norm, normal_key(table.column(col)))
+            col = norm
         if fn == "sum" and pa.types.is_integer(table.schema.field(col).type):
             wide = f"__fb_wide_{col}"
             if wide not in table.column_names:
@@ -238,16 +275,13 @@ def aggregate_partial(op, table: pa.Table) -> pa.Table:
         if fn == "count_all":
             plain.append(([], "count_all", out, None))
         elif fn == "first":
-            firsts.append((col, "first", out, _SKIP_NULLS))
+            firsts.append((col, out))
         elif fn == "last":
-            lasts.append((col, "last", out, _SKIP_NULLS))
+            lasts.append((col, out))
         else:
             plain.append((col, fn, out, None))
-    if firsts:
-        firsts.append((ORD, "min", "__fb_fo", None))
-    if lasts:
-        lasts.append((ORD, "max", "__fb_lo", None))
-    parts = [_ordered_groups(table, keys, firsts, ORD), _ordered_groups(table, keys, lasts, ORD)]
+    parts = [_pick(table, keys, ORD, firsts, "__fb_fo", last=False),
+             _pick(table, keys, ORD, lasts, "__fb_lo", last=True)]
     if plain or not (firsts or lasts):
         res = _run_aggs(table, keys, plain or [([], "count_all", "__fb_rows", None)], ordered=False)
         parts.insert(0, sort_by_keys(res, keys))
@@ -266,16 +300,13 @@ def aggregate_final(op, partials: pa.Table, out_schema: pa.Schema | None = None)
         elif fn in ("min", "max"):
             plain.append((out, fn, out, None))
         elif fn == "first":
-            firsts.append((out, "first", out, _SKIP_NULLS))
+            firsts.append((out, out))
         elif fn == "last":
-            lasts.append((out, "last", out, _SKIP_NULLS))
+            lasts.append((out, out))
         elif fn == "distinct":
             distinct.append(out)
-    if firsts:
-        firsts.append(("__fb_fo", "min", "__fb_fo", None))
-    if lasts:
-        lasts.append(("__fb_lo", "max", "__fb_lo", None))
-    parts = [_ordered_groups(partials, keys, firsts, "__fb_fo"), _ordered_groups(partials, keys, lasts, "__fb_lo")]
+    parts = [_pick(partials, keys, "__fb_fo", firsts, "__fb_fo", last=False),
+             _pick(partials, keys, "__fb_lo", lasts, "__fb_lo", last=True)]
     base = _run_aggs(partials, keys, plain or [([], "count_all", "__fb_rows", None)], ordered=False)
     parts.insert(0, sort_by_keys(base, keys))
     for out in distinct:
@@ -374,7 +405,8 @@ def dedupe_table(op, table: pa.Table) -> pa.Table:
     t = table.sort_by(_order_by(op) + [(ORD, "ascending")])
     t = t.append_column(IDX, pa.array(np.arange(t.num_rows, dtype=np.int64)))
     fn = "min" if op.keep == "first" else "max"
-    idx = t.group_by(list(op.keys), use_threads=False).aggregate([(IDX, fn)]).column(f"{IDX}_{fn}")
+    g = normal_keys(t.select(list(op.keys) + [IDX]), op.keys)  # -0.0 and 0.0: one key (rows keep their values)
+    idx = g.group_by(list(op.keys), use_threads=False).aggregate([(IDX, fn)]).column(f"{IDX}_{fn}")
     return t.take(pc.take(idx, pc.sort_indices(idx))).drop_columns([IDX])
 
 
