@@ -124,18 +124,32 @@ def arrow_join(left: pa.Table, right: pa.Table, keys: list[str], right_keys: lis
 
 
 def join_two(node, left: pa.Table, right: pa.Table, i: int, left_keys: list[str]) -> pa.Table:
-    """Join the accumulated ``left`` with input ``i`` (already in its input column names)."""
+    """Join the accumulated ``left`` with input ``i`` (already in its input column names).
+
+    The tables are matched on copies of their keys with -0.0 made 0.0 (equal in SQL; NaN still matches NaN as in
+    DuckDB), so the key columns keep their values; an ``on: ["key"]`` right/full join fills the key of the rows
+    without a left partner from the right's key, in the left key's place."""
+    from ir_compiler.ops.sets import normal_key
+
     shared = all(isinstance(k, str) for k in node.on)
     right_keys = keys_for(node, i)
     mapping = renamed_columns(node, i, [c for c in right.column_names if c != ORD])
     jt = ARROW_JOIN[node.type]
+    fill = shared and node.type in ("right", "full")
+    tmp_left = [f"__fb_lk{j}" for j in range(len(right_keys))]
     tmp_keys = [f"__fb_rk{j}" for j in range(len(right_keys))]
+    for j, k in enumerate(left_keys):
+        left = left.append_column(tmp_left[j], normal_key(left.column(k)))
     cols, names = [], []
     for j, k in enumerate(right_keys):
         col = right.column(k)
         ltype = left.schema.field(left_keys[j]).type
-        cols.append(col.cast(ltype) if col.type != ltype else col)
+        col = col.cast(ltype) if col.type != ltype else col
+        cols.append(normal_key(col))
         names.append(tmp_keys[j])
+        if fill:
+            cols.append(col)
+            names.append(f"__fb_rv{j}")
     if node.type not in ("semi", "anti"):
         for c, out in mapping.items():
             if shared and c in right_keys:
@@ -143,11 +157,12 @@ def join_two(node, left: pa.Table, right: pa.Table, i: int, left_keys: list[str]
             cols.append(right.column(c))
             names.append(out)
     r = pa.table(cols, names=names)
-    joined = arrow_join(left, r, left_keys, tmp_keys, jt, shared)
-    if shared:  # a right outer join names the coalesced key after the right side
-        joined = joined.rename_columns([left_keys[tmp_keys.index(c)] if c in tmp_keys and left_keys[
-            tmp_keys.index(c)] not in joined.column_names else c for c in joined.column_names])
-    return joined.drop_columns([c for c in joined.column_names if c.startswith("__fb_rk")])
+    joined = arrow_join(left, r, tmp_left, tmp_keys, jt, False)
+    if fill:
+        for j, k in enumerate(left_keys):
+            at = joined.column_names.index(k)
+            joined = joined.set_column(at, k, pc.coalesce(joined.column(k), joined.column(f"__fb_rv{j}")))
+    return joined.drop_columns([c for c in joined.column_names if c.startswith(("__fb_rk", "__fb_lk", "__fb_rv"))])
 
 
 def join_tables(node, tables: list[pa.Table]) -> pa.Table:

@@ -240,6 +240,53 @@ def test_first_last_and_keys_of_every_type_equal_duckdb(tmp_path, seed):
         con.close()
 
 
+FLOAT_KEYS = [0.0, -0.0, float("nan"), 1.5, None, 2.0, -1.5]
+DATE_KEYS = [dt.date(2024, 2, 29), dt.date(1969, 12, 31), dt.date(1970, 1, 1), None, dt.date(2001, 1, 1)]
+
+
+@pytest.mark.parametrize("seed", SEEDS)
+def test_float_and_date_keys_join_as_duckdb(tmp_path, seed):
+    """Joins on a float key (-0.0 matches 0.0 as in SQL, NaN matches NaN as in DuckDB, NULL nothing), on a date
+    key, and on both, of every type, shuffled and broadcast; the rows are told apart by their ids."""
+    rng = random.Random(seed)
+    sides = {}
+    for name, n in (("l", rng.randint(30, 80)), ("r", rng.randint(10, 40))):
+        sides[name] = pa.table({
+            "id": pa.array(range(n), pa.int64()),
+            "k": pa.array([rng.choice(FLOAT_KEYS) for _ in range(n)], pa.float64()),
+            "dt": pa.array([rng.choice(DATE_KEYS) for _ in range(n)], pa.date32()),
+            "v": pa.array([rng.randint(-9, 9) for _ in range(n)], pa.int64())})
+        (tmp_path / name).mkdir()
+        pq.write_table(sides[name], tmp_path / name / f"{name}.parquet")
+    schema = [("id", "int"), ("k", "float"), ("dt", "date"), ("v", "int")]
+    nodes = [source("l", tmp_path / "l", schema), source("r", tmp_path / "r", schema)]
+    cases = []
+    for jtype in JOIN_TYPES:
+        for strategy in ("shuffle", "broadcast"):
+            for keys in (["k"], ["dt"], ["k", "dt"]):
+                node = f"j_{jtype}_{strategy}_{'_'.join(keys)}"
+                cases.append((node, jtype, keys))
+                nodes.append({"id": node, "kind": "join", "inputs": ["l", "r"], "type": jtype, "on": keys,
+                              "strategy": strategy, "prefixes": {"r": "r_"}})
+                nodes.append({"id": f"t_{node}", "kind": "target", "input": node, "schema": f"public.{node}",
+                              "lineage": False})
+    con = run_doc(tmp_path, nodes)
+    oracle = duckdb.connect()
+    lf, rf = str(tmp_path / "l" / "l.parquet"), str(tmp_path / "r" / "r.parquet")
+    try:
+        for node, jtype, keys in cases:
+            other = [c for c, _ in schema if c not in keys]
+            cols, select = keys + other, keys + [f"l.{c}" for c in other]
+            if jtype not in ("semi", "anti"):
+                cols, select = cols + [f"r_{c}" for c in other], select + [f"r.{c}" for c in other]
+            got = con.execute(f"select {', '.join(cols)} from public.{node}").fetchall()
+            want = oracle.execute(f"select {', '.join(select)} from read_parquet('{lf}') l {JOIN_TYPES[jtype]} "
+                                  f"read_parquet('{rf}') r USING ({', '.join(keys)})").fetchall()
+            assert_same_rows(got, want, f"seed {seed} {node}")
+    finally:
+        con.close()
+
+
 SCHEMA_B = [("k1", "string"), ("k2", "int"), ("v", "decimal(12,2)"), ("label", "string")]
 JOIN_TYPES = {"inner": "JOIN", "left": "LEFT JOIN", "right": "RIGHT JOIN", "full": "FULL JOIN",
               "semi": "SEMI JOIN", "anti": "ANTI JOIN"}

@@ -40,6 +40,8 @@ def staged_rows(req: LoadRequest) -> pa.Table:
 
 
 def _first_ordinal(table: pa.Table) -> tuple[bool, int]:
+    if ORD not in table.column_names:  # e.g. a shuffle join's bucket with rows of the right input only
+        return True, 0
     first = table.column(ORD)[0].as_py()
     return first is None, first or 0
 
