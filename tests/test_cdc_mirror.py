@@ -70,3 +70,39 @@ def test_malformed_event_fails_the_load_and_changes_nothing(tmp_path, warehouse)
     assert result.status == "failed" and "op 'x'" in result.nodes["mirror"].error
     rows = open_warehouse(warehouse).read(None, "select id, tier from mirror.customers order by id").to_pylist()
     assert rows == [{"id": 1, "tier": "gold"}]
+
+
+def test_an_update_that_changes_the_key_removes_the_old_row(tmp_path, warehouse):
+    """Found by a probe: the row of the old key stayed (a phantom row per key change). The source has no id 10
+    after the update; a later re-insert of id 10 (higher LSN) still wins over the update's delete."""
+    folder = tmp_path / "events"
+    write(folder, "a.jsonl", [event("c", 1, after={"id": 10, "name": "K", "tier": "b"}),
+                              event("c", 2, after={"id": 20, "name": "L", "tier": "b"}),
+                              event("u", 3, before={"id": 10, "name": "K", "tier": "b"},
+                                    after={"id": 50, "name": "K", "tier": "b"}),
+                              event("u", 4, before={"id": 20, "name": "L", "tier": "b"},
+                                    after={"id": 60, "name": "L", "tier": "b"}),
+                              event("c", 5, after={"id": 20, "name": "M", "tier": "s"})])
+    result = run_document(doc(folder), RunOptions(warehouse=warehouse))
+    assert result.status == "completed", result.error
+    rows = open_warehouse(warehouse).read(None, "select id, name from mirror.customers order by id").to_pylist()
+    assert [(r["id"], r["name"]) for r in rows] == [(20, "M"), (50, "K"), (60, "L")]
+
+
+def test_positions_written_as_text_are_ordered_as_numbers(tmp_path, warehouse):
+    """Found by a probe: lsn "9" then "10" kept the older image ("9" > "10" as text); numbers and non-numeric
+    text mixed is a clear error naming the event."""
+    def ev(op, lsn, after):
+        return {"op": op, "before": None, "after": after, "source": {"lsn": lsn}}
+    folder = tmp_path / "events"
+    write(folder, "a.jsonl", [ev("c", "9", {"id": 1, "name": "a", "tier": "x"}),
+                              ev("u", "10", {"id": 1, "name": "b", "tier": "x"})])
+    result = run_document(doc(folder), RunOptions(warehouse=warehouse))
+    assert result.status == "completed", result.error
+    rows = open_warehouse(warehouse).read(None, "select name from mirror.customers").to_pylist()
+    assert rows == [{"name": "b"}]
+    write(folder, "a.jsonl", [ev("c", 9, {"id": 2, "name": "a", "tier": "x"}),
+                              ev("u", "0/16B3748", {"id": 2, "name": "b", "tier": "x"})])
+    result = run_document(doc(folder), RunOptions(warehouse=warehouse))
+    assert result.status == "failed"
+    assert "change event 2" in result.error and "mixed" in result.error, result.error

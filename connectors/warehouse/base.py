@@ -31,6 +31,25 @@ def mark_json(table: pa.Table, names) -> pa.Table:
     return table.cast(pa.schema(fields, metadata=table.schema.metadata))
 
 
+def narrowing(rows, table) -> str | None:
+    """Why storing a value of type ``rows`` in a column of type ``table`` would silently change it (the database
+    converts on insert: a timestamp into a date loses its time, 1.2345 into decimal(5,2) becomes 1.23, 1.5 into a
+    DuckDB BIGINT becomes 2), or None when every value is kept (a value that does not fit raises instead)."""
+    if rows == table:
+        return None
+    if rows.name == "timestamp" and table.name == "date":
+        return "the time of day would be dropped"
+    if rows.name == "float" and table.name in ("int", "decimal"):
+        return "fractions would be rounded"
+    if rows.name == "decimal" and table.name == "int" and (rows.scale or 0) > 0:
+        return "fractions would be rounded"
+    if rows.name == "decimal" and table.name == "decimal" and (rows.scale or 0) > (table.scale or 0):
+        return f"digits after the {table.scale}th decimal place would be rounded"
+    if rows.name == "decimal" and table.name == "float" and (rows.precision or 0) > 15:
+        return "a float keeps about 15 significant digits"
+    return None
+
+
 @dataclass
 class LoadRequest:
     table: str  # "schema.table"
@@ -109,6 +128,8 @@ class Warehouse:
             if f.name != LINEAGE and have.type != want and common_type(have.type, want) is None \
                     and not (have.type.name in ("string", "json") and want.name in ("string", "json")):
                 problems.append(f"column '{f.name}' is {want} but the table has {have.type}")
+            elif f.name != LINEAGE and (why := narrowing(want, have.type)):
+                problems.append(f"column '{f.name}' is {want} but the table has {have.type}: {why}")
         if problems:
             raise LoadError(f"table {name} does not match the rows: {'; '.join(problems)}. Alter the table, "
                             f"or cast/rename columns in the pipeline; nothing was written")

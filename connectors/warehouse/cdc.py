@@ -1,6 +1,7 @@
 """cdc_mirror: apply Debezium change events (``op`` c/r/u/d, ``before``/``after`` row images, ``source.lsn`` or
 ``ts_ms``) to a mirror table. Events are ordered by LSN (else ``ts_ms``, else input order) and the last event of
-each key decides: a delete removes the row, anything else leaves its ``after`` image. Applying the same events
+each key decides: a delete removes the row, anything else leaves its ``after`` image; an update whose ``before``
+key differs from its ``after`` key also deletes the row of the old key. Applying the same events
 again gives the same table (idempotent), and one transaction applies them all."""
 from __future__ import annotations
 
@@ -25,9 +26,16 @@ def _obj(value):
 
 def _order(event: dict, index: int) -> tuple:
     src = _obj(event.get("source")) or {}
-    lsn = src.get("lsn", event.get("lsn"))
-    ts = event.get("ts_ms", src.get("ts_ms"))
+    lsn = _position(src.get("lsn", event.get("lsn")))
+    ts = _position(event.get("ts_ms", src.get("ts_ms")))
     return (lsn if lsn is not None else -1, ts if ts is not None else -1, index)
+
+
+def _position(value):
+    """A position as a number when it is one written as text ("10" after "9", not before it as text compares)."""
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return value
 
 
 def _payload(event: dict) -> dict:
@@ -52,7 +60,18 @@ def final_images(events: pa.Table, keys: list[str]) -> tuple[list[tuple], list[d
             raise LoadError(f"change event {i + 1} has no key column(s) {missing} in its row image")
         key = tuple(image[k] for k in keys)
         rank = _order(event, i)
-        if key not in latest or rank >= latest[key][0]:
-            latest[key] = (rank, op, image)
+        touched = [(key, op, image)]
+        before = _obj(event.get("before")) if op == "u" else None
+        if before is not None and all(k in before for k in keys) and tuple(before[k] for k in keys) != key:
+            touched.append((tuple(before[k] for k in keys), "d", before))  # the key changed: the old row goes
+        for k, o, img in touched:
+            try:
+                newer = k not in latest or rank >= latest[k][0]
+            except TypeError:
+                raise LoadError(f"change event {i + 1}: its position {rank[0]!r} cannot be ordered against "
+                                f"{latest[k][0][0]!r} of an earlier event (numbers and text mixed in source.lsn or "
+                                f"ts_ms); make them one type") from None
+            if newer:
+                latest[k] = (rank, o, img)
     alive = [image for _, op, image in latest.values() if op != "d"]
     return list(latest), alive
