@@ -110,6 +110,17 @@ def test_incremental_watermark_never_loads_a_row_without_a_mark(wh, tmp_path):
     assert sorted(r["v"] for r in wh.read(None, "SELECT v FROM public.t").to_pylist()) == ["a", "b"]
 
 
+def test_incremental_watermark_refuses_a_mark_kept_for_another_column(wh, tmp_path):
+    """Found by a probe: after watermarkColumn changed from a to b, b's values were compared with a's mark (1000)
+    and every row skipped. Now a clear error, nothing written; the old column still loads."""
+    load(wh, tmp_path, [{"a": 1000, "b": 1, "v": "x"}], mode="incremental_watermark", watermark="a")
+    with pytest.raises(LoadError, match="kept for column 'a'.*nothing was written"):
+        load(wh, tmp_path, [{"a": 1001, "b": 2, "v": "y"}], mode="incremental_watermark", name="s2", watermark="b")
+    assert [r["v"] for r in wh.read(None, "SELECT v FROM public.t").to_pylist()] == ["x"]
+    rep = load(wh, tmp_path, [{"a": 1001, "b": 2, "v": "y"}], mode="incremental_watermark", name="s3", watermark="a")
+    assert rep.rows_loaded == 1
+
+
 def test_schema_mismatch_is_clear_and_writes_nothing(wh, tmp_path):
     load(wh, tmp_path, [{"id": 1, "v": "a"}])
     with pytest.raises(LoadError, match="nothing was written"):

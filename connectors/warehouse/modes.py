@@ -131,7 +131,13 @@ def incremental_watermark(wh, con, req, rows):
                       f"node_id TEXT, table_name TEXT, column_name TEXT, hwm TEXT, updated_at TIMESTAMP)")
     key = [req.pipeline_id, req.node_id, req.table]
     where = f"pipeline_id = {wh.ph} AND node_id = {wh.ph} AND table_name = {wh.ph}"
-    row = wh.execute(con, f"SELECT hwm FROM {wh.ident(WATERMARKS)} WHERE {where}", key).fetchone()
+    row = wh.execute(con, f"SELECT hwm, column_name FROM {wh.ident(WATERMARKS)} WHERE {where}", key).fetchone()
+    if row is not None and row[1] is not None and row[1] != col:
+        raise LoadError(f"the high-water mark of {req.table} ({row[0]!r}) was kept for column '{row[1]}', but the "
+                        f"target's watermarkColumn is now '{col}': comparing one column's values with the other's "
+                        f"mark would skip or repeat rows. Set watermarkColumn back, or delete the row of pipeline "
+                        f"'{req.pipeline_id}', node '{req.node_id}' from {WATERMARKS} to load '{col}' from the "
+                        f"start; nothing was written")
     import pyarrow.compute as pc
     nulls = rows.column(col).null_count  # a row without a mark cannot be placed: never loaded (every run alike)
     known = rows.filter(pc.is_valid(rows.column(col))) if nulls else rows
