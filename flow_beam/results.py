@@ -21,6 +21,8 @@ class NodeResult:
     rowsErrored: int = 0
     rowsCombined: int = 0
     rowsLate: int = 0  # streaming: rows whose window had closed (beyond allowedLateness); DLQ'd when there is one
+    rowsSkipped: int = 0  # targets: rows not loaded by design (upsert key repeated in the load, at or below the
+    # high-water mark, a file already loaded, cdc events folded into a key's last one); each kind also in a warning
     warnings: list[str] = field(default_factory=list)
     error: str | None = None
     routes: dict[str, int] | None = None
@@ -160,10 +162,10 @@ def balance_problem(node, r: NodeResult) -> str | None:
     elif node.kind not in ROW_PRESERVING or (node.kind == "branch" and node.mode == "all_matches"):
         return None
     if node.kind == "target":
-        if r.status != "loaded" or r.rowsIn - r.rowsErrored == r.rowsLoaded or node.loadMode in (
-                "upsert", "incremental_watermark", "cdc_mirror"):
+        if r.status != "loaded" or r.rowsIn - r.rowsErrored == r.rowsLoaded + r.rowsSkipped:
             return None
-        return f"rows in ({r.rowsIn}) ≠ rows loaded ({r.rowsLoaded}) + errored ({r.rowsErrored})"
+        return f"rows in ({r.rowsIn}) ≠ rows loaded ({r.rowsLoaded}) + skipped ({r.rowsSkipped}) + errored " \
+               f"({r.rowsErrored})"
     if r.rowsIn != r.rowsOut + r.rowsQuarantined + r.rowsFiltered:
         return f"rows in ({r.rowsIn}) ≠ out ({r.rowsOut}) + quarantined ({r.rowsQuarantined}) + " \
                f"filtered ({r.rowsFiltered})"

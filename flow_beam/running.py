@@ -485,6 +485,7 @@ def _node_status(node, r: NodeResult, target_report: dict | None, failures: list
             r.error = target_report.get("error")
             r.warnings += target_report.get("warnings", [])
             r.table, r.files = target_report.get("table"), target_report.get("files")
+            r.rowsSkipped = int(target_report.get("rowsSkipped") or 0)
         return
     if failures:
         r.status, r.error = "failed", "; ".join(failures)

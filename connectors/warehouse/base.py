@@ -70,7 +70,7 @@ class LoadRequest:
 @dataclass
 class LoadReport:
     rows_loaded: int
-    rows_skipped: int = 0  # incremental_watermark: rows at or below the high-water mark
+    rows_skipped: int = 0  # not loaded by design: at or below the high-water mark, a repeated upsert key, …
     warnings: list[str] = field(default_factory=list)
 
 

@@ -86,7 +86,7 @@ def upsert(wh, con, req, rows):
     insert_rows(wh, con, req.table, table)
     warnings = [f"{dupes} row(s) shared an upsert key within this load; the last in input order won"] \
         if dupes else []
-    return LoadReport(table.num_rows, warnings=warnings)
+    return LoadReport(table.num_rows, rows_skipped=dupes, warnings=warnings)
 
 
 def blue_green(wh, con, req, rows):
