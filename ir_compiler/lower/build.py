@@ -176,8 +176,10 @@ class Builder:
     def _transform(self, node):
         pcoll = count(self._input(node), node.id, "rows_in", f"{node.id}/CountIn")
         from ir_compiler.windows import event_time_of
+        types = self.checked.types
+        before = [self._schema(node.input)] + list(types.op_schemas.get(node.id, []))  # each op's input schema
         main, errors = lower_transform(pcoll, node, self.ctx, node.id, self.lookups.get(node.id, {}),
-                                       event_time_of(self.graph, node.id))
+                                       event_time_of(self.graph, node.id), op_inputs=before)
         main = count(main, node.id, "rows_out", f"{node.id}/CountOut")
         self._set_ports(node, {"main": main}, errors)
 

@@ -63,7 +63,9 @@ def _segments(ops):
     return out
 
 
-def lower_transform(pcoll, node, ctx: RunContext, label: str, lookups: dict[int, pa.Table], event_time=None):
+def lower_transform(pcoll, node, ctx: RunContext, label: str, lookups: dict[int, pa.Table], event_time=None,
+                    op_inputs=None):
+    """``op_inputs``: the propagated schema each op reads (ops[i] reads op_inputs[i]), where known."""
     errors = []
     for seg_no, (kind, payload) in enumerate(_segments(node.ops)):
         step = f"{label}/{seg_no}"
@@ -99,6 +101,11 @@ def lower_transform(pcoll, node, ctx: RunContext, label: str, lookups: dict[int,
                     pcoll = out.main
                     errors.append(out[ERRORS])
                 op = op.model_copy(update={"groupBy": ["window_start", "window_end", *op.groupBy], "window": None})
+            if op.op == "aggregate" and not op.groupBy:
+                schema = op_inputs[i] if op_inputs is not None and i < len(op_inputs) else None
+                pcoll = tables(pcoll | f"{step}-{op.op}/Combine" >> beam.CombineGlobally(
+                    _GlobalPartials(op, schema.to_arrow() if schema is not None else None)))
+                continue
             pcoll = tables(_SET_LOWERING[op.op](pcoll, node.id, op, ctx, f"{step}-{op.op}"))
     return pcoll, errors
 
@@ -134,8 +141,8 @@ class _FinalFn(beam.DoFn):
 class _GlobalPartials(beam.CombineFn):
     """groupBy [] : combine every partial into one table; an empty input still gives its one row."""
 
-    def __init__(self, op):
-        self.op = op
+    def __init__(self, op, in_schema: pa.Schema | None = None):
+        self.op, self.in_schema = op, in_schema
 
     def create_accumulator(self):
         return []
@@ -150,7 +157,9 @@ class _GlobalPartials(beam.CombineFn):
         return [t for acc in accs for t in acc]
 
     def extract_output(self, acc):
-        if not acc:
+        if not acc:  # no rows: the one row, typed as the aggregate of rows would be (a NULL column was text)
+            if self.in_schema is not None:
+                return sets.aggregate_final(self.op, sets.empty_partial(self.op, self.in_schema))
             return _empty_global(self.op)
         return sets.aggregate_final(self.op, pa.concat_tables(acc, promote_options="permissive"))
 
