@@ -68,6 +68,25 @@ def renamed_columns(node, i: int, names: list[str]) -> dict[str, str]:
     return out
 
 
+def _check_selection(node, schemas: list[Schema]) -> None:
+    """``select`` and ``prefixes`` name inputs of the join, and ``select`` columns those inputs have: a typo would
+    otherwise silently drop (or keep) columns."""
+    names = {ref: i for i, ref in enumerate(node.inputs)}
+    names.update({ref.split(".")[0]: i for i, ref in enumerate(node.inputs) if ref.split(".")[0] not in names})
+    for field_name, given in (("select", node.select), ("prefixes", node.prefixes)):
+        for ref in (given or {}):
+            if ref not in names:
+                raise JoinError(f"{field_name} names '{ref}', which is not an input of this join (inputs: "
+                                f"{', '.join(node.inputs)})", f"{field_name}.{ref}")
+    for ref, sel in (node.select or {}).items():
+        have = schemas[names[ref]]
+        wanted = list(sel) if isinstance(sel, (dict, list)) else []
+        missing = [c for c in wanted if c not in have]
+        if missing and have is not None:
+            raise JoinError(f"select of input '{ref}' names {', '.join(repr(c) for c in missing)}, which it does not "
+                            f"have; it has {', '.join(have.names)}", f"select.{ref}")
+
+
 def output_schema(node, schemas: list[Schema]) -> Schema:
     """Output columns of the join, or JoinError on missing keys, incompatible key types, clashes."""
     shared = all(isinstance(k, str) for k in node.on)
@@ -81,6 +100,7 @@ def output_schema(node, schemas: list[Schema]) -> Schema:
             if common_type(schemas[0][lk].type, s[rk].type) is None:
                 raise JoinError(f"key '{lk}' ({schemas[0][lk].type}) and '{node.inputs[i]}'.'{rk}' "
                                 f"({s[rk].type}) have incompatible types; add a cast")
+    _check_selection(node, schemas)
     if node.type in ("semi", "anti"):
         return schemas[0]
     fields: list[Field] = []

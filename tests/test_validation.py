@@ -135,6 +135,29 @@ def test_join_key_and_clash_checks():
     assert schema.names == ["id", "amount", "country", "ts", "c_country"]
 
 
+def test_join_select_and_prefixes_name_real_inputs_and_columns():
+    """Found by a probe: a select naming a column the input lacks (a typo) or an input the join does not have was
+    silently ignored, dropping or keeping columns; now a validation error with its path."""
+    d = doc()
+    d["nodes"].insert(1, {"id": "src2", "kind": "source", "connector": "local_fs",
+                          "config": {"path": "/x/", "format": "csv"},
+                          "schema": [{"name": "id", "type": "int"}, {"name": "country", "type": "string"}]})
+    d["nodes"].insert(2, {"id": "j", "kind": "join", "inputs": ["src", "src2"], "type": "left", "on": ["id"],
+                          "select": {"src2": ["countyr"]}})
+    d["nodes"][3]["input"] = "j"
+    (e,) = errors(d)
+    assert e.path == "nodes[2].select.src2" and "'countyr'" in e.message and "country" in e.message
+    d["nodes"][2]["select"] = {"src2": {"country": "c"}, "zz": ["x"]}
+    (e,) = errors(d)
+    assert e.path == "nodes[2].select.zz" and "not an input" in e.message
+    d["nodes"][2]["select"] = {"src2": {"country": "c"}}
+    d["nodes"][2]["prefixes"] = {"src3": "p_"}
+    (e,) = errors(d)
+    assert e.path == "nodes[2].prefixes.src3"
+    del d["nodes"][2]["prefixes"]
+    assert check(d).types.of("j").names == ["id", "amount", "country", "ts", "c"]
+
+
 def _stream_doc(**window_or_validate):
     src = {"id": "src", "kind": "source", "connector": "kafka_consumer",
            "config": {"bootstrapServers": "127.0.0.1:9", "topics": "t", "groupId": "g"},
