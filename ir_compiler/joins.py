@@ -115,7 +115,12 @@ def output_schema(node, schemas: list[Schema]) -> Schema:
                                 f"use 'select' or 'prefixes' to rename one", "select")
             owner[out] = node.inputs[i]
             nullable = True if node.type in ("left", "right", "full") else s[c].nullable
-            fields.append(Field(out, s[c].type, nullable))
+            ftype = s[c].type
+            if shared and c in left_keys and node.type in ("right", "full"):  # holds either side's key values
+                j = left_keys.index(c)
+                for other in range(1, len(schemas)):
+                    ftype = common_type(ftype, schemas[other][keys_for(node, other)[j]].type) or ftype
+            fields.append(Field(out, ftype, nullable))
     return Schema(fields)
 
 

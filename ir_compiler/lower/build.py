@@ -214,6 +214,9 @@ class Builder:
         else:
             known = estimate_input_bytes(self.graph, self.ctx, self.graph.inputs[node.id][1:])  # strategy auto
             main = lower_join(inputs, node, self.ctx, node.id, arrow, key_types, self.out.warnings, known)
+        planned = self._schema(node.id)
+        if planned is not None and key_types is not None:  # keys were matched in their common type
+            main = main | f"{node.id}/AsPlanned" >> beam.Map(as_planned, planned.to_arrow())
         main = count(main, node.id, "rows_out", f"{node.id}/CountOut")
         self._set_ports(node, {"main": main}, errors)
 
@@ -235,7 +238,7 @@ class Builder:
         return lower_stream_join(inputs, node, self.ctx, node.id, arrow, key_types, times)
 
     @staticmethod
-    def _key_types(node, schemas):
+    def _key_types(node, schemas):  # noqa: D401 - see as_planned
         if any(s is None for s in schemas):
             return None
         out = []
@@ -321,3 +324,15 @@ def _quarantine_as_errors(table: pa.Table, node_id: str) -> pa.Table:
 
 def build_pipeline(p, checked: CheckedPipeline, ctx: RunContext, lookups: dict | None = None) -> Lowered:
     return Builder(p, checked, ctx, lookups or {}).build()
+
+
+def as_planned(table, planned):
+    """A join's output in the planned column types: keys are matched in their common type (int with decimal,
+    date with timestamp), and a key column that holds one input's values gets that input's type back (lossless:
+    the values came from it); a right/full join's shared key is planned in the common type."""
+    import pyarrow as pa
+    fields = {f.name: f.type for f in planned}
+    if all(fields.get(f.name, f.type) == f.type for f in table.schema):
+        return table
+    return table.cast(pa.schema([f.with_type(fields.get(f.name, f.type)) for f in table.schema],
+                                metadata=table.schema.metadata))
