@@ -28,9 +28,9 @@ def stage(tmp_path, rows, name="s"):
     return [str(path)], t.schema
 
 
-def load(wh, tmp_path, rows, mode="append", name="s", **kw):
+def load(wh, tmp_path, rows, mode="append", name="s", table="public.t", **kw):
     files, schema = stage(tmp_path, rows, name) if rows else ([], pa.schema([("id", pa.int64())]))
-    req = LoadRequest(table="public.t", mode=mode, files=files, schema=schema, pipeline_id="p", node_id="tgt",
+    req = LoadRequest(table=table, mode=mode, files=files, schema=schema, pipeline_id="p", node_id="tgt",
                       lineage={"runId": "r1", "pipelineId": "p", "sourceNodeId": "src"}, **kw)
     return wh.load(req)
 
@@ -85,6 +85,25 @@ def test_blue_green_swaps_and_guards(wh, tmp_path):
     with pytest.raises(LoadError):
         load(wh, tmp_path, [], mode="blue_green")
     assert len(rows(wh)) == 2
+
+
+def test_blue_green_never_drops_a_table_it_did_not_make(wh, tmp_path):
+    """Found by a probe: a user's tables named <table>_old and <table>_new were dropped with their data by the
+    swap. The swap is one transaction, so flow-beam never leaves those names behind: an existing one is the
+    user's, and the load stops before writing anything."""
+    load(wh, tmp_path, [{"id": 1, "v": "a"}])
+    for other in ("public.t_old", "public.t_new"):
+        load(wh, tmp_path, [{"id": 42, "v": "precious"}], name=f"u{other[-3:]}", table=other)
+        with pytest.raises(LoadError, match=f"{other} already exists.*nothing was dropped"):
+            load(wh, tmp_path, [{"id": 5, "v": "e"}], mode="blue_green", name="s2")
+        assert rows(wh) == [{"id": 1, "v": "a"}]
+        assert wh.read(None, f"SELECT v FROM {other}").to_pylist() == [{"v": "precious"}]
+        with wh.session() as con:
+            wh.execute(con, f"DROP TABLE {other}")
+            if hasattr(con, "commit"):
+                con.commit()
+    load(wh, tmp_path, [{"id": 5, "v": "e"}], mode="blue_green", name="s3")
+    assert rows(wh) == [{"id": 5, "v": "e"}]
 
 
 def test_incremental_watermark_loads_only_newer_rows(wh, tmp_path):

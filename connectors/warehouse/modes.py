@@ -97,11 +97,15 @@ def blue_green(wh, con, req, rows):
     if schema:
         from connectors.warehouse.ledger import create_if_missing
         create_if_missing(wh, con, schema, f"CREATE SCHEMA IF NOT EXISTS {wh.ident(schema)}", schema=schema)
-    wh.execute(con, f"DROP TABLE IF EXISTS {wh.qualified(new)}")
+    taken = [t for t in (new, old) if wh.schema_in(con, t) is not None]
+    if taken:  # never ours: the swap is one transaction, so a crash leaves neither name behind
+        raise LoadError(f"blue_green swaps {req.table} through {new} and {old}, but {' and '.join(taken)} already "
+                        f"exist{'s' if len(taken) == 1 else ''} (not made by flow-beam: the swap is one transaction "
+                        f"and leaves neither behind); rename or drop {'it' if len(taken) == 1 else 'them'} — nothing "
+                        f"was written, nothing was dropped")
     wh.execute(con, wh.create_table_sql(new, table.schema))
     insert_rows(wh, con, new, table)
     if wh.schema_in(con, req.table) is not None:
-        wh.execute(con, f"DROP TABLE IF EXISTS {wh.qualified(old)}")
         wh.execute(con, f"ALTER TABLE {wh.qualified(req.table)} RENAME TO {wh.ident(base + '_old')}")
         wh.execute(con, f"DROP TABLE {wh.qualified(old)}")
     wh.execute(con, f"ALTER TABLE {wh.qualified(new)} RENAME TO {wh.ident(base)}")
