@@ -108,6 +108,10 @@ def check_sql(statement: str | None, dialect: str, *, maintenance: bool = True, 
     tree = trees[0]
     if isinstance(tree, exp.Command) and not query_only:
         return SafeSql("query", _command(tree, dialect))
+    if not isinstance(tree, _QUERY_ROOTS):  # named by its own first word (the parser's class may be another)
+        word = re.match(r"[A-Za-z]+", text)
+        raise SqlRejected(f"{word.group(0).upper() if word else _verb(tree)} is not allowed; only a read-only "
+                          f"query (SELECT) is")
     return SafeSql("query", _query(tree, dialect))
 
 
@@ -291,5 +295,6 @@ def _maintenance(text: str, dialect: str) -> str | None:
             raise SqlRejected(f"{verb} of system catalog '{name}' is not allowed")
         quoted.append(".".join(exp.to_identifier(p, quoted=True).sql(dialect) for p in parts))
     if dialect == "duckdb" and verb == "VACUUM" and len(quoted) > 1:
-        raise SqlRejected("VACUUM takes one table on DuckDB")
+        raise SqlRejected("VACUUM takes one table on DuckDB (and a document may run on either warehouse): "
+                          "name one table, or none")
     return " ".join([verb, *dict.fromkeys(opts)]) + (" " + ", ".join(quoted) if quoted else "")

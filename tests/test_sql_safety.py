@@ -95,6 +95,13 @@ def test_read_only_and_maintenance_statements_pass(statement):
     assert sql_hook_problem(statement) is None
 
 
+@pytest.mark.parametrize("statement, verb", [("TRUNCATE hk.victim", "TRUNCATE"), ("NOTIFY ch", "NOTIFY"),
+                                              ("DELETE FROM t", "DELETE"), ("grant select on t to x", "GRANT")])
+def test_a_refused_statement_is_named_by_its_own_verb(statement, verb):
+    """Found by a probe: TRUNCATE was refused as "TRUNCATETABLE", NOTIFY as "ALIAS" (the parser's class names)."""
+    assert sql_hook_problem(statement).startswith(f"{verb} is not allowed")
+
+
 def test_what_runs_is_regenerated_from_the_checked_tree():
     assert check_sql("select a /* hi */ from t -- bye", "postgres").sql == "SELECT a FROM t"
     assert check_sql('analyze public.t', "postgres").sql == 'ANALYZE "public"."t"'
