@@ -40,7 +40,7 @@ def test_column_ops():
     out = OPS["mask_pii"].apply(MaskPii(field="email", strategy="email"), t).table
     assert out.column("email").to_pylist() == ["a***@x.io", None]
     out = OPS["mask_pii"].apply(MaskPii(field="card", strategy="partial", keepLast=4), t).table
-    assert out.column("card").to_pylist() == ["************4444", "12"]
+    assert out.column("card").to_pylist() == ["************4444", "**"]  # never the clear value
     out = OPS["map_values"].apply(MapValues(field="status", mapping={"paid": "P"}), t).table
     assert out.column("status").to_pylist() == ["P", "new"]
     out = OPS["split"].apply(Split(field="full", delimiter=" ", into=["first", "rest"]), t).table
@@ -121,3 +121,18 @@ def test_a_lookup_with_repeated_keys_uses_the_first_row_and_says_so(tmp_path):
         in res.warnings
     rows = [json.loads(line) for f in (tmp_path / "out").iterdir() for line in f.read_text().splitlines()]
     assert sorted((r["id"], r["name"]) for r in rows) == [(1, "one"), (2, "two")]
+
+
+def test_split_into_a_name_twice_is_refused():
+    from ir_compiler.ops.common import OpTypeError
+    from ir_compiler.types import STRING, Field, Schema
+    with pytest.raises(OpTypeError, match="named twice"):
+        OPS["split"].schema(Split(field="full", delimiter=" ", into=["x", "x"]), Schema([Field("full", STRING)]))
+
+
+@pytest.mark.parametrize("value, keep, want", [("abcd", 4, "****"), ("a", 4, "*"), ("abcde", 4, "*bcde"),
+                                               ("4111", 100, "****"), ("", 4, "")])
+def test_partial_mask_never_writes_the_clear_value(value, keep, want):
+    t = pa.table({"card": [value]})
+    out = OPS["mask_pii"].apply(MaskPii(field="card", strategy="partial", keepLast=keep), t).table
+    assert out.column("card").to_pylist() == [want]

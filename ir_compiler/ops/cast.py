@@ -46,7 +46,21 @@ def cast_schema(op, schema: Schema | None) -> Schema | None:
     target = parse_type(op.to)
     if f.type.name == "array":
         raise OpTypeError(f"cannot cast array column '{op.field}' to {target}", "to")
+    if (f.type.name, target.name) in _NO_CAST:
+        raise OpTypeError(f"cannot cast {f.type} column '{op.field}' to {target}: no value of one is a value of the "
+                          f"other (PostgreSQL has no such cast either); {_NO_CAST[(f.type.name, target.name)]}",
+                          "to")
     return schema.with_field(Field(op.field, target, True))
+
+
+_EPOCH = "use an expression op, e.g. extract(epoch FROM ts), or cast to string first"
+_NO_CAST = {  # (from, to) pairs no value converts between: a validation error, not a DLQ row per value
+    **{(n, t): "use an expression op (e.g. to_timestamp(x), make_date(...)) or cast to string first"
+       for n in ("int", "float", "decimal") for t in ("date", "timestamp")},
+    **{(n, "bool"): "compare it instead (expression op: x <> 0)" for n in ("float", "decimal")},
+    **{("bool", t): "cast to int first (true → 1)" for t in ("float", "decimal", "date", "timestamp")},
+    **{(n, t): _EPOCH for n in ("date", "timestamp") for t in ("int", "float", "decimal", "bool")},
+}
 
 
 def convert_value(value, target, fmt: str | None = None, *, zone_to_utc: bool = True):

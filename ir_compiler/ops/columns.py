@@ -120,8 +120,8 @@ def _mask_one(strategy: str, value: str, keep_last: int) -> str | None:
         return "[REDACTED]"
     if strategy == "hash":
         return hashlib.sha256(value.encode()).hexdigest()
-    if strategy == "partial":
-        keep = value[-keep_last:] if keep_last else ""
+    if strategy == "partial":  # a value no longer than keepLast is masked whole: never the clear value
+        keep = value[-keep_last:] if keep_last and len(value) > keep_last else ""
         return "*" * (len(value) - len(keep)) + keep
     local, at, domain = value.partition("@")  # email
     return (local[:1] + "***" + at + domain) if at else "*" * len(value)
@@ -211,6 +211,8 @@ def split_schema(op, schema):
         raise OpTypeError(f"split needs a string column; '{op.field}' is {f.type}; add a cast")
     for i, name in enumerate(op.into or []):
         _new_name(schema, name, f"into[{i}]")
+        if name in (op.into or [])[:i]:
+            raise OpTypeError(f"'{name}' is named twice in into (the first part would be lost)", f"into[{i}]")
     if schema is None:
         return None
     if op.output:
