@@ -47,7 +47,8 @@ def test_cdc_mirror_equals_source_state(tmp_path, warehouse):
         wh = open_warehouse(warehouse)
         rows = wh.read(None, "select id, name, tier from mirror.customers order by id").to_pylist()
         assert [(r["id"], r["name"], r["tier"]) for r in rows] == SOURCE_STATE, attempt
-    assert result.nodes["mirror"].rowsLoaded == 3
+        mirror = result.nodes["mirror"]  # the replay: every event at its key's applied position, skipped
+        assert (mirror.rowsLoaded, mirror.rowsSkipped) == ((3, 5) if attempt == 0 else (0, 8))
 
 
 def test_a_later_delete_removes_the_row(tmp_path, warehouse):
@@ -106,3 +107,30 @@ def test_positions_written_as_text_are_ordered_as_numbers(tmp_path, warehouse):
     result = run_document(doc(folder), RunOptions(warehouse=warehouse))
     assert result.status == "failed"
     assert "change event 2" in result.error and "mixed" in result.error, result.error
+
+
+def test_an_older_event_replayed_in_a_later_load_never_rolls_the_mirror_back(tmp_path, warehouse):
+    """Found by a probe: after lsn 10 (v1) and 20 (v2) were applied, a later load holding a redelivery of lsn 10
+    put v1 back. The position that decided each key is kept in the load's transaction: a replay is skipped (and
+    counted), a genuinely newer event still applies, a delete is not undone by a replayed create."""
+    folder = tmp_path / "events"
+    write(folder, "a.jsonl", [event("c", 10, after={"id": 1, "name": "v1", "tier": "b"}),
+                              event("u", 20, before={"id": 1, "name": "v1", "tier": "b"},
+                                    after={"id": 1, "name": "v2", "tier": "b"}),
+                              event("c", 11, after={"id": 2, "name": "x", "tier": "b"}),
+                              event("d", 21, before={"id": 2, "name": "x", "tier": "b"})])
+    assert run_document(doc(folder), RunOptions(warehouse=warehouse)).status == "completed"
+    write(folder, "a.jsonl", [event("c", 10, after={"id": 1, "name": "v1", "tier": "b"}),
+                              event("c", 11, after={"id": 2, "name": "x", "tier": "b"}),
+                              event("c", 12, after={"id": 3, "name": "new", "tier": "b"})])
+    result = run_document(doc(folder), RunOptions(warehouse=warehouse))
+    assert result.status == "completed", result.error
+    rows = open_warehouse(warehouse).read(None, "select id, name from mirror.customers order by id").to_pylist()
+    assert [(r["id"], r["name"]) for r in rows] == [(1, "v2"), (3, "new")]
+    r = result.nodes["mirror"]
+    assert (r.rowsLoaded, r.rowsSkipped) == (1, 2)
+    write(folder, "a.jsonl", [event("u", 30, before={"id": 1, "name": "v2", "tier": "b"},
+                                    after={"id": 1, "name": "v3", "tier": "b"})])
+    assert run_document(doc(folder), RunOptions(warehouse=warehouse)).status == "completed"
+    rows = open_warehouse(warehouse).read(None, "select id, name from mirror.customers order by id").to_pylist()
+    assert [(r["id"], r["name"]) for r in rows] == [(1, "v3"), (3, "new")]

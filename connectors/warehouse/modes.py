@@ -168,20 +168,53 @@ def cdc_mirror(wh, con, req, rows):
     """Apply Debezium change events: touched keys are deleted, the surviving after-images inserted."""
     from connectors.warehouse.cdc import final_images
 
-    touched, alive = final_images(rows.select([c for c in rows.column_names if not c.startswith("__fb_")]),
-                                  req.keys)
+    applied = _cdc_positions(wh, con, req.table)
+    touched, alive, positions, replayed = final_images(
+        rows.select([c for c in rows.column_names if not c.startswith("__fb_")]), req.keys, applied)
+    notes = []  # events at or before their key's applied position (replays, late older ones) are only skipped:
+    # the mirror already holds a newer state of the key; rowsSkipped counts them with the folded ones
     table = with_lineage(pa.Table.from_pylist(alive), req.lineage) if alive else None
     if table is None:
         existing = wh.schema_in(con, req.table)
         if existing is None:
-            return LoadReport(0, warnings=["every change was a delete and the mirror table does not exist yet"])
+            _keep_cdc_positions(wh, con, req.table, applied, positions)
+            return LoadReport(0, rows_skipped=rows.num_rows, warnings=notes + [
+                "every change was a delete and the mirror table does not exist yet"])
     else:
         ensure_table(wh, con, req.table, table.schema)
     if touched:
         delete_keys(wh, con, req.table, pa.table({k: [t[i] for t in touched] for i, k in enumerate(req.keys)}))
     if table is not None:
         insert_rows(wh, con, req.table, table)
-    return LoadReport(len(alive), rows_skipped=rows.num_rows - len(alive))
+    _keep_cdc_positions(wh, con, req.table, applied, positions)
+    return LoadReport(len(alive), rows_skipped=rows.num_rows - len(alive), warnings=notes)
+
+
+CDC_POSITIONS = "_flow_cdc_positions"
+
+
+def _cdc_positions(wh, con, table: str) -> dict:
+    """key → [lsn, ts_ms] of the event that decided it, for a mirror table (JSON text; -1 where absent)."""
+    import json
+    if wh.schema_in(con, CDC_POSITIONS) is None:
+        return {}
+    got = wh.execute(con, f"SELECT key_json, position FROM {wh.ident(CDC_POSITIONS)} WHERE table_name = {wh.ph}",
+                     [table]).fetchall()
+    return {tuple(json.loads(k)): json.loads(p) for k, p in got}
+
+
+def _keep_cdc_positions(wh, con, table: str, applied: dict, positions: dict) -> None:
+    """The decided positions, in the load's transaction (rewritten per table: one bulk insert)."""
+    import json
+    if not positions:
+        return
+    merged = {**applied, **positions}
+    rows = pa.table({"table_name": pa.array([table] * len(merged), pa.string()),
+                     "key_json": pa.array([json.dumps(list(k), default=str) for k in merged], pa.string()),
+                     "position": pa.array([json.dumps(list(p), default=str) for p in merged.values()], pa.string())})
+    ensure_table(wh, con, CDC_POSITIONS, rows.schema)
+    wh.execute(con, f"DELETE FROM {wh.ident(CDC_POSITIONS)} WHERE table_name = {wh.ph}", [table])
+    insert_rows(wh, con, CDC_POSITIONS, rows)
 
 
 def _exactly_once(mode_fn):
