@@ -53,6 +53,10 @@ def _target(node, graph):
             yield "cdcSource", "loadMode 'cdc_mirror' requires 'cdcSource' (the node carrying change events)"
         elif node.cdcSource not in graph.nodes:
             yield "cdcSource", f"cdcSource '{node.cdcSource}' does not name a node"
+        elif node.cdcSource.split(".")[0] not in graph.upstream(node.id):
+            yield "cdcSource", (f"cdcSource '{node.cdcSource}' is not what this target reads: the change events are "
+                                f"the target's input, so cdcSource names its input '{node.input}' or a node "
+                                f"upstream of it")
         if not node.upsert_keys:
             yield "upsertKey", "loadMode 'cdc_mirror' requires 'upsertKey' (the mirrored table's primary key)"
     for hook_name in ("preHook", "postHook"):

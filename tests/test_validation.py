@@ -235,3 +235,15 @@ def test_a_numeric_rule_bound_keeps_its_digits():
     assert comparison_sql(parse_rule("gt:123456789.123456789012"), "m") == '"m" > 123456789.123456789012'
     assert comparison_sql(parse_rule("between:0.1,1e3"), "m") == '"m" BETWEEN 0.1 AND 1e3'
     assert parse_rule("gt:nan").args == ("nan",) and parse_rule("lte:-inf").args == ("-inf",)
+
+
+def test_cdc_source_must_be_what_the_target_reads():
+    """Found by a probe: cdcSource was checked to name a node and then ignored (the target applied its input);
+    naming another node, or the target itself, now is a validation error."""
+    d = doc()
+    d["nodes"][2].update({"loadMode": "cdc_mirror", "upsertKey": "id", "cdcSource": "tgt"})
+    (e,) = errors(d)
+    assert e.path == "nodes[2].cdcSource" and "upstream" in e.message
+    for upstream in ("src", "t"):  # the source of the events or the target's input: valid
+        d["nodes"][2]["cdcSource"] = upstream
+        assert check(d)
