@@ -157,7 +157,7 @@ def _apply_together(wh, con, req: LoadRequest, tables: list[pa.Table]) -> list[L
             rows, dupes = dedupe_last(rows, req.keys)
         part = with_lineage(rows, req.lineage)
         parts.append(part)
-        reports.append(LoadReport(part.num_rows, warnings=[
+        reports.append(LoadReport(part.num_rows, rows_skipped=dupes, warnings=[
             f"{dupes} row(s) shared an upsert key within this load; the last in input order won"] if dupes else []))
     table = pa.concat_tables(parts, promote_options="permissive")
     if req.mode == "upsert":
