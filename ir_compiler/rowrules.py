@@ -60,6 +60,7 @@ def parse_rule(text: str) -> RuleSpec:
             re.compile(arg)
         except re.error as exc:
             raise ValueError(f"invalid regex {arg!r}: {exc}") from None
+        _re2(arg)
         return RuleSpec(name, (arg,), text)
     if name in ("min_length", "max_length"):
         if not arg.strip().isdigit():
@@ -77,8 +78,82 @@ _EXAMPLE = {"gt": "0", "gte": "0", "lt": "100", "lte": "100", "eq": "1", "neq": 
             "expr": "amount > 0"}
 
 
+def _re2(pattern: str) -> None:
+    """Rules run on Arrow's RE2, which has no lookaround or backreferences: refuse such a pattern now, not with
+    the first batch."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    try:
+        pc.match_substring_regex(pa.array([""], pa.string()), pattern=pattern)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise ValueError(f"regex {pattern!r} uses what the rule engine (RE2) does not support — lookaround "
+                         f"((?=…), (?!…), (?<=…)) or backreferences (\\1): {str(exc).split(':')[-1].strip()}; "
+                         f"rewrite it, or use an expr: rule") from None
+
+
+def _bool_literal(value: str):
+    from sqlglot import exp
+
+    from ir_compiler.ops.cast import convert_value
+    from ir_compiler.types import BOOL
+    try:
+        return exp.true() if convert_value(str(value), BOOL) else exp.false()
+    except ValueError:
+        raise ValueError(f"'{value}' is not a boolean (true/false, t/f, yes/no, on/off, 1/0)") from None
+
+
+def rule_sql(spec: RuleSpec, column: str, ctype: ColumnType | None) -> str | None:
+    """The SQL boolean a comparison, between or in rule stands for (``gt:0`` on ``amount`` → ``"amount" > 0``),
+    compiled by the expression engine, so a rule means what SQL means (``in:1|2.5`` on a decimal column is
+    ``amount IN (1, 2.5)``, never a text match); None for ``in`` on a text column (an exact text match)."""
+    from sqlglot import exp
+
+    def lit(value):
+        if ctype is not None and ctype.name == "bool":
+            return _bool_literal(value)
+        if isinstance(value, (int, float)):
+            return exp.Literal.number(getattr(value, "text", value))  # the digits as written in the rule
+        return exp.Literal.string(str(value))
+
+    col = exp.column(column, quoted=True)
+    if spec.name == "in":
+        if ctype is None or ctype.name in ("string", "json"):
+            return None
+        values = [_number(a) if ctype.is_numeric and _number(a) is not None else a for a in spec.args]
+        if ctype.is_numeric and any(isinstance(v, str) for v in values):
+            bad = next(v for v in values if isinstance(v, str))
+            raise ValueError(f"`{spec.text}` lists '{bad}', which is not a number, but the column is {ctype}")
+        node = exp.In(this=col, expressions=[lit(v) for v in values])
+    elif spec.name == "between":
+        node = exp.Between(this=col, low=lit(spec.args[0]), high=lit(spec.args[1]))
+    elif spec.name in _NUMERIC:
+        node = getattr(exp, _SQL_CMP[spec.name])(this=col, expression=lit(spec.args[0]))
+    else:
+        return None
+    return node.sql(dialect="postgres")
+
+
+_SQL_CMP = {"gt": "GT", "gte": "GTE", "lt": "LT", "lte": "LTE", "eq": "EQ", "neq": "NEQ"}  # sqlglot.exp classes
+
+
 def type_problem(spec: RuleSpec, ctype: ColumnType) -> str | None:
-    """Why this rule cannot apply to a column of this type (None if it can)."""
+    """Why this rule cannot apply to a column of this type (None if it can). A comparison, between or in rule
+    is compiled here as it will run, so what validates runs."""
+    problem = _type_problem(spec, ctype)
+    if problem is None and spec.name in (*_NUMERIC, "between", "in"):
+        from ir_compiler.errors import ExpressionError
+        from ir_compiler.expressions import compile_expression
+        from ir_compiler.types import Field, Schema
+        try:
+            sql = rule_sql(spec, "v", ctype)
+            if sql is not None:
+                compile_expression(sql, Schema([Field("v", ctype)]), boolean=True)
+        except (ValueError, ExpressionError) as exc:
+            return f"`{spec.text}` does not apply to a {ctype} column: {getattr(exc, 'message', None) or exc}"
+    return problem
+
+
+def _type_problem(spec: RuleSpec, ctype: ColumnType) -> str | None:
     if spec.name in _NUMERIC + ("between",):
         numeric_args = all(isinstance(a, (int, float)) for a in spec.args)
         if numeric_args and not ctype.is_numeric:

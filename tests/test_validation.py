@@ -230,10 +230,11 @@ def test_a_between_rule_with_its_bounds_reversed_is_an_error():
 def test_a_numeric_rule_bound_keeps_its_digits():
     """gt:123456789.123456789012 on a decimal column compares with the bound as written (it went through a
     float: 123456789.12345679); nan/inf are not bounds."""
-    from ir_compiler.lower.validate import comparison_sql
-    from ir_compiler.rowrules import parse_rule
-    assert comparison_sql(parse_rule("gt:123456789.123456789012"), "m") == '"m" > 123456789.123456789012'
-    assert comparison_sql(parse_rule("between:0.1,1e3"), "m") == '"m" BETWEEN 0.1 AND 1e3'
+    from ir_compiler.rowrules import parse_rule, rule_sql
+    from ir_compiler.types import parse_type
+    dec = parse_type("decimal(30,12)")
+    assert rule_sql(parse_rule("gt:123456789.123456789012"), "m", dec) == '"m" > 123456789.123456789012'
+    assert rule_sql(parse_rule("between:0.1,1e3"), "m", dec) == '"m" BETWEEN 0.1 AND 1e3'
     assert parse_rule("gt:nan").args == ("nan",) and parse_rule("lte:-inf").args == ("-inf",)
 
 

@@ -560,16 +560,22 @@ def _in(c, node) -> Node:
     consts = [coerce(p[1], value.type).row({}) if p[1].type.name != "null" else None for p in pairs]
     has_null = any(v is None for v in consts)
     values = [v for v in consts if v is not None]
+    floats = value.type.name == "float"  # -0.0 is 0.0 and NaN is NaN here, as in PostgreSQL (a hash set: neither)
+    if floats:
+        values = [v + 0.0 for v in values]
     vset = pa.array(values, type=to_arrow(value.type)) if values else None
+    nan_listed = floats and any(v != v for v in values)
 
     def py(v):
         if v is None:
             return None
-        if v in values:
+        if v in values or (nan_listed and v != v):
             return True
         return None if has_null else False
 
     def arrow(x):
+        if floats:
+            x = pc.add(x, pa.scalar(0.0, x.type))
         if vset is None:
             hit = pc.if_else(pc.is_null(x), null_of(BOOL), pa.scalar(False))
         else:

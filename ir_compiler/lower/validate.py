@@ -11,35 +11,11 @@ from ir_compiler.lower.context import counter, mask_count, write_report
 from ir_compiler.ops import sets
 from ir_compiler.ops.cast import cast_array
 from ir_compiler.ops.exprs import table_schema
-from ir_compiler.rowrules import parse_rule
-from ir_compiler.types import parse_type
+from ir_compiler.rowrules import _SQL_CMP, parse_rule, rule_sql
+from ir_compiler.types import from_arrow, parse_type
 
 QUARANTINE, ERRORS, ABORT = "quarantine", "errors", "abort"
 EMAIL = r"^[^@\s]+@[^@\s]+\.[^@\s]+$"
-
-
-_SQL_CMP = {"gt": "GT", "gte": "GTE", "lt": "LT", "lte": "LTE", "eq": "EQ", "neq": "NEQ"}  # sqlglot.exp classes
-
-
-def _literal(value):
-    from sqlglot import exp
-
-    if isinstance(value, (int, float)):
-        return exp.Literal.number(getattr(value, "text", value))  # the digits as written in the rule
-    return exp.Literal.string(str(value))
-
-
-def comparison_sql(spec, column: str) -> str:
-    """``gt:0`` on column ``amount`` → ``"amount" > 0``, compiled by the expression engine (which handles
-    decimal/float/int and date/timestamp literals)."""
-    from sqlglot import exp
-
-    col = exp.column(column, quoted=True)
-    if spec.name == "between":
-        node = exp.Between(this=col, low=_literal(spec.args[0]), high=_literal(spec.args[1]))
-    else:
-        node = getattr(exp, _SQL_CMP[spec.name])(this=col, expression=_literal(spec.args[0]))
-    return node.sql(dialect="postgres")
 
 
 def rule_failures(spec, column, table) -> pa.Array:
@@ -52,9 +28,10 @@ def rule_failures(spec, column, table) -> pa.Array:
     col = table.column(column)
     if spec.name == "not_null":
         return pc.is_null(col)
-    if spec.name in _SQL_CMP or spec.name == "between":
-        ok = compile_expression(comparison_sql(spec, column), table_schema(table), boolean=True).eval_arrow(table)
-    elif spec.name == "in":
+    sql = rule_sql(spec, column, from_arrow(col.type)) if spec.name in (*_SQL_CMP, "between", "in") else None
+    if sql is not None:
+        ok = compile_expression(sql, table_schema(table), boolean=True).eval_arrow(table)
+    elif spec.name == "in":  # a text column: an exact match of the listed texts
         values = pa.array(list(spec.args), pa.string())
         ok = pc.is_in(pc.cast(col, pa.string()), value_set=values)
     elif spec.name in ("regex", "email"):
