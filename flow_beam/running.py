@@ -432,7 +432,29 @@ def _collect(checked, beam_result, run_dir: str, result: RunResult, inputs: _Inp
         problem = None if streaming else balance_problem(node, r)  # panes re-emit and replays skip rows
         if problem:
             r.warnings.append(f"row balance does not hold: {problem}")
+        kept_nowhere = _quarantined_nowhere(checked, node, r)
+        if kept_nowhere:
+            r.warnings.append(kept_nowhere)
+            if r.status == "completed":
+                r.status = "completed_with_errors"
     _run_status(result, failures)
+
+
+def _quarantined_nowhere(checked, node, r: NodeResult) -> str | None:
+    """A validate node's quarantined rows with no table, no reader of its quarantine port and no DLQ are counted
+    but stored nowhere: say so (SPEC: row errors are never silently lost)."""
+    quarantined = r.rowsQuarantined - r.rowsErrored
+    if node.kind != "validate" or quarantined <= 0 or checked.pipeline.dlq_enabled:
+        return None
+    if node.quarantine is not None and getattr(node.quarantine, "table", None):
+        return None
+    port = f"{node.id}.quarantine"
+    for other in checked.pipeline.nodes:
+        refs = [getattr(other, "input", None), *(getattr(other, "inputs", None) or [])]
+        if port in refs:
+            return None
+    return (f"{quarantined} quarantined row(s) were counted but kept nowhere: set quarantine.table, read "
+            f"'{port}' from a node, or enable errorHandling.dlq to keep them")
 
 
 def _fill_counts(node, r: NodeResult, c: dict, inputs: _Inputs) -> None:
