@@ -148,7 +148,18 @@ def _text_decimal(a, t):
     scale = max(t.scale, min(18, 37 - whole))  # for the rounding), round half away from zero, then fit
     wide = pa.decimal128(min(38, whole + scale + 1), scale)
     rounded = (lambda x: round_decimal(x.cast(wide), t.scale).cast(t))
-    return _bisect_cast(_keep(pc.replace_substring_regex(a, r"^\+", ""), _NUM), rounded, t)
+    out = _bisect_cast(_keep(pc.replace_substring_regex(a, r"^\+", ""), _NUM), rounded, t)
+    missed = pc.fill_null(pc.and_(pc.is_valid(a), pc.is_null(out)), False)
+    if pc.any(missed).as_py():  # more digits than the wide parse holds (1.2349999999999999999): one by one,
+        from ir_compiler.ops.cast import cast_array  # exactly as PostgreSQL's numeric input rounds them
+        from ir_compiler.types import decimal as decimal_type
+        idx = pc.indices_nonzero(missed)
+        exact, _ = cast_array(pc.take(a, idx), decimal_type(t.precision, t.scale))
+        values = out.to_pylist()
+        for i, v in zip(idx.to_pylist(), exact.to_pylist()):
+            values[i] = v
+        out = pa.array(values, t)
+    return out
 
 
 def _text_bool(a, t):
