@@ -414,7 +414,7 @@ def _collect(checked, beam_result, run_dir: str, result: RunResult, inputs: _Inp
     failed_files = read_reports(run_dir, "files")
     side = read_reports(run_dir, "side_tables")
     from ir_compiler.lower.gates import collect_failures
-    failures = collect_failures(signals)
+    failures = _abort_totals(collect_failures(signals), counts)
     for node in checked.pipeline.nodes:
         r, c = result.nodes[node.id], counts.get(node.id, {})
         _fill_counts(node, r, c, inputs)
@@ -437,7 +437,25 @@ def _collect(checked, beam_result, run_dir: str, result: RunResult, inputs: _Inp
             r.warnings.append(kept_nowhere)
             if r.status == "completed":
                 r.status = "completed_with_errors"
+        if r.error:  # a gated target's reasons: each abort rule once, with all its rows
+            r.error = "; ".join(_abort_totals(r.error.split("; "), counts))
     _run_status(result, failures)
+
+
+def _abort_totals(failures: list[str], counts: dict) -> list[str]:
+    """An abort rule reports per batch (and each gated target sees the report): one message per rule, with the
+    rows of every batch (the rule's ``abort:<id>`` counter), and each other reason once."""
+    import re
+    out = []
+    for f in failures:
+        m = re.match(r"^node '(?P<node>[^']+)': rule (?P<rid>\S+) \((?P<why>.*)\) failed on \d+ row\(s\) and its "
+                     r"onFail is abort$", f, re.DOTALL)
+        total = counts.get(m["node"], {}).get(f"abort:{m['rid']}") if m else None
+        if total:
+            f = f"node '{m['node']}': rule {m['rid']} ({m['why']}) failed on {total} row(s) and its onFail is abort"
+        if f not in out:
+            out.append(f)
+    return out
 
 
 def _quarantined_nowhere(checked, node, r: NodeResult) -> str | None:
