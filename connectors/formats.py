@@ -1143,7 +1143,8 @@ def infer_schema(paths: list[str], fmt: str, options: dict | None = None, sample
             continue
         for name, ctype in Schema.from_arrow(sample.schema).types().items():
             old = fields.get(name)
-            if sample.column(name).null_count == sample.num_rows:  # no value: says nothing of the type
+            declared = fmt in ("parquet", "avro") and ctype.name != "null"  # the file states its types
+            if not declared and sample.column(name).null_count == sample.num_rows:  # no value: no type said
                 fields.setdefault(name, None)
                 continue
             fields[name] = ctype if old is None else (common_type(old, ctype) or ColumnType("string"))

@@ -200,3 +200,18 @@ def test_test_rows_keep_fields_missing_from_the_first_row():
     table, bad = test_rows_table([{"a": "1"}, {"a": "x"}], Schema([Field("a", parse_type("int"))]), True)
     assert table.column("a").to_pylist() == [1] and len(bad) == 1 and "'x'" in bad[0].reason
     assert pa.types.is_int64(table.schema.field("a").type)
+
+
+def test_an_all_null_parquet_column_keeps_the_type_the_file_declares(tmp_path):
+    """Found by a probe: a Parquet timestamp column whose sampled values were all NULL was inferred as string
+    (a freshness check on it then failed validation); Parquet and Avro state their types, text formats do not."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from connectors.formats import infer_schema
+    pq.write_table(pa.table({"id": [1, 2], "ts": pa.array([None, None], pa.timestamp("us")),
+                             "n": pa.nulls(2)}), tmp_path / "a.parquet")
+    schema = infer_schema([str(tmp_path / "a.parquet")], "parquet")
+    assert str(schema["ts"].type) == "timestamp" and str(schema["n"].type) == "string"
+    (tmp_path / "a.csv").write_text("id,ts\n1,\n2,\n")
+    assert str(infer_schema([str(tmp_path / "a.csv")], "csv")["ts"].type) == "string"
