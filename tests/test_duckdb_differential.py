@@ -127,23 +127,35 @@ def test_aggregates_equal_duckdb(tmp_path, seed):
     half = table.num_rows // 2
     pq.write_table(table.slice(0, half), tmp_path / "a" / "part1.parquet")
     pq.write_table(table.slice(half), tmp_path / "a" / "part2.parquet")
-    nodes = [source("a", tmp_path / "a", SCHEMA_A)]
-    for name, group_by, aggs, _ in AGGS:
+    con = run_doc(tmp_path, aggregate_nodes(tmp_path / "a", SCHEMA_A, AGGS))
+    assert_aggregates_equal(con, tmp_path / "a", AGGS, f"seed {seed}")
+
+
+def aggregate_nodes(folder, schema, aggs_list) -> list[dict]:
+    """A source of the Parquet files in ``folder`` and, per (name, groupBy, aggregations, _), an aggregate node
+    and its table target public.<name>."""
+    nodes = [source("a", folder, schema)]
+    for name, group_by, aggs, _ in aggs_list:
         nodes.append({"id": f"agg_{name}", "kind": "transform", "input": "a", "ops": [
             {"op": "aggregate", "groupBy": group_by,
              "aggregations": [{**({"field": f} if f else {}), "fn": fn, "as": as_} for f, fn, as_ in aggs]}]})
         nodes.append({"id": f"t_{name}", "kind": "target", "input": f"agg_{name}", "schema": f"public.{name}",
                       "lineage": False})
-    con = run_doc(tmp_path, nodes)
+    return nodes
+
+
+def assert_aggregates_equal(con, folder, aggs_list, what, key=lambda k: k, row=lambda r: r) -> None:
+    """Each public.<name> equals DuckDB's ``select <select> ... group by`` over the same files (closes ``con``);
+    ``key`` writes a group key column as selected, ``row`` normalises a stored row."""
     oracle = duckdb.connect()
-    files = str(tmp_path / "a" / "*.parquet")
+    files = str(folder / "*.parquet")
     try:
-        for name, group_by, aggs, select in AGGS:
-            cols = group_by + [a[2] for a in aggs]
-            got = con.execute(f"select {', '.join(cols)} from public.{name}").fetchall()
+        for name, group_by, aggs, select in aggs_list:
+            cols = [key(k) for k in group_by] + [a[2] for a in aggs]
+            got = [row(r) for r in con.execute(f"select {', '.join(cols)} from public.{name}").fetchall()]
             group = f" GROUP BY {', '.join(group_by)}" if group_by else ""
             want = oracle.execute(f"select {select} from read_parquet('{files}'){group}").fetchall()
-            assert_same_rows(got, want, f"seed {seed} aggregate {name}")
+            assert_same_rows(got, want, f"{what} aggregate {name}")
     finally:
         con.close()
 
@@ -219,25 +231,9 @@ def test_first_last_and_keys_of_every_type_equal_duckdb(tmp_path, seed):
         part[-1].update({c: None for c in FL_COLS})  # every file ends with a NULL row
         pq.write_table(pa.Table.from_pylist(part, table.schema), tmp_path / "a" / f"part{j}.parquet")
     schema = SCHEMA_A + [("b", "bool"), ("ts", "timestamp"), ("rid", "int")]
-    nodes = [source("a", tmp_path / "a", schema)]
-    for name, group_by, aggs, _ in FL_AGGS:
-        nodes.append({"id": f"agg_{name}", "kind": "transform", "input": "a", "ops": [
-            {"op": "aggregate", "groupBy": group_by,
-             "aggregations": [{**({"field": f} if f else {}), "fn": fn, "as": as_} for f, fn, as_ in aggs]}]})
-        nodes.append({"id": f"t_{name}", "kind": "target", "input": f"agg_{name}", "schema": f"public.{name}",
-                      "lineage": False})
-    con = run_doc(tmp_path, nodes)
-    oracle = duckdb.connect()
-    files = str(tmp_path / "a" / "*.parquet")
-    try:
-        for name, group_by, aggs, select in FL_AGGS:
-            cols = [f"{k} + 0.0" if k == "f" else k for k in group_by] + [a[2] for a in aggs]
-            got = [utc_naive(r) for r in con.execute(f"select {', '.join(cols)} from public.{name}").fetchall()]
-            group = f" GROUP BY {', '.join(group_by)}" if group_by else ""
-            want = oracle.execute(f"select {select} from read_parquet('{files}'){group}").fetchall()
-            assert_same_rows(got, want, f"seed {seed} aggregate {name}")
-    finally:
-        con.close()
+    con = run_doc(tmp_path, aggregate_nodes(tmp_path / "a", schema, FL_AGGS))
+    assert_aggregates_equal(con, tmp_path / "a", FL_AGGS, f"seed {seed}",
+                            key=lambda k: f"{k} + 0.0" if k == "f" else k, row=utc_naive)
 
 
 FLOAT_KEYS = [0.0, -0.0, float("nan"), 1.5, None, 2.0, -1.5]

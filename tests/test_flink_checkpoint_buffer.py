@@ -20,7 +20,7 @@ pytestmark = [pytest.mark.infra, pytest.mark.slow, pytest.mark.timeout(300)]
 
 
 def test_a_checkpoint_during_the_first_bundle_does_not_stall_the_readers(tmp_path, monkeypatch):
-    from test_streaming_join import need, source, topic_with
+    from test_streaming_join import need, orders_payments_join
 
     from flow_beam.running import RunOptions, run_document
     servers, master = need("flink")
@@ -28,13 +28,7 @@ def test_a_checkpoint_during_the_first_bundle_does_not_stall_the_readers(tmp_pat
     monkeypatch.setenv("FLOW_BEAM_FLINK_START_S", "90")
     orders = [{"order_id": i, "amount": i, "ts": 1767225600 + i} for i in range(30)]
     payments = [{"order_id": i, "paid": 10 * i, "ts": 1767225600 + i + 1} for i in range(30)]
-    doc = {"kind": "pipeline", "version": "1.0", "id": "ckptrace", "nodes": [
-        source("orders", servers, topic_with(servers, orders), [("order_id", "int"), ("amount", "int"), ("ts", "int")]),
-        source("payments", servers, topic_with(servers, payments), [("order_id", "int"), ("paid", "int"), ("ts", "int")]),
-        {"id": "paid", "kind": "join", "inputs": ["orders", "payments"], "type": "inner", "on": ["order_id"],
-         "select": {"orders": ["order_id", "amount"], "payments": ["paid"]},
-         "window": {"type": "fixed", "size": "1m"}},
-        {"id": "out", "kind": "target", "input": "paid", "schema": "public.paid", "loadMode": "append"}]}
+    doc = orders_payments_join("ckptrace", servers, orders, payments)
     db = tmp_path / "w.duckdb"
     result = run_document(doc, RunOptions(runner="flink", warehouse=f"duckdb://{db}", stop_after_idle_s=3,
                                           flink_master=master, beam_args=["--checkpointing_interval=100"]))

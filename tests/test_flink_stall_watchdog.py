@@ -119,7 +119,7 @@ def test_a_job_that_did_not_start_is_cancelled_and_submitted_again_on_the_cluste
     """The real cluster: the first submission is declared not started at once (start_s=0: its readers cannot have
     been invoked yet), so flow-beam cancels it, waits until Flink has no unfinished job of that name, submits the
     pipeline again, and that run loads the join exactly once (no row missing, none twice)."""
-    from test_streaming_join import need, source, topic_with
+    from test_streaming_join import need, orders_payments_join
 
     from flow_beam.running import RunOptions, run_document
     servers, master = need("flink")
@@ -135,15 +135,7 @@ def test_a_job_that_did_not_start_is_cancelled_and_submitted_again_on_the_cluste
     monkeypatch.setattr(runners, "stop_when_drained", first_declared_not_started)
     orders = [{"order_id": i, "customer": f"c{i % 3}", "amount": i, "ts": 1767225600 + i} for i in range(20)]
     payments = [{"order_id": i, "paid": 10 * i, "ts": 1767225600 + i + 1} for i in range(20)]
-    doc = {"kind": "pipeline", "version": "1.0", "id": "resubmit", "nodes": [
-        source("orders", servers, topic_with(servers, orders),
-               [("order_id", "int"), ("customer", "string"), ("amount", "int"), ("ts", "int")]),
-        source("payments", servers, topic_with(servers, payments),
-               [("order_id", "int"), ("paid", "int"), ("ts", "int")]),
-        {"id": "paid", "kind": "join", "inputs": ["orders", "payments"], "type": "inner", "on": ["order_id"],
-         "select": {"orders": ["order_id", "amount"], "payments": ["paid"]},
-         "window": {"type": "fixed", "size": "1m"}},
-        {"id": "out", "kind": "target", "input": "paid", "schema": "public.paid", "loadMode": "append"}]}
+    doc = orders_payments_join("resubmit", servers, orders, payments)
     db = tmp_path / "w.duckdb"
     result = run_document(doc, RunOptions(runner="flink", warehouse=f"duckdb://{db}", stop_after_idle_s=3,
                                           flink_master=master))

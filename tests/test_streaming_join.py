@@ -52,6 +52,20 @@ def source(node_id, servers, topic, fields):
             "schema": [{"name": n, "type": t} for n, t in fields], "eventTime": {"field": "ts", "format": "epoch_s"}}
 
 
+def orders_payments_join(doc_id, servers, orders, payments):
+    """Topics of ``orders`` and ``payments`` (fields typed from the first row) joined on order_id in 1-minute
+    windows, order_id/amount/paid appended to public.paid."""
+    def fields(rows):
+        return [(k, "string" if isinstance(v, str) else "int") for k, v in rows[0].items()]
+    return {"kind": "pipeline", "version": "1.0", "id": doc_id, "nodes": [
+        source("orders", servers, topic_with(servers, orders), fields(orders)),
+        source("payments", servers, topic_with(servers, payments), fields(payments)),
+        {"id": "paid", "kind": "join", "inputs": ["orders", "payments"], "type": "inner", "on": ["order_id"],
+         "select": {"orders": ["order_id", "amount"], "payments": ["paid"]},
+         "window": {"type": "fixed", "size": "1m"}},
+        {"id": "out", "kind": "target", "input": "paid", "schema": "public.paid", "loadMode": "append"}]}
+
+
 @pytest.mark.parametrize("runner", ["prism", "flink"])
 def test_windowed_join_of_two_streams(tmp_path, runner):
     servers, master = need(runner)
