@@ -256,16 +256,7 @@ def test_float_and_date_keys_join_as_duckdb(tmp_path, seed):
         pq.write_table(sides[name], tmp_path / name / f"{name}.parquet")
     schema = [("id", "int"), ("k", "float"), ("dt", "date"), ("v", "int")]
     nodes = [source("l", tmp_path / "l", schema), source("r", tmp_path / "r", schema)]
-    cases = []
-    for jtype in JOIN_TYPES:
-        for strategy in ("shuffle", "broadcast"):
-            for keys in (["k"], ["dt"], ["k", "dt"]):
-                node = f"j_{jtype}_{strategy}_{'_'.join(keys)}"
-                cases.append((node, jtype, keys))
-                nodes.append({"id": node, "kind": "join", "inputs": ["l", "r"], "type": jtype, "on": keys,
-                              "strategy": strategy, "prefixes": {"r": "r_"}})
-                nodes.append({"id": f"t_{node}", "kind": "target", "input": node, "schema": f"public.{node}",
-                              "lineage": False})
+    cases = add_joins(nodes, (["k"], ["dt"], ["k", "dt"]), lambda keys: "_".join(keys))
     con = run_doc(tmp_path, nodes)
     oracle = duckdb.connect()
     lf, rf = str(tmp_path / "l" / "l.parquet"), str(tmp_path / "r" / "r.parquet")
@@ -281,6 +272,22 @@ def test_float_and_date_keys_join_as_duckdb(tmp_path, seed):
             assert_same_rows(got, want, f"seed {seed} {node}")
     finally:
         con.close()
+
+
+def add_joins(nodes, key_sets, suffix) -> list[tuple]:
+    """A join of inputs l and r (prefix r_) and its table target for every join type, strategy and key set,
+    appended to ``nodes``; returns (node id, join type, keys) per case."""
+    cases = []
+    for jtype in JOIN_TYPES:
+        for strategy in ("shuffle", "broadcast"):
+            for keys in key_sets:
+                node = f"j_{jtype}_{strategy}_{suffix(keys)}"
+                cases.append((node, jtype, keys))
+                nodes.append({"id": node, "kind": "join", "inputs": ["l", "r"], "type": jtype, "on": keys,
+                              "strategy": strategy, "prefixes": {"r": "r_"}})
+                nodes.append({"id": f"t_{node}", "kind": "target", "input": node, "schema": f"public.{node}",
+                              "lineage": False})
+    return cases
 
 
 SCHEMA_B = [("k1", "string"), ("k2", "int"), ("v", "decimal(12,2)"), ("label", "string")]
@@ -305,16 +312,7 @@ def test_joins_equal_duckdb(tmp_path, seed):
         pq.write_table(t, tmp_path / name / f"{name}.parquet")
     schema_l = [("k1", "string"), ("k2", "int"), ("i", "int"), ("s", "string")]
     nodes = [source("l", tmp_path / "l", schema_l), source("r", tmp_path / "r", SCHEMA_B)]
-    cases = []
-    for jtype in JOIN_TYPES:
-        for strategy in ("shuffle", "broadcast"):
-            for keys in (["k1"], ["k1", "k2"]):
-                node = f"j_{jtype}_{strategy}_{len(keys)}"
-                cases.append((node, jtype, keys))
-                nodes.append({"id": node, "kind": "join", "inputs": ["l", "r"], "type": jtype, "on": keys,
-                              "strategy": strategy, "prefixes": {"r": "r_"}})
-                nodes.append({"id": f"t_{node}", "kind": "target", "input": node, "schema": f"public.{node}",
-                              "lineage": False})
+    cases = add_joins(nodes, (["k1"], ["k1", "k2"]), lambda keys: str(len(keys)))
     con = run_doc(tmp_path, nodes)
     oracle = duckdb.connect()
     lf, rf = str(tmp_path / "l" / "l.parquet"), str(tmp_path / "r" / "r.parquet")
