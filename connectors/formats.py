@@ -1162,7 +1162,8 @@ def _json_default(v):
     if isinstance(v, (dt.date, dt.datetime, dt.time)):
         return v.isoformat()
     if isinstance(v, decimal.Decimal):
-        return f"\x00D{v}\x00"  # placeholder, turned back into a bare JSON number by _dumps
+        return f"\x00D{v:f}\x00"  # placeholder, turned back into a bare JSON number by _dumps; positional
+        # notation (0.0000000001, not 1E-10), every digit of the scale kept, as PostgreSQL prints numeric
     if isinstance(v, bytes):
         return v.decode("utf-8", "replace")
     return str(v)
@@ -1200,6 +1201,17 @@ def _finite(col):
     return col
 
 
+def _decimal_text(col) -> pa.Array:
+    """Decimals as positional text with every digit of the scale (Arrow prints 1E-10 for small values)."""
+    col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    text = col.cast(pa.string())
+    exp = pc.fill_null(pc.match_substring(text, "E"), False)
+    if not pc.any(exp).as_py():
+        return text
+    fixed = [None if v is None else f"{v:f}" for v in col.to_pylist()]
+    return pc.if_else(exp, pa.array(fixed, pa.string()), text)
+
+
 def _plain(table: pa.Table, keep_lists: bool) -> pa.Table:
     """Nested columns as JSON text (lists kept when ``keep_lists``); timestamps as ISO text for CSV."""
     cols = {}
@@ -1207,8 +1219,11 @@ def _plain(table: pa.Table, keep_lists: bool) -> pa.Table:
         t = col.type
         if (pa.types.is_list(t) and not keep_lists) or pa.types.is_struct(t) or pa.types.is_map(t):
             col = _to_json_text(col)
-        elif pa.types.is_timestamp(t) and not keep_lists:
-            col = pc.strftime(col.cast(pa.timestamp("us")), format="%Y-%m-%dT%H:%M:%S")
+        elif pa.types.is_timestamp(t) and not keep_lists:  # as the JSONL sink (isoformat): no fraction when 0
+            text = pc.strftime(col.cast(pa.timestamp("us")), format="%Y-%m-%dT%H:%M:%S")
+            col = pc.replace_substring_regex(text, r"\.000000$", "")
+        elif pa.types.is_decimal(t) and not keep_lists:
+            col = _decimal_text(col)
         cols[name] = col
     return pa.table(cols)
 

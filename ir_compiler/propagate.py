@@ -232,6 +232,8 @@ def _target(node, inputs, path, prop, ctx):
     schema = inputs[0]
     if schema is None or node.loadMode == "cdc_mirror":  # mirror columns come from the events' row images
         return {}
+    if node.connector is None:
+        _table_columns(schema, path)
     for k in node.upsert_keys:
         if k not in schema:
             raise _Problem(f"{path}.upsertKey", f"upsert key '{k}' is not a column; columns: {', '.join(schema.names)}")
@@ -241,6 +243,19 @@ def _target(node, inputs, path, prop, ctx):
         raise _Problem(f"{path}.watermarkColumn", f"'{node.watermarkColumn}' is not a column; columns: "
                                                   f"{', '.join(schema.names)}")
     return {}
+
+
+def _table_columns(schema, path):
+    """A table needs a column, and names that differ only in case are one column in DuckDB (its identifiers are
+    case-insensitive even when quoted) and in every unquoted SQL query: refused before anything runs."""
+    if not len(schema):
+        raise _Problem(path, "no column reaches this table (every column was dropped upstream); keep at least one")
+    seen = {}
+    for name in schema.names:
+        other = seen.setdefault(name.casefold(), name)
+        if other != name:
+            raise _Problem(path, f"columns '{other}' and '{name}' differ only in case: a table cannot hold both "
+                                 f"(DuckDB names are case-insensitive); rename or drop one upstream")
 
 
 def _archive(node, inputs, path, prop, ctx):

@@ -3,6 +3,7 @@ import datetime as dt
 import gzip
 import json
 import os
+import re
 import time
 
 import fastavro
@@ -169,3 +170,27 @@ def test_write_formats_keep_types(tmp_path, fmt):
         assert rows[0] == {"id": 1, "amount": 1.5, "day": "2024-01-02", "name": "a"}
     back, _ = read_all(path, fmt)
     assert back.column("id").to_pylist() == [1, 2] and back.column("amount").to_pylist() == [1.5, 2.0]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_text_sinks_print_decimals_and_timestamps_one_way(tmp_path, fmt):
+    """Found by a probe: the csv and jsonl sinks wrote decimals in exponent form (-1E-10, 0E-10) and the csv sink
+    timestamps with a .000000 fraction the jsonl sink omitted. Both now print as PostgreSQL's text output does:
+    positional decimals with every digit of the scale, timestamps ISO with a fraction only when it is not 0."""
+    import decimal
+    D = decimal.Decimal
+    table = pa.table({
+        "v": pa.array([D("-1E-10"), D("0E-10"), D("123.45"), None], pa.decimal128(38, 10)),
+        "ts": pa.array([dt.datetime(2024, 1, 5), dt.datetime(2024, 1, 5, 1, 2, 3, 4500), None,
+                        dt.datetime(1, 1, 1)], pa.timestamp("us"))})
+    path = write_table(table, str(tmp_path / "out"), fmt, prefix="p")
+    text = open(path).read()
+    assert "E-" not in text and "E+" not in text
+    for want in ("-0.0000000001", "0.0000000000", "123.4500000000", "2024-01-05T00:00:00",
+                 "2024-01-05T01:02:03.004500", "0001-01-01T00:00:00"):
+        assert want in text, (want, text)
+    assert not re.search(r":\d\d\.000000", text)
+    back, bad = read_all(path, fmt, None, Schema([Field("v", parse_type("decimal(38,10)")),
+                                          Field("ts", parse_type("timestamp"))]))
+    assert not bad and back.column("v").to_pylist() == table.column("v").to_pylist()
+    assert back.column("ts").to_pylist() == table.column("ts").to_pylist()

@@ -248,3 +248,20 @@ def test_cdc_source_must_be_what_the_target_reads():
     for upstream in ("src", "t"):  # the source of the events or the target's input: valid
         d["nodes"][2]["cdcSource"] = upstream
         assert check(d)
+
+
+def test_table_columns_differing_only_in_case_or_none_at_all_are_refused():
+    """Found by a probe: `rename v -> W` beside a column `w` (or a derive of `Big` beside `big`) validated, then the
+    load failed in DuckDB ("Column with name w already exists"); dropping every column validated, then failed with
+    "Table must have at least one column". Both are validation errors at the target now; file sinks may keep both."""
+    d = doc()
+    d["nodes"][1]["ops"].append({"op": "rename", "from": "country", "to": "BIG"})
+    (e,) = errors(d)
+    assert e.path == "nodes[2]" and "'BIG' and 'big' differ only in case" in e.message
+    d["nodes"][2] = {"id": "tgt", "kind": "target", "input": "t", "connector": "local_fs",
+                     "config": {"path": "/out/", "format": "csv"}}
+    check(d)  # a file sink keeps both columns
+    d = doc()
+    d["nodes"][1]["ops"].append({"op": "drop", "fields": ["id", "amount", "country", "ts", "big"]})
+    (e,) = errors(d)
+    assert e.path == "nodes[2]" and "no column reaches this table" in e.message
