@@ -31,6 +31,7 @@ Writing (:func:`write_table`): csv, jsonl (optionally gzip), parquet, avro. See 
 from __future__ import annotations
 
 import bisect
+import dataclasses
 import datetime as dt
 import decimal
 import gzip
@@ -59,6 +60,7 @@ class BadRow:
     line: int | None
     raw: str
     reason: str
+    unit: str = "line"  # what ``line`` counts: a text file's line, a columnar file's row (1 = the first row)
 
 
 @dataclass
@@ -706,8 +708,10 @@ def _parquet_parts(path, fmt, options, schema, batch_rows, strict=True, part=Non
         yield pa.table({n: pa.array([], pa.string()) for n in names}), [], lambda i: None
         return
     groups = part["groups"] if part else None
+    done = part.get("row0", 0) if part else 0  # rows of the file before this batch: a bad row's row number
     for batch in pf.iter_batches(batch_size=batch_rows, columns=columns, row_groups=groups):
-        yield pa.Table.from_batches([batch]), [], lambda i: None
+        yield pa.Table.from_batches([batch]), [], (lambda i, base=done: base + i + 1)
+        done += batch.num_rows
 
 
 _AVRO_TYPES = {"long": pa.int64(), "int": pa.int64(), "double": pa.float64(), "float": pa.float64(),
@@ -733,7 +737,7 @@ def _avro_parts(path, fmt, options, schema, batch_rows, strict=True, part=None):
         with open(path, "rb") as fh:
             reader = fastavro.reader(fh)
             types = {f["name"]: _arrow_of_avro(f["type"]) for f in reader.writer_schema.get("fields", [])}
-            rows = []
+            rows, done = [], part.get("row0", 0) if part else 0
             left = part["count"] if part else -1
             if part:
                 fh.seek(part["offset"])  # the range's first block (the reader read the header already)
@@ -743,14 +747,15 @@ def _avro_parts(path, fmt, options, schema, batch_rows, strict=True, part=None):
                 left -= 1
                 rows.append(rec)
                 if len(rows) >= batch_rows:
-                    yield _columns_table(rows, types), [], lambda i: None
+                    yield _columns_table(rows, types), [], (lambda i, base=done: base + i + 1)
+                    done += len(rows)
                     rows = []
     except (ConnectorError, GeneratorExit):
         raise
     except Exception as exc:  # noqa: BLE001 - any decoding problem means the file is unreadable
         raise ConnectorError(f"cannot read {path} as Avro: {exc}") from None
     if rows:
-        yield _columns_table(rows, types), [], lambda i: None
+        yield _columns_table(rows, types), [], (lambda i, base=done: base + i + 1)
 
 
 _READERS = {"csv": _csv_parts, "tsv": _csv_parts, "jsonl": _jsonl_parts, "json": _json_parts,
@@ -814,6 +819,8 @@ def read_file(path: str, fmt: str, options: dict | None = None, schema: Schema |
                 from connectors.infer import infer_text_schema
                 target = typed[0] = infer_text_schema(table)
             table, conv_bad = _conform(table, target, path, line_of, strict=strict)
+            if fmt in ("parquet", "avro"):
+                conv_bad = [dataclasses.replace(b, unit="row") for b in conv_bad]
             bad = bad + conv_bad
             batches = table.to_batches(max_chunksize=batch_rows)
             if not batches and bad:

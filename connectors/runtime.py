@@ -63,7 +63,7 @@ def bad_rows_table(node_id, bad_rows) -> pa.Table:
     """Rows a reader could not take (``connectors.formats.BadRow``: file, line, reason, raw) in the errors-port shape."""
     return pa.table({
         "node_id": pa.array([node_id] * len(bad_rows), pa.string()),
-        "error": pa.array([f"{b.file}, line {b.line}: {b.reason}" if b.line else f"{b.file}: {b.reason}"
+        "error": pa.array([f"{b.file}, {b.unit} {b.line}: {b.reason}" if b.line else f"{b.file}: {b.reason}"
                            for b in bad_rows], pa.string()),
         "row": pa.array([json.dumps({"raw": b.raw}) for b in bad_rows], pa.string()),
     })

@@ -194,3 +194,31 @@ def test_text_sinks_print_decimals_and_timestamps_one_way(tmp_path, fmt):
                                           Field("ts", parse_type("timestamp"))]))
     assert not bad and back.column("v").to_pylist() == table.column("v").to_pylist()
     assert back.column("ts").to_pylist() == table.column("ts").to_pylist()
+
+
+@pytest.mark.parametrize("fmt", ["parquet", "avro"])
+def test_columnar_row_errors_name_their_row(tmp_path, fmt):
+    """Found by a probe: a Parquet/Avro value the declared type cannot hold went to the DLQ as `a.parquet: column
+    'v': cannot convert ...` with no position. Now `row N` (1 = the file's first row), also for a range of a split
+    file and for every batch after the first."""
+    from connectors.runtime import bad_rows_table
+    from connectors.splits import plan_file
+    n = 3000
+    values = [str(i) if i % 1000 != 1 else f"x{i}" for i in range(n)]  # bad at rows 2, 1002, 2002
+    table = pa.table({"v": values, "pad": [f"{i:08d}" * 8 for i in range(n)]})
+    path = str(tmp_path / f"a.{fmt}")
+    if fmt == "parquet":
+        pq.write_table(table, path, row_group_size=500, compression="none")
+    else:
+        with open(path, "wb") as fh:
+            fastavro.writer(fh, fastavro.parse_schema({"type": "record", "name": "r", "fields": [
+                {"name": "v", "type": "string"}, {"name": "pad", "type": "string"}]}),
+                table.to_pylist(), sync_interval=20000)
+    schema = Schema([Field("v", parse_type("int"))])
+    parts = plan_file(path, fmt, size_limit=60_000)
+    assert len(parts) > 2
+    bad = []
+    for part in parts:
+        bad += [b for c in read_file(path, fmt, None, schema, batch_rows=300, part=part) for b in c.bad_rows]
+    errors = bad_rows_table("src", bad).column("error").to_pylist()
+    assert errors == [f"{path}, row {r}: column 'v': cannot convert 'x{r - 1}' to int" for r in (2, 1002, 2002)]
