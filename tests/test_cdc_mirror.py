@@ -134,3 +134,19 @@ def test_an_older_event_replayed_in_a_later_load_never_rolls_the_mirror_back(tmp
     assert run_document(doc(folder), RunOptions(warehouse=warehouse)).status == "completed"
     rows = open_warehouse(warehouse).read(None, "select id, name from mirror.customers order by id").to_pylist()
     assert [(r["id"], r["name"]) for r in rows] == [(1, "v3"), (3, "new")]
+
+
+def test_row_images_of_mixed_types_are_a_clear_error(tmp_path, warehouse):
+    """Found by a probe: after-images {"id": 1} and {"id": "2"} failed the load with Arrow's "Could not convert
+    '2' with type str: tried to convert to int64" — no column, no hint. Now the column and both values are named
+    and the table is unchanged."""
+    folder = tmp_path / "events"
+    write(folder, "a.jsonl", PART0)
+    run_document(doc(folder), RunOptions(warehouse=warehouse))
+    write(folder, "a.jsonl", [event("c", 10, after={"id": 5, "name": "Di", "tier": "x"}),
+                              event("c", 11, after={"id": 6, "name": "Ed", "tier": 7})])
+    result = run_document(doc(folder), RunOptions(warehouse=warehouse))
+    error = result.nodes["mirror"].error
+    assert result.status == "failed" and "column 'tier'" in error and "'x' (str) and 7 (int)" in error, error
+    rows = open_warehouse(warehouse).read(None, "select id, tier from mirror.customers order by id").to_pylist()
+    assert rows == [{"id": 1, "tier": "gold"}]

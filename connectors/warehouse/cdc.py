@@ -93,3 +93,26 @@ def final_images(events: pa.Table, keys: list[str], applied: dict | None = None)
     alive = [image for _, op, image in latest.values() if op != "d"]
     positions = {k: list(r[:2]) for k, (r, _, _) in latest.items() if r[:2] != (-1, -1)}
     return list(latest), alive, positions, replayed
+
+
+def images_table(images: list[dict]) -> pa.Table:
+    """The surviving row images as a table; a column whose images disagree on its type (``1`` in one event,
+    ``"2"`` in another) is a clear error naming the column and both values, not Arrow's conversion message."""
+    try:
+        return pa.Table.from_pylist(images)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError):
+        pass
+    names = list(dict.fromkeys(n for img in images for n in img))
+    for name in names:
+        values = [img.get(name) for img in images]
+        try:
+            pa.array(values)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, TypeError, OverflowError) as exc:
+            first = next((v for v in values if v is not None), None)
+            other = next((v for v in values if v is not None and type(v) is not type(first)), None)
+            seen = f"{first!r} ({type(first).__name__}) and {other!r} ({type(other).__name__})" \
+                if other is not None else str(exc).splitlines()[0]
+            raise LoadError(f"cdc_mirror: column '{name}' has values of different types in the change events' row "
+                            f"images: {seen}; a mirror column holds one type — fix the producer, or convert the "
+                            f"images upstream") from None
+    return pa.Table.from_pylist(images)

@@ -166,14 +166,14 @@ def incremental_watermark(wh, con, req, rows):
 
 def cdc_mirror(wh, con, req, rows):
     """Apply Debezium change events: touched keys are deleted, the surviving after-images inserted."""
-    from connectors.warehouse.cdc import final_images
+    from connectors.warehouse.cdc import final_images, images_table
 
     applied = _cdc_positions(wh, con, req.table)
     touched, alive, positions, replayed = final_images(
         rows.select([c for c in rows.column_names if not c.startswith("__fb_")]), req.keys, applied)
     notes = []  # events at or before their key's applied position (replays, late older ones) are only skipped:
     # the mirror already holds a newer state of the key; rowsSkipped counts them with the folded ones
-    table = with_lineage(pa.Table.from_pylist(alive), req.lineage) if alive else None
+    table = with_lineage(images_table(alive), req.lineage) if alive else None
     if table is None:
         existing = wh.schema_in(con, req.table)
         if existing is None:
