@@ -486,7 +486,8 @@ def _fill_counts(node, r: NodeResult, c: dict, inputs: _Inputs) -> None:
                    if k.startswith("warn:") and v]
     r.warnings += [f"{k[5:]}: {v}" for k, v in c.items() if k.startswith("note:") and v and "cache" not in k]
     if node.kind == "branch":
-        r.routes = {k[6:]: v for k, v in c.items() if k.startswith("route:")}
+        names = [x.name for x in node.routes] + ([node.otherwise] if node.otherwise else [])
+        r.routes = {name: c.get(f"route:{name}", 0) for name in names}  # a route no row took: 0, not absent
     if node.kind == "transform" and any(op.op in ("aggregate", "summarize") for op in node.ops):
         r.rowsCombined = max(0, r.rowsIn - r.rowsOut - r.rowsFiltered - r.rowsQuarantined - c.get("rows_late", 0))
     r.rowsLate = c.get("rows_late", 0)

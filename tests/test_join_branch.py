@@ -97,7 +97,7 @@ def test_branch_all_matches_and_first_match(tmp_path):
     all_result = run_document(doc("all_matches"), RunOptions(warehouse=f"duckdb://{tmp_path / 'w.duckdb'}"))
     first_result = run_document(doc("first_match"), RunOptions(warehouse=f"duckdb://{tmp_path / 'w.duckdb'}"))
     assert all_result.nodes["b"].routes == {"over10": 2, "over100": 1}
-    assert first_result.nodes["b"].routes == {"over10": 2}
+    assert first_result.nodes["b"].routes == {"over10": 2, "over100": 0}  # a route no row took is listed with 0
     assert first_result.nodes["b"].rowsFiltered == 1  # amount 5 matches no route and there is no otherwise
     con = duckdb.connect(str(tmp_path / "w.duckdb"), read_only=True)
     assert con.execute("select count(*) from public.all_matches_over100").fetchone() == (1,)
