@@ -347,8 +347,8 @@ def _div(c, node) -> Node:
 def _py_mod(a, b, integer):
     if b == 0:
         return None
-    if integer:
-        return a - _py_div(a, b, True) * b
+    if integer:  # x % -1 is 0, also for the smallest bigint (PostgreSQL's int8mod special case)
+        return 0 if b == -1 else a - _py_div(a, b, True) * b
     return math.fmod(a, b)
 
 
@@ -356,7 +356,8 @@ def _arrow_mod(a, b, t):
     zero, safe = _zero_safe(b)
     if t.name != "int":
         return _map2(lambda x, y: _py_mod(x, y, False), a, b, to_arrow(t))
-    q = pc.divide(a, safe)
+    safe = pc.if_else(pc.equal(safe, pa.scalar(-1, b.type)), pa.scalar(1, b.type), safe)
+    q = pc.divide(a, safe)  # x % -1 = x % 1 = 0: never the wrapping min / -1
     r = pc.subtract(a, pc.multiply(q, safe))
     return pc.if_else(zero, null_of(t), r)
 
@@ -421,12 +422,42 @@ def _temporal_literal(c, lit: Node, src, ctype: ColumnType) -> Node:
     return const(value, ctype)
 
 
+_NUMERIC_TEXT = re.compile(r"(?i)\s*[+-]?(\d+\.?\d*|\.\d+)(e[+-]?\d+)?\s*")
+
+
+def _quoted_literal(c, lit: Node, src, ctype: ColumnType) -> Node:
+    """A quoted literal compared with a number or a boolean is read as that type, as PostgreSQL reads an
+    unknown-typed literal (``i = '5'``, ``flag = 't'``); text that type does not read is an error here."""
+    text = lit.row({})
+    try:
+        if ctype.name == "int":
+            return const(pv.text_to_int(text), INT)
+        if ctype.name == "float":
+            return const(pv.text_to_float(text), FLOAT)
+        if ctype.name == "bool":
+            return const(pv.text_to_bool(text), BOOL)
+        if not _NUMERIC_TEXT.fullmatch(text):  # numeric: the literal keeps its own digits (no typmod)
+            raise ValueError("not a number")
+        return _literal(c, exp.Literal.number(text.strip().lstrip("+")))
+    except ValueError:
+        c.fail(f"invalid input syntax for type {ctype.name if ctype.name != 'decimal' else 'numeric'}: "
+               f"'{text}' (a quoted literal compared with a {ctype} value is read as {ctype}, as in PostgreSQL)", src)
+
+
+def _is_quoted(src) -> bool:
+    return isinstance(src, exp.Literal) and src.is_string
+
+
 def comparable(c, left: Node, right: Node, lsrc, rsrc):
     """Both sides converted to the type they are compared in (or an error saying what to cast)."""
     if left.type.is_temporal and right.type == STRING and right.constant:
         right = _temporal_literal(c, right, rsrc, left.type)
     elif right.type.is_temporal and left.type == STRING and left.constant:
         left = _temporal_literal(c, left, lsrc, right.type)
+    elif (left.type.is_numeric or left.type == BOOL) and right.type == STRING and _is_quoted(rsrc):
+        right = _quoted_literal(c, right, rsrc, left.type)
+    elif (right.type.is_numeric or right.type == BOOL) and left.type == STRING and _is_quoted(lsrc):
+        left = _quoted_literal(c, left, lsrc, right.type)
     t = common_type(left.type, right.type)
     if t is None or t.name in ("array", "interval"):
         c.fail(f"cannot compare {left.type} `{lsrc.sql(dialect='postgres')}` with {right.type} "
@@ -553,10 +584,13 @@ def _in(c, node) -> Node:
     if not all(i.constant for i in items):
         c.fail("IN (...) takes constant values", node)
     pairs = [comparable(c, value, i, node.this, e) for i, e in zip(items, node.expressions)]
-    value = pairs[0][0] if pairs else value
-    for p in pairs:  # all items in one type: widen the value to the widest
-        if p[0].type != value.type:
-            value = p[0]
+    wide = pairs[0][0].type  # the value and every item in one type, the widest of all the pairs' types
+    for p in pairs[1:]:      # (`i IN (1.5, 2)` compares in numeric: 1 is not 1.5, as in PostgreSQL)
+        t = common_type(wide, p[0].type)
+        if t is None:
+            c.fail(f"IN mixes {wide} and {p[0].type}; cast the values to one type", node)
+        wide = t
+    value = next((p[0] for p in pairs if p[0].type == wide), None) or _typed(value, wide)
     consts = [coerce(p[1], value.type).row({}) if p[1].type.name != "null" else None for p in pairs]
     has_null = any(v is None for v in consts)
     values = [v for v in consts if v is not None]
@@ -589,7 +623,13 @@ def _in(c, node) -> Node:
 def _between(c, node) -> Node:
     lo = exp.GTE(this=node.this, expression=node.args["low"])
     hi = exp.LTE(this=node.this, expression=node.args["high"])
-    return _and(c, exp.And(this=lo, expression=hi))
+    inside = exp.And(this=lo, expression=hi)
+    if node.args.get("symmetric"):  # BETWEEN SYMMETRIC: either bound may be the lower one (PostgreSQL)
+        lo2 = exp.GTE(this=node.this, expression=node.args["high"])
+        hi2 = exp.LTE(this=node.this, expression=node.args["low"])
+        inside = exp.Or(this=exp.Paren(this=inside), expression=exp.Paren(this=exp.And(this=lo2, expression=hi2)))
+        return c.compile(inside)
+    return _and(c, inside)
 
 
 # ---- CASE ----------------------------------------------------------------------------------------------

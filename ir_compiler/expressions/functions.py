@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import decimal
+import functools
 import hashlib
 import math
 
@@ -131,11 +132,11 @@ def _concat(c, node):
     parts = [c.compile(e) for e in node.expressions]
 
     def py(row):
-        return "".join(pv.value_text(v) for v in (p.row(row) for p in parts) if v is not None)
+        return "".join(pv.value_out(v) for v in (p.row(row) for p in parts) if v is not None)
 
     def arrow(t):
         n = t.num_rows
-        cols = [pc.fill_null(broadcast(_to_text_arrow(p.arrow(t), p.type), n), "") for p in parts]
+        cols = [pc.fill_null(broadcast(_out_text_arrow(p.arrow(t), p.type), n), "") for p in parts]
         if len(cols) == 1:
             return cols[0]
         return pc.binary_join_element_wise(*cols, "")
@@ -153,14 +154,23 @@ def _concat_ws(c, node):
         s = sep.row(row)
         if s is None:
             return None
-        return s.join(pv.value_text(v) for v in (p.row(row) for p in parts) if v is not None)
+        return s.join(pv.value_out(v) for v in (p.row(row) for p in parts) if v is not None)
 
     def arrow(t):
-        rows = [sep.arrow(t)] + [_to_text_arrow(p.arrow(t), p.type) for p in parts]
+        rows = [sep.arrow(t)] + [_out_text_arrow(p.arrow(t), p.type) for p in parts]
         cols = [broadcast(r, t.num_rows).to_pylist() for r in rows]
         return pa.array([None if r[0] is None else r[0].join(v for v in r[1:] if v is not None)
                          for r in zip(*cols)], pa.string())
     return Node(STRING, py, arrow)
+
+
+def _out_text_arrow(x, ctype):
+    """As :func:`_to_text_arrow`, booleans as their output function prints them (``t``/``f``: concat)."""
+    if ctype == BOOL:
+        if isinstance(x, pa.Scalar):
+            return pa.scalar(pv.value_out(x.as_py()), pa.string())
+        return pc.if_else(x, pa.scalar("t"), pa.scalar("f"))
+    return _to_text_arrow(x, ctype)
 
 
 def _to_text_arrow(x, ctype):
@@ -425,13 +435,23 @@ def _extreme(c, node, greatest: bool):
     pick = max if greatest else min
     kernel = pc.max_element_wise if greatest else pc.min_element_wise
 
+    def order(v):  # PostgreSQL sorts NaN above every number (greatest(NaN, 1) is NaN, least(NaN, 1) is 1)
+        return (1, 0.0) if isinstance(v, float) and v != v else (0, v)
+
     def py(row):
         vals = [v for v in (n.row(row) for n in nodes) if v is not None]
-        return pick(vals) if vals else None
+        return pick(vals, key=order) if vals else None
 
     def arrow(tab):
         vals = [broadcast(cast_arrow(n.arrow(tab), t), tab.num_rows) for n in nodes]
-        return kernel(*vals, skip_nulls=True)
+        out = kernel(*vals, skip_nulls=True)
+        if t == FLOAT:  # Arrow's kernels skip NaN: the greatest of anything with a NaN is NaN, the least
+            nan = [pc.fill_null(pc.is_nan(v), False) for v in vals]  # is NaN only when every value is
+            hit = functools.reduce(pc.or_ if greatest else pc.and_, nan)
+            if not greatest:
+                hit = pc.and_(hit, pc.is_valid(out))
+            out = pc.if_else(hit, pa.scalar(float("nan")), out)
+        return out
     return Node(t, py, arrow)
 
 
@@ -516,7 +536,7 @@ def _sign(c, node):
     a = _int_as_float(_num(c, node.this))
     if a.type.name == "decimal":
         return elementwise(lambda v: decimal.Decimal((v > 0) - (v < 0)), decimal_type(1, 0), a)
-    return elementwise(lambda v: v if math.isnan(v) else float((v > 0) - (v < 0)), FLOAT, a)
+    return elementwise(lambda v: float((v > 0) - (v < 0)), FLOAT, a)  # NaN: 0, as PostgreSQL's float8 sign
 
 
 def _float_fn(fn, name, check=None):
@@ -551,12 +571,16 @@ def _check_sqrt(v):
 
 
 def _pow(a, b):
+    if math.isnan(a):  # PostgreSQL's dpow: NaN ^ 0 = 1, 1 ^ NaN = 1, any other NaN operand gives NaN
+        return math.nan if math.isnan(b) or b != 0 else 1.0
+    if math.isnan(b):
+        return math.nan if a != 1 else 1.0
     if a == 0 and b < 0:
         raise ValueError("zero raised to a negative power is undefined")
     if a < 0 and not float(b).is_integer():
         raise ValueError("a negative number raised to a non-integer power yields a complex result")
     out = math.pow(a, b)
-    if out == 0 and a != 0 and not math.isinf(b):
+    if out == 0 and a != 0 and not math.isinf(a) and not math.isinf(b):
         raise ValueError("value out of range: underflow")
     return out
 
@@ -713,13 +737,13 @@ def _array_to_string(c, node):
     a, sep = _array(c, node.this), _text(c, node.expression)
     null = node.args.get("null")
     if null is None:
-        return elementwise(lambda v, s: s.join(pv.value_text(x) for x in v if x is not None), STRING, a, sep)
+        return elementwise(lambda v, s: s.join(pv.value_out(x) for x in v if x is not None), STRING, a, sep)
     n = _text(c, null)
 
     def fn(v, s, null_text):
         if v is None or s is None:
             return None
-        parts = [pv.value_text(x) if x is not None else null_text for x in v]
+        parts = [pv.value_out(x) if x is not None else null_text for x in v]
         return s.join(p for p in parts if p is not None)
     return elementwise(fn, STRING, a, sep, n, sees_nulls=True)
 

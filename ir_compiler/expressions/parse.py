@@ -13,7 +13,7 @@ from sqlglot.dialects.postgres import Postgres
 
 # Functions whose arguments sqlglot would rewrite (format strings to strftime, log's default base, flags):
 # parsed as plain calls so the compiler sees exactly what the user wrote.
-_KEEP_AS_CALLS = ("TO_CHAR", "TO_DATE", "TO_TIMESTAMP", "LOG", "DIV", "REGEXP_REPLACE", "REGEXP_LIKE", "TO_NUMBER",
+_KEEP_AS_CALLS = ("TO_CHAR", "TO_DATE", "TO_TIMESTAMP", "LOG", "LOG10", "DIV", "REGEXP_REPLACE", "REGEXP_LIKE", "TO_NUMBER",
                   "JSON_EXTRACT_PATH_TEXT", "JSON_EXTRACT_PATH", "INITCAP", "DATE_PART", "GENERATE_SERIES")
 
 

@@ -8,6 +8,7 @@ as PostgreSQL's are; non-greedy quantifiers are accepted only where the match te
 from __future__ import annotations
 
 import decimal
+import functools
 import json
 import re
 
@@ -25,20 +26,28 @@ class PatternError(ValueError):
     pass
 
 
+@functools.lru_cache(maxsize=4096)
+def _simple_case(ch: str, upper: bool) -> str:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    if upper and ch == "ß":  # Arrow (utf8proc) gives 'ẞ'; PostgreSQL (towupper) keeps 'ß'
+        return ch
+    return (pc.utf8_upper if upper else pc.utf8_lower)(pa.scalar(ch, pa.string())).as_py()
+
+
 def simple_lower(s: str) -> str:
-    """Per-character lower case (PostgreSQL's lower() is per character: 'İ' stays one character)."""
-    out = s.lower()
-    if len(out) == len(s):
-        return out
-    return "".join(ch.lower() if len(ch.lower()) == 1 else ch for ch in s)
+    """Per-character simple case mapping, exactly Arrow's utf8_lower (the batch path) and PostgreSQL's lower():
+    'İ' → 'i', 'ΣΑΣ' → 'σασ' (Python's str.lower applies the final-sigma rule and maps 'İ' to two characters)."""
+    if s.isascii():
+        return s.lower()
+    return "".join(_simple_case(ch, False) for ch in s)
 
 
 def simple_upper(s: str) -> str:
-    """Per-character upper case ('ß' stays 'ß', as in PostgreSQL and Arrow)."""
-    out = s.upper()
-    if len(out) == len(s):
-        return out
-    return "".join(ch.upper() if len(ch.upper()) == 1 else ch for ch in s)
+    """Per-character upper case, as Arrow's utf8_upper and PostgreSQL's upper() ('ß' stays 'ß')."""
+    if s.isascii():
+        return s.upper()
+    return "".join(_simple_case(ch, True) for ch in s)
 
 
 # ---- LIKE ----------------------------------------------------------------------------------------------

@@ -318,8 +318,17 @@ def value_text(v) -> str | None:
     if hasattr(v, "months") and hasattr(v, "nanoseconds"):
         return interval_text(v.months, v.days, v.nanoseconds // 1000)
     if isinstance(v, list):
-        return "{" + ",".join("NULL" if x is None else _array_item(value_text(x)) for x in v) + "}"
+        return "{" + ",".join("NULL" if x is None else _array_item(value_out(x)) for x in v) + "}"
     raise ConversionError(f"cannot convert {type(v).__name__} to text")
+
+
+def value_out(v) -> str | None:
+    """A value as its type's output function prints it — what concat(), concat_ws(), format() and an array's
+    items show: as :func:`value_text` except a boolean, which is ``t``/``f`` (only ``CAST(b AS text)`` and ``||``
+    spell it ``true``/``false``)."""
+    if isinstance(v, bool):
+        return "t" if v else "f"
+    return value_text(v)
 
 
 def _array_item(text: str) -> str:

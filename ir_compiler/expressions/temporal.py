@@ -136,7 +136,8 @@ def ts_minus_ts(a: dt.datetime, b: dt.datetime):
     """timestamp - timestamp: days and time (justify_hours), no months."""
     d = a - b
     total = (d.days * 86400 + d.seconds) * 10 ** 6 + d.microseconds
-    days = int(total / US_DAY)  # truncation toward zero, like C
+    days = abs(total) // US_DAY * (1 if total >= 0 else -1)  # truncation toward zero, like C; in integers
+    # (a float quotient rounds up to the next day past 2^53 µs, ~285 years)
     return interval(0, days, total - days * US_DAY)
 
 
@@ -299,7 +300,11 @@ def _ts_field(v, unit):
     if unit == "millennium":
         return (v.year + 999) // 1000
     if unit == "julian":
-        return v.toordinal() + 1721425
+        day = v.toordinal() + 1721425
+        if not isinstance(v, dt.datetime):
+            return day
+        us = ((v.hour * 60 + v.minute) * 60 + v.second) * 10 ** 6 + v.microsecond
+        return _WIDE.add(decimal.Decimal(day), _pg_numeric_div(us, US_DAY))  # + the day's fraction, as PostgreSQL
     is_ts = isinstance(v, dt.datetime)
     if unit == "epoch":
         base = (_as_ts(v) - dt.datetime(1970, 1, 1))
@@ -317,23 +322,50 @@ def _ts_field(v, unit):
     return micro  # microseconds
 
 
+_WIDE = decimal.Context(prec=80)
+
+
+def _pg_numeric_div(n: int, d: int) -> decimal.Decimal:
+    """n / d (non-negative integers, d > 0) as PostgreSQL's numeric division rounds it: to the scale
+    select_div_scale picks (16 significant digits from the quotient's base-10000 weight), half away from zero."""
+    def weight(x):
+        digits = []
+        while x:
+            digits.append(x % 10000)
+            x //= 10000
+        return (len(digits) - 1, digits[-1]) if digits else (0, 0)
+    (w1, f1), (w2, f2) = weight(n), weight(d)
+    qweight = w1 - w2 - (1 if f1 <= f2 else 0)
+    scale = max(16 - qweight * 4, 0)
+    q, r = divmod(n * 10 ** scale, d)
+    if 2 * r >= d:
+        q += 1
+    return decimal.Decimal(q).scaleb(-scale)
+
+
+def _tdiv(a: int, b: int) -> int:
+    """a / b truncated toward zero in integers (a float quotient is inexact past 2^53)."""
+    q = abs(a) // abs(b)
+    return q if (a >= 0) == (b > 0) else -q
+
+
 def _interval_field(v, unit):
     months, days, micros = _iv(v)
     if unit == "epoch":
-        years = int(months / 12)
+        years = _tdiv(months, 12)
         secs = decimal.Decimal(years * 36525 * 864) + (months - years * 12) * 30 * 86400 + days * 86400
         return secs + decimal.Decimal(micros).scaleb(-6)
     if unit == "year":
-        return int(months / 12)
+        return _tdiv(months, 12)
     if unit == "month":
-        return months - int(months / 12) * 12
+        return months - _tdiv(months, 12) * 12
     if unit == "day":
         return days
-    hours = int(micros / 3_600_000_000)
+    hours = _tdiv(micros, 3_600_000_000)
     if unit == "hour":
         return hours
     rest = micros - hours * 3_600_000_000
-    minutes = int(rest / 60_000_000)
+    minutes = _tdiv(rest, 60_000_000)
     if unit == "minute":
         return minutes
     us = rest - minutes * 60_000_000
@@ -345,6 +377,7 @@ def _interval_field(v, unit):
 
 
 _INTEGRAL = decimal_type(20, 0)
+_JULIAN = decimal_type(36, 28)
 
 
 def extract(c, unit: str, value_src, src, as_float: bool = False) -> Node:
@@ -376,6 +409,8 @@ def extract(c, unit: str, value_src, src, as_float: bool = False) -> Node:
         out, conv = _EXTRACT_TYPES.get(unit, _INTEGRAL), decimal.Decimal
         if unit == "epoch" and a.type == DATE:
             out = _INTEGRAL
+        if unit == "julian" and a.type == TIMESTAMP:  # a day's fraction: at most 28 digits (1 µs / 1 day)
+            out = _JULIAN
     kernel = _ARROW_FIELDS.get(unit)
     if kernel is None:
         return elementwise(lambda v: conv(_ts_field(v, unit)), out, a)
@@ -438,7 +473,7 @@ _MONTHS = ["January", "February", "March", "April", "May", "June", "July", "Augu
 _DAYS = ["Sunday", "Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday"]
 _ROMAN = ["I", "II", "III", "IV", "V", "VI", "VII", "VIII", "IX", "X", "XI", "XII"]
 # keyword → canonical (matched longest first; case-insensitive unless the case carries meaning)
-_KEYWORDS = ["HH24", "HH12", "HH", "MI", "SSSSS", "SSSS", "SS", "MS", "US", "A.M.", "P.M.", "AM", "PM", "Y,YYY",
+_KEYWORDS = ["FF1", "FF2", "FF3", "FF4", "FF5", "FF6", "HH24", "HH12", "HH", "MI", "SSSSS", "SSSS", "SS", "MS", "US", "A.M.", "P.M.", "AM", "PM", "Y,YYY",
              "YYYY", "YYY", "YY", "Y", "IYYY", "IYY", "IY", "I", "MONTH", "MON", "MM", "DAY", "DY", "DDD", "DD",
              "D", "IDDD", "ID", "IW", "WW", "W", "CC", "J", "Q", "RM"]
 _KEYWORDS.sort(key=len, reverse=True)
@@ -464,26 +499,27 @@ def _tokenize(fmt: str, *, parsing: bool):
             out.append(("lit", fmt[i + 1], False, ""))
             i += 2
             continue
-        fill = False
-        while fmt[i:i + 2].upper() in ("FM", "FX", "TM"):
-            if fmt[i:i + 2].upper() == "FM":
-                fill = True
-            elif fmt[i:i + 2].upper() == "FX" and parsing:
+        fill = tm = False  # PostgreSQL reads one prefix (FM or TM, upper or lower case) before a keyword
+        if fmt[i:i + 2] in ("FM", "fm", "TM", "tm"):
+            fill, tm = fmt[i:i + 2].upper() == "FM", fmt[i:i + 2].upper() == "TM"
+            i += 2  # TM: translated names are never blank-padded; numbers unaffected
+        if fmt[i:i + 2] in ("FX", "fx"):  # a keyword (fixed-format parsing): prints nothing
+            if parsing:
                 raise TemporalError("FX is not supported in to_date/to_timestamp formats")
             i += 2
+            continue
         for kw in _KEYWORDS:
-            if fmt[i:i + len(kw)].upper() == kw:
-                raw = fmt[i:i + len(kw)]
+            raw = fmt[i:i + len(kw)]
+            if raw.upper() == kw and (raw.isupper() or raw.islower() or raw.isdigit() or
+                                      (kw in ("MONTH", "MON", "DAY", "DY") and raw == raw.capitalize())):
                 i += len(kw)
                 suffix = ""
                 if fmt[i:i + 2] in ("TH", "th"):
                     suffix = fmt[i:i + 2]
                     i += 2
-                out.append(("kw", (kw, raw), fill, suffix))
+                out.append(("kw", (kw, raw), fill or (tm and kw in ("MONTH", "DAY")), suffix))
                 break
-        else:
-            if fill:
-                continue
+        else:  # no keyword here: a literal character (a prefix before it is dropped, as PostgreSQL does)
             if re.match(r"TZH|TZM|TZ|OF|BC|AD|B\.C\.|A\.D\.", fmt[i:], re.IGNORECASE):
                 raise TemporalError(f"format pattern {fmt[i:i + 3]!r} is not supported")
             out.append(("lit", fmt[i], False, ""))
@@ -518,6 +554,9 @@ def to_char(v, fmt: str) -> str:
         hour12 = v.hour % 12 or 12
         num = {"HH24": (v.hour, 2), "HH12": (hour12, 2), "HH": (hour12, 2), "MI": (v.minute, 2),
                "SS": (v.second, 2), "MS": (v.microsecond // 1000, 3), "US": (v.microsecond, 6),
+               "FF1": (v.microsecond // 100000, 1), "FF2": (v.microsecond // 10000, 2),
+               "FF3": (v.microsecond // 1000, 3), "FF4": (v.microsecond // 100, 4),
+               "FF5": (v.microsecond // 10, 5), "FF6": (v.microsecond, 6),
                "SSSS": (v.hour * 3600 + v.minute * 60 + v.second, 0),
                "SSSSS": (v.hour * 3600 + v.minute * 60 + v.second, 0),
                "YYYY": (v.year, 4), "MM": (v.month, 2), "DD": (v.day, 2),
@@ -529,7 +568,8 @@ def to_char(v, fmt: str) -> str:
                }.get(kw)
         if num is not None:
             n, width = num
-            text = str(n) if fill or not width else str(n).zfill(width)
+            fixed = kw in ("MS", "US") or kw.startswith("FF")  # fractions keep their width under FM (PostgreSQL)
+            text = str(n) if (fill and not fixed) or not width else str(n).zfill(width)
             out.append(text + (_ordinal(n, suffix) if suffix else ""))
             continue
         if kw in ("YYY", "YY", "Y", "IYY", "IY", "I"):
@@ -650,7 +690,7 @@ def parse_datetime(text: str, fmt: str, what: str) -> dt.datetime:
         raise TemporalError(f"no year in {text!r} gives a date before year 1 in {what} (flow-beam: dates before "
                             f"year 1 are not supported)")
     year = f["year"]
-    if f["hour"] > 24 or f["minute"] > 59 or f["second"] > 60:
+    if f["hour"] > 23 or f["minute"] > 59 or f["second"] > 59:  # PostgreSQL refuses 24:00 and :60 here
         raise TemporalError(f"date/time field value out of range in {what}")
     try:
         if f["doy"] is not None:
@@ -695,6 +735,8 @@ def to_char_node(c, args, src) -> Node:
         c.fail(f"to_char formats dates and timestamps; `{args[0].sql()}` is {a.type} (for numbers use CAST or "
                f"round)", args[0])
     fmt = _fmt_arg(c, args[1])
+    if fmt == "":  # PostgreSQL: an empty format gives NULL
+        return const(None, STRING)
     return elementwise(lambda v: to_char(v, fmt), STRING, a)
 
 
