@@ -556,9 +556,11 @@ def _finish_files(checked, result: RunResult, inputs: _Inputs, run_dir: str) -> 
         return
     _lost_side_rows(result, run_dir)
     _finish_sources(checked, result, inputs, run_dir)
+    from flow_beam.archive import run_archives, skip_archives
     if result.status != "failed":
-        from flow_beam.archive import run_archives
         run_archives(checked, result, inputs)
+    else:
+        skip_archives(checked, result)
 
 
 def _finish_sources(checked, result: RunResult, inputs: _Inputs, run_dir: str) -> None:

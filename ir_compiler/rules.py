@@ -143,5 +143,15 @@ def _enrich(node, graph):
         yield "provider", "a lookup provider with a single output column needs 'field' (the lookup column to copy)"
 
 
-_CHECKS = {"enrich": _enrich, "target": _target, "transform": _transform, "join": _join, "validate": _validate, "branch": _branch,
+def _archive(node, graph):
+    if node.action in ("move", "copy") and not node.destination:
+        yield "destination", (f"action '{node.action}' needs a 'destination' (a folder, relative to the source "
+                              f"folder or absolute, date tokens allowed: \".archive/{{YYYY-MM-DD}}/\"); or use "
+                              f"action 'delete'")
+    elif node.action == "delete" and (node.destination or node.compress):
+        yield "destination" if node.destination else "compress", \
+            "action 'delete' removes the files: it takes no 'destination' or 'compress'"
+
+
+_CHECKS = {"archive": _archive, "enrich": _enrich, "target": _target, "transform": _transform, "join": _join, "validate": _validate, "branch": _branch,
            "source": _source}

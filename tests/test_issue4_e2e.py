@@ -86,7 +86,7 @@ def test_postgres_end_to_end(tmp_path):
 def test_archive_copy_and_delete(tmp_path, action):
     inputs(tmp_path)
     with http_server(risk_api) as (base, _):
-        doc = pipeline(tmp_path, base, {"action": action, "destination": "arch/"})
+        doc = pipeline(tmp_path, base, {"action": action, **({"destination": "arch/"} if action == "copy" else {})})
         result = run_document(doc, RunOptions(warehouse=f"duckdb://{tmp_path / 'w.duckdb'}"))
     assert result.nodes["tgt"].status == "loaded", result.error
     done = os.listdir(tmp_path / "orders" / ".done")
