@@ -12,9 +12,10 @@ a validation error at the field's JSON path:
 - the ``config.path`` of a ``local_fs`` lookup (``lookup_join``) and the ``path`` of an enrich ``lookup``
   provider.
 
-Without a root the same places are not confined, with two exceptions that are never intended: atomicity folders and
-archive destinations given as RELATIVE paths must stay inside the source folder (no ``..`` out of it), and a sink
-``prefix`` is a file-name prefix (no ``/``, no ``..``).
+Without a root the same places are not confined, with three exceptions that are never intended: atomicity folders
+and archive destinations given as RELATIVE paths must stay inside the source folder (no ``..`` out of it), a sink
+``prefix`` is a file-name prefix (no ``/``, no ``..``), and none of these paths may hold ``://`` (a URL given where
+a local path is read: ``/a/x://y`` would be the folder ``/a/x:/y``; it once skipped the root check).
 
 Limits: the check runs at validation (and again when ``run`` validates); a symlink created inside the root after
 validation, or a file inside an input folder that is itself a symlink to elsewhere, is not re-checked per file.
@@ -74,7 +75,12 @@ class _Checker:
 
     def confined(self, value, where: str, node_id: str | None, what: str, base: str | None = None) -> None:
         """``value`` (a document path; relative ones resolve against ``base`` or the working folder)."""
-        if not isinstance(value, str) or not value or "://" in value:
+        if not isinstance(value, str) or not value:
+            return
+        if "://" in value:  # every place checked here is a local path: the OS would read `/a/x://y` as the folder
+            self.add(where, node_id, f"{what} {value!r} looks like a URL, but it is a local path here (the file "
+                                     f"system would read it as {os.path.normpath(value)!r}); give the folder itself, "
+                                     f"or use the store's connector (s3, gcs, azure_blob, sftp, ftp, http_pull)")
             return
         expanded = _expand(value)
         if "\0" in expanded:

@@ -66,6 +66,13 @@ VECTORS = {  # name -> (document changes, JSON path of the error, needs a root)
     "absolute success folder outside the root": ({"atom.successFolder": "OUTSIDE/done"},
                                                  "nodes[0].config.atomicity.successFolder", True),
     "source path outside the root": ({"src.path": "OUTSIDE"}, "nodes[0].config.path", True),
+    # found by a service probe: a path holding '://' skipped the check, and the OS read `/a/x://y` as `/a/x:/y`
+    "source path with ://": ({"src.path": "OUTSIDE/x://y"}, "nodes[0].config.path", False),
+    "sink path with ://": ({"sink.path": "OUTSIDE/w://out"}, "nodes[1].config.path", False),
+    "success folder with ://": ({"atom.successFolder": "OUTSIDE/s://done/"},
+                                "nodes[0].config.atomicity.successFolder", False),
+    "relative staging folder with ://": ({"atom.stagingFolder": "../../outside/x://y"},
+                                         "nodes[0].config.atomicity.stagingFolder", False),
 }
 
 
