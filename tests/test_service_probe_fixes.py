@@ -1,0 +1,92 @@
+"""Service fixes found by a probe of the REST/MCP surfaces (SPEC §7, §6): secret references in credential headers,
+broader literal-secret detection, RFC 6901 issue paths, MCP argument validation, 405 Allow, runs ?limit."""
+import json
+
+import pytest
+from fastapi.testclient import TestClient
+
+from flow_beam.service.app import create_app
+from flow_beam.service.core import PipelineService, ServiceConfig
+from flow_beam.service.issues import ServiceError
+from tests.service_util import orders_doc
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("probe-fixes")
+    root = tmp / "root"
+    root.mkdir()
+    svc = PipelineService(ServiceConfig(warehouse=f"duckdb://{tmp}/wh.duckdb", root=str(root), allow_writes=True))
+    yield svc
+    svc.close()
+
+
+def with_provider(provider: dict, pid: str = "sec") -> dict:
+    doc = orders_doc(pid)
+    doc["nodes"].insert(1, {"id": "en", "kind": "enrich", "input": "src", "output": "resp", "onError": "null",
+                            "provider": provider})
+    doc["nodes"][2]["input"] = "en"
+    return doc
+
+
+def secret_paths(service, doc) -> set[str]:
+    return {i["path"] for i in service.validate(doc).issues if i["layer"] == "secrets"}
+
+
+def http_pull_doc(headers: dict) -> dict:
+    doc = orders_doc("hp")
+    doc["nodes"][0] = {"id": "src", "kind": "source", "connector": "http_pull",
+                       "config": {"url": "https://example.invalid/exports/", "headers": headers, "format": "csv"},
+                       "schema": doc["nodes"][0]["schema"]}
+    return doc
+
+
+# ---- finding 2: "Bearer env:VAR" is the documented reference form of a credential header -------------------------
+@pytest.mark.parametrize("value", ["Bearer env:API_TOKEN", "env:API_TOKEN", "Token env:A"])
+def test_credential_header_with_a_scheme_word_and_a_reference_passes(service, value):
+    assert secret_paths(service, http_pull_doc({"Authorization": value})) == set()
+    assert secret_paths(service, with_provider({"kind": "http", "url": "http://127.0.0.1:9/s",
+                                                "headers": {"Authorization": value}})) == set()
+
+
+@pytest.mark.parametrize("value", ["Bearer abc", "Bearer", "Bearer env:A extra", "env:A"[:-2]])
+def test_credential_header_literals_still_fail(service, value):
+    doc = with_provider({"kind": "http", "url": "http://127.0.0.1:9/s", "headers": {"Authorization": value}})
+    assert secret_paths(service, doc) == {"/nodes/1/provider/headers/Authorization"}
+
+
+# ---- finding 3: literal secrets under other spellings, in URLs and query parameters ------------------------------
+@pytest.mark.parametrize("provider,where", [
+    ({"headers": {"X-Goog-Api-Key": "L3"}}, "/headers/X-Goog-Api-Key"),
+    ({"headers": {"api-key": "L4"}}, "/headers/api-key"),
+    ({"headers": {"x-auth-token": "L"}}, "/headers/x-auth-token"),
+    ({"headers": {"Cookie": "session=abc"}}, "/headers/Cookie"),
+    ({"accessKey": "L7"}, "/accessKey"),
+    ({"api_key": "L"}, "/api_key"),
+    ({"client-secret": "L"}, "/client-secret"),
+    ({"url": "http://user:L6@127.0.0.1:1/x"}, "/url"),
+    ({"url": "http://127.0.0.1:1/x?api_key=L5"}, "/url"),
+    ({"url": "http://127.0.0.1:1/x?id={order_id}&token=L"}, "/url"),
+    ({"url": "http://127.0.0.1:1/x?KEY=L"}, "/url"),
+])
+def test_more_literal_secrets_are_issues(service, provider, where):
+    doc = with_provider({"kind": "http", "url": "http://127.0.0.1:9/s", **provider})
+    assert secret_paths(service, doc) == {"/nodes/1/provider" + where}
+
+
+@pytest.mark.parametrize("provider", [
+    {"headers": {"X-Goog-Api-Key": "env:GKEY", "Accept": "application/json"}},
+    {"accessKey": "env:AK", "apiKey": "secret:vault/x"},
+    {"url": "http://127.0.0.1:1/x?id={order_id}&keyword=abc&monkey=1&key={country}&page=2"},
+    {"url": "http://user@127.0.0.1:1/x"},
+    {"apiKeyEnv": "OPENAI_API_KEY"},
+])
+def test_references_and_ordinary_fields_are_not_secrets(service, provider):
+    doc = with_provider({"kind": "http", "url": "http://127.0.0.1:9/s", **provider})
+    assert secret_paths(service, doc) == set()
+
+
+def test_a_param_reference_in_a_header_passes(service):
+    doc = with_provider({"kind": "http", "url": "http://127.0.0.1:9/s", "headers": {"X-Api-Key": "${params.k}"}})
+    doc["params"] = {"k": {"type": "string", "default": "env:K"}}
+    assert secret_paths(service, doc) == set()
