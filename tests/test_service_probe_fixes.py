@@ -90,3 +90,57 @@ def test_a_param_reference_in_a_header_passes(service):
     doc = with_provider({"kind": "http", "url": "http://127.0.0.1:9/s", "headers": {"X-Api-Key": "${params.k}"}})
     doc["params"] = {"k": {"type": "string", "default": "env:K"}}
     assert secret_paths(service, doc) == set()
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("probe-fixes-app")
+    root = tmp / "root"
+    root.mkdir()
+    app = create_app(ServiceConfig(warehouse=f"duckdb://{tmp}/wh.duckdb", root=str(root)))
+    with TestClient(app) as c:
+        yield c
+
+
+# ---- finding 4: issue paths are RFC 6901 pointers whatever the keys hold -------------------------------------------
+@pytest.mark.parametrize("key,expected", [("a.b", "/metadata/a.b"), ("a/b", "/metadata/a~1b"), ("m~n", "/metadata/m~0n"),
+                                          ("x[0]", "/metadata/x[0]"), ("sp ace", "/metadata/sp ace"),
+                                          ('q"uote', '/metadata/q"uote'), ("plain", "/metadata/plain")])
+def test_model_issue_paths_are_json_pointers(client, key, expected):
+    doc = orders_doc("ptr")
+    doc["metadata"] = {key: float("nan")}
+    body = json.dumps({"ir": doc})  # NaN: a model-layer error at that key
+    r = client.post("/api/v1/validate", content=body, headers={"Content-Type": "application/json"})
+    paths = [i["path"] for i in r.json()["issues"]]
+    assert expected in paths, paths
+
+
+def test_secret_issue_path_with_a_dotted_header_name(service):
+    doc = with_provider({"kind": "http", "url": "http://127.0.0.1:9/s", "headers": {"X.Token": "literal"}})
+    assert secret_paths(service, doc) == {"/nodes/1/provider/headers/X.Token"}
+
+
+def test_json_pointer_parses_engine_paths():
+    from flow_beam.service.issues import json_pointer
+    assert json_pointer("nodes[2].rowLevel[0].rule") == "/nodes/2/rowLevel/0/rule"
+    assert json_pointer('params["my param"].default') == "/params/my param/default"
+    assert json_pointer('metadata["a/b~c"]') == "/metadata/a~1b~0c"
+    assert json_pointer(("nodes", 0, "a.b")) == "/nodes/0/a.b"
+    assert json_pointer("$") == "" and json_pointer("") == "" and json_pointer("/a/b") == "/a/b"
+
+
+# ---- finding 6: a 405 names the methods of the path ----------------------------------------------------------------
+@pytest.mark.parametrize("method,path,allow", [("DELETE", "/api/v1/pipelines", "GET, POST"),
+                                               ("OPTIONS", "/api/v1/pipelines/p1", "GET, PUT, PATCH"),
+                                               ("GET", "/api/v1/pipelines/p1/run", "POST")])
+def test_405_carries_allow(client, method, path, allow):
+    r = client.request(method, path)
+    assert r.status_code == 405 and r.headers["allow"] == allow
+
+
+# ---- finding 9: a body that is not JSON is reported at the document, not at a character offset ---------------------
+def test_non_json_body_is_a_clear_issue(client):
+    r = client.post("/api/v1/pipelines", content=b"{not json", headers={"Content-Type": "application/json"})
+    assert r.status_code == 422
+    [only] = r.json()["issues"]
+    assert only["path"] == "" and "not valid JSON" in only["message"]

@@ -13,6 +13,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match, Mount
 
 from flow_beam import __version__
 from flow_beam.service.api import build_router
@@ -114,8 +115,12 @@ def create_app(config: ServiceConfig, service: PipelineService | None = None) ->
         for err in exc.errors():
             loc = [str(p) for p in err.get("loc", ())]
             where = loc[0] if loc else "body"
-            path = json_pointer(".".join(loc[1:])) if where == "body" else ""
+            path = json_pointer(tuple(loc[1:])) if where == "body" else ""  # escaped per key (RFC 6901)
             msg = err.get("msg", "invalid")
+            if err.get("type") == "json_invalid":  # loc[1] is a character offset, not a place in a document
+                reason = (err.get("ctx") or {}).get("error")
+                at = f" at character {int(loc[1]) + 1}" if len(loc) > 1 and loc[1].isdigit() else ""
+                path, msg = "", f"the body is not valid JSON{at}" + (f": {reason}" if reason else "")
             issues.append(issue(path, msg if where == "body" else f"{where} {'.'.join(loc[1:])}: {msg}", "request"))
         first = issues[0] if issues else {"path": "", "message": "invalid request"}
         return JSONResponse({"error": f"invalid request: {first['path'] or '/'}: {first['message']}",
@@ -124,11 +129,8 @@ def create_app(config: ServiceConfig, service: PipelineService | None = None) ->
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException):
         headers = dict(getattr(exc, "headers", None) or {})
-        if exc.status_code == 405:  # Allow lists the methods of every route on this path, not only the first
-            allowed = {m for route in app.router.routes if getattr(route, "methods", None)
-                       and getattr(route, "path_regex", None) and route.path_regex.match(request.url.path)
-                       for m in route.methods}
-            headers["Allow"] = ", ".join(sorted(allowed))
+        if exc.status_code == 405:  # Allow (RFC 9110) lists the methods of every route on this path
+            headers["Allow"] = ", ".join(allowed_methods(app, request.scope)) or headers.get("Allow", "")
         return JSONResponse({"error": str(exc.detail), "issues": []}, status_code=exc.status_code,
                             headers=headers or None)
 
@@ -147,6 +149,21 @@ def create_app(config: ServiceConfig, service: PipelineService | None = None) ->
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(SafetyMiddleware, token=config.token, max_body=config.max_body)
     return app
+
+
+METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
+
+
+def allowed_methods(app, scope) -> list[str]:
+    """The methods some route answers on this request's path, found by matching the request with each method
+    (included routers are matched through their own ``matches``, so nested routes count)."""
+    found = []
+    for method in METHODS:
+        probe = {**scope, "method": method}
+        if any(route.matches(probe)[0] == Match.FULL for route in app.router.routes
+               if not isinstance(route, Mount) and getattr(route, "methods", ()) is not None):
+            found.append(method)
+    return found or ["GET", "HEAD"]  # the only other source of a 405: the static files (GET/HEAD)
 
 
 def check_binding(host: str, token_env: str | None) -> str | None:
