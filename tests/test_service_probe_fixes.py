@@ -144,3 +144,17 @@ def test_non_json_body_is_a_clear_issue(client):
     assert r.status_code == 422
     [only] = r.json()["issues"]
     assert only["path"] == "" and "not valid JSON" in only["message"]
+
+
+# ---- finding 7: ?limit=N answers at most N runs, live runs first --------------------------------------------------
+def test_pipeline_runs_respects_limit(service, monkeypatch):
+    if service.store.get("lim") is None:
+        doc = orders_doc("lim")
+        doc["nodes"][0]["config"]["path"] = service.root + "/in"
+        service.create("lim", doc)
+    live = [{"runId": f"r{n}", "pipelineId": "lim", "status": "queued", "runner": "direct", "startedAt": None,
+             "durationMs": None} for n in range(10)]
+    monkeypatch.setattr(service.runs, "in_flight", lambda pid: [dict(r) for r in live])
+    got = service.pipeline_runs("lim", 3)
+    assert [r["runId"] for r in got] == ["r0", "r1", "r2"]
+    assert len(service.pipeline_runs("lim", 20)) == 10

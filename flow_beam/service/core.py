@@ -198,7 +198,8 @@ class PipelineService:
                 for r in list_runs(self.url, pipeline_id, limit)]
         live = [{k: s[k] for k in ("runId", "pipelineId", "status", "runner", "startedAt", "durationMs")}
                 for s in self.runs.in_flight(pipeline_id)]
-        return (live + done)[:max(limit, len(live))]
+        seen = {r["runId"] for r in live}  # a run that just finished can be in both lists
+        return (live + [r for r in done if r["runId"] not in seen])[:limit]  # at most `limit`, live runs first
 
     def close(self) -> None:
         self.runs.shutdown()
