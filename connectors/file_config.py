@@ -197,12 +197,22 @@ class HttpPullSourceConfig(FileReading):
     @classmethod
     def _secret_headers(cls, v):
         for name, value in (v or {}).items():
-            words = str(value).split(" ")
-            if _SENSITIVE.search(name) and not (any(_REF_WORD.match(w) for w in words)
-                                                and all(_REF_WORD.match(w) for w in words[1:])):
-                raise ValueError(f"header {name!r} carries a credential: write its secret as an env:VAR reference "
-                                 f"(e.g. \"Bearer env:API_TOKEN\"), never the value")
+            problem = header_secret_problem(name, value)
+            if problem:
+                raise ValueError(problem)
         return v
+
+
+def header_secret_problem(name: str, value) -> str | None:
+    """Why a request header of a document holds a literal credential, or None: a credential header
+    (Authorization, Cookie, *Token*, *Key*, ...) must carry its secret as ``env:VAR`` words, after at most a
+    scheme word (``Bearer env:API_TOKEN``). The rule of http_pull headers and enrich http/geocode headers."""
+    words = str(value).split(" ")
+    if _SENSITIVE.search(name) and not (any(_REF_WORD.match(w) for w in words)
+                                        and all(_REF_WORD.match(w) for w in words[1:])):
+        return (f"header {name!r} carries a credential: write its secret as an env:VAR reference "
+                f"(e.g. \"Bearer env:API_TOKEN\"), never the value")
+    return None
 
 
 def format_options(cfg) -> dict:

@@ -224,6 +224,9 @@ def _enrich(node, inputs, path, prop, ctx):
                                                f"available: {', '.join(schema.names)}")
     outs = [node.output] if isinstance(node.output, str) else list(node.output)
     for name in outs:
+        if name in schema:
+            raise _Problem(f"{path}.output", f"output column '{name}' already exists in the input; name a new "
+                                             f"column (or drop or rename '{name}' upstream)")
         schema = schema.with_field(Field(name, STRING))
     return {MAIN: schema}
 

@@ -5,6 +5,7 @@ geocoder, and the lookup provider."""
 import json
 
 import duckdb
+import pytest
 
 from conftest import write_csv
 from flow_beam.running import RunOptions, run_document
@@ -195,3 +196,113 @@ def test_secret_literal_and_unknown_template_column_are_rejected(tmp_path):
     with pytest.raises(ValidationFailed) as info:
         check_document(d, ctx=SchemaContext())
     assert "'nope'" in info.value.issues[0].message and info.value.issues[0].path == "nodes[1].provider"
+
+
+def _raw_server(answer: bytes):
+    """A TCP server on 127.0.0.1 that answers every connection with ``answer`` (not necessarily HTTP) and closes."""
+    import contextlib
+    import socket
+    import threading
+
+    @contextlib.contextmanager
+    def serve():
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(16)
+        stop = threading.Event()
+
+        def loop():
+            sock.settimeout(0.2)
+            while not stop.is_set():
+                try:
+                    conn, _ = sock.accept()
+                except OSError:
+                    continue
+                with conn:
+                    conn.recv(65536)
+                    conn.sendall(answer)
+        t = threading.Thread(target=loop, daemon=True)
+        t.start()
+        try:
+            yield f"http://127.0.0.1:{sock.getsockname()[1]}"
+        finally:
+            stop.set()
+            t.join()
+            sock.close()
+    return serve()
+
+
+@pytest.mark.parametrize("answer, words", [
+    (b"GARBAGE\r\n\r\n", "not HTTP"),
+    (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"a\": 1}", "cut short"),
+])
+@pytest.mark.parametrize("on_error", ["quarantine", "null"])
+def test_answers_that_are_not_http_follow_on_error(tmp_path, answer, words, on_error):
+    """Found by a probe: a bad status line or a body cut short failed the whole run whatever onError said (the
+    first with an empty message). Now they are failed calls like a 500: retried, then null or quarantined."""
+    customers(tmp_path, n=2)
+    with _raw_server(answer) as base:
+        result = run(tmp_path, doc(tmp_path, {"kind": "http", "url": f"{base}/score?id={{id}}"},
+                                   output={"score": "data.score"}, on_error=on_error))
+    e = result.nodes["e"]
+    assert result.status == "completed_with_errors", result.error
+    if on_error == "quarantine":
+        assert (e.rowsOut, e.rowsQuarantined) == (0, 2)
+        reasons = [err for _, err in table(tmp_path, "select row, error from dlq.enrich")]
+        assert len(reasons) == 2 and all(words in r for r in reasons), reasons
+    else:
+        assert e.rowsOut == 2 and table(tmp_path, "select score from public.enriched") == [(None,), (None,)]
+
+
+def test_an_output_naming_an_input_column_is_a_validation_error(tmp_path):
+    """Found by a probe: `output: "id"` validated (and `plan` showed one `id`), then the load failed with Arrow's
+    "Can't unify schema with duplicate field names"."""
+    from ir_compiler.check import check_document
+    from ir_compiler.errors import ValidationFailed
+    from ir_compiler.propagate import SchemaContext
+
+    for output in ("id", {"score": "data.score", "text": "data.t"}):
+        d = doc(tmp_path, {"kind": "http", "url": "http://127.0.0.1:9/x?id={id}"}, output=output)
+        d["nodes"][0]["schema"] = [{"name": "id", "type": "string"}, {"name": "text", "type": "string"}]
+        with pytest.raises(ValidationFailed) as info:
+            check_document(d, ctx=SchemaContext())
+        (e,) = [i for i in info.value.issues if i.severity == "error"]
+        assert e.path == "nodes[1].output" and "already exists" in e.message, e
+
+
+def test_header_secrets_are_references_resolved_at_run_time(tmp_path, monkeypatch):
+    """Found by a probe: `"headers": {"X-Api-Key": "env:VAR"}` sent the text `env:VAR`, and a literal key in a
+    header validated. Headers now follow http_pull's rule (a credential header holds env:VAR words, after at most
+    a scheme word), the words are replaced when the run calls, and the value never reaches a row or the result."""
+    from ir_compiler.check import check_document
+    from ir_compiler.errors import ValidationFailed
+    from ir_compiler.propagate import SchemaContext
+
+    customers(tmp_path, n=2)
+    monkeypatch.setenv("PROBE_KEY", "s3cr3t-value-XYZ")
+    with http_server(lambda p, b, n: (200, {"data": {"score": 1}}, 0)) as (base, requests):
+        provider = {"kind": "http", "url": f"{base}/score?id={{id}}",
+                    "headers": {"X-Api-Key": "env:PROBE_KEY", "Authorization": "Token env:PROBE_KEY",
+                                "Accept-Language": "fr"}}
+        result = run(tmp_path, doc(tmp_path, provider, output={"score": "data.score"}))
+    assert result.status == "completed", result.error
+    sent = requests[0]["headers"]
+    assert (sent["X-Api-Key"], sent["Authorization"], sent["Accept-Language"]) == (
+        "s3cr3t-value-XYZ", "Token s3cr3t-value-XYZ", "fr")
+    assert "s3cr3t" not in json.dumps(result.to_json())
+    for literal in ({"X-Api-Key": "hdrsecret"}, {"api-key": "k"}, {"Authorization": "Bearer abc"}):
+        d = doc(tmp_path, {"kind": "http", "url": "http://127.0.0.1:9/x", "headers": literal})
+        with pytest.raises(ValidationFailed) as info:
+            check_document(d, ctx=SchemaContext())
+        assert any("carries a credential" in i.message and i.path == "nodes[1].provider" for i in
+                   info.value.issues), info.value.issues
+
+
+def test_an_unset_api_key_variable_is_a_warning(tmp_path, monkeypatch):
+    """Found by a probe: `apiKey: "env:UNSET"` sent every request without credentials and said nothing."""
+    customers(tmp_path, n=2)
+    monkeypatch.delenv("FLOW_BEAM_TEST_UNSET", raising=False)
+    with http_server(lambda p, b, n: (200, {"data": {"score": 1}}, 0)) as (base, _):
+        result = run(tmp_path, doc(tmp_path, {"kind": "http", "url": f"{base}/score?id={{id}}",
+                                              "apiKey": "env:FLOW_BEAM_TEST_UNSET"}, output={"score": "data.score"}))
+    assert any("FLOW_BEAM_TEST_UNSET is unset" in w for w in result.nodes["e"].warnings), result.nodes["e"].warnings

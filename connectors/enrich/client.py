@@ -3,6 +3,7 @@ connection errors, 429, 5xx), a shared rate limit and an in-run response cache. 
 credentials never follow one to another origin (scheme + host + port)."""
 from __future__ import annotations
 
+import http.client
 import json
 import threading
 import time
@@ -88,6 +89,11 @@ class HttpClient:
             raise CallError(f"{method} {_safe(url)} answered HTTP {exc.code}") from None
         except (urllib.error.URLError, TimeoutError, OSError) as exc:
             raise _Transient(f"{type(getattr(exc, 'reason', exc)).__name__}: {getattr(exc, 'reason', exc)}") \
+                from None
+        except http.client.HTTPException as exc:  # not HTTP (a bad status line), a body cut short (IncompleteRead)
+            what = {"BadStatusLine": "an answer that is not HTTP", "RemoteDisconnected": "a closed connection",
+                    "IncompleteRead": "a body cut short"}.get(type(exc).__name__, type(exc).__name__)
+            raise _Transient(f"{method} {_safe(url)} gave {what} ({type(exc).__name__}: {str(exc)[:80] or '-'})") \
                 from None
         try:
             return json.loads(raw)

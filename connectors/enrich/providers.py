@@ -2,6 +2,7 @@
 has no runtime in this build. A provider turns a row into a request and a response into output values."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -69,12 +70,31 @@ class HttpProvider:
         self.p = provider
         self.method = provider.get("method", "POST" if provider.get("body") is not None else "GET").upper()
 
-    def headers(self) -> dict:
-        headers = dict(self.p.get("headers") or {})
+    @functools.cached_property
+    def _headers(self) -> dict:
+        """The configured headers, each ``env:VAR`` word replaced by the variable's value (registered, so it is
+        scrubbed from errors and rows), plus ``Authorization: Bearer <apiKey>``."""
+        from connectors.remote.fs import resolve_header
+        from ir_compiler.secrets import register_value
+        found: list[str] = []
+        headers = {str(k): resolve_header(str(k), v, found) for k, v in (self.p.get("headers") or {}).items()}
+        for value in found:
+            register_value(value)
         token = secret(self.p)
         if token:
             headers["Authorization"] = f"Bearer {token}"
         return headers
+
+    @property
+    def missing(self) -> str | None:
+        """A warning when the document names an apiKey whose variable is unset: requests go without it."""
+        ref = self.p.get("apiKey")
+        if isinstance(ref, str) and ref.startswith("env:") and not secret(self.p):
+            return f"{self.p['kind']} provider: apiKey {ref} is unset or empty; requests sent without credentials"
+        return None
+
+    def headers(self) -> dict:
+        return self._headers
 
     def call(self, client, row: dict):
         url = render(self.p["url"], row, url=True)
@@ -130,6 +150,12 @@ def provider_problems(provider: dict) -> list[str]:
         v = provider.get(k)
         if isinstance(v, str) and v and not v.startswith("env:"):
             out.append(f"'{k}' must be a reference such as \"env:VAR\", never the secret itself")
+    from connectors.file_config import header_secret_problem
+    headers = provider.get("headers")
+    for name, value in (headers.items() if isinstance(headers, dict) else ()):
+        problem = header_secret_problem(name, value)
+        if problem:
+            out.append(problem)
     if kind == "lookup" and not (provider.get("table") or provider.get("rows") is not None or provider.get("path")):
         out.append("a lookup provider needs 'table', 'rows' or 'path'")
     return out

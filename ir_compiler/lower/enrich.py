@@ -69,6 +69,9 @@ class _EnrichFn(beam.DoFn):
             self.c["note:llm provider without credentials; output left null"].inc(len(rows))
             results = [(output_values(n, None), None)] * len(rows)
         else:
+            missing = getattr(self.provider, "missing", None)
+            if missing:
+                counter(n.id, f"note:{missing}").inc(len(rows))
             hits = self.client.stats["cache_hits"]
             results = []
             for start in range(0, len(rows), n.batchSize):
