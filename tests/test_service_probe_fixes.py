@@ -158,3 +158,52 @@ def test_pipeline_runs_respects_limit(service, monkeypatch):
     got = service.pipeline_runs("lim", 3)
     assert [r["runId"] for r in got] == ["r0", "r1", "r2"]
     assert len(service.pipeline_runs("lim", 20)) == 10
+
+
+# ---- finding 5: MCP tool arguments are checked against the advertised inputSchema ---------------------------------
+def mcp_call(service, name, args):
+    from flow_beam.service.mcp import _call
+    return _call(service, True, name, args)
+
+
+def stored(service, pid):
+    if service.store.get(pid) is None:
+        doc = orders_doc(pid)
+        doc["nodes"][0]["config"]["path"] = service.root + "/in"
+        service.create(pid, doc)
+        service.patch(pid, [{"op": "replace", "path": "/metadata/name", "value": "v2"}], 1)
+
+
+@pytest.mark.parametrize("name,args,where", [
+    ("get_pipeline", {"id": "mv", "version": "1"}, "/version"),
+    ("get_pipeline", {"id": "mv", "version": True}, "/version"),
+    ("get_pipeline", {"id": "mv", "version": 0}, "/version"),
+    ("get_pipeline", {"id": "mv", "extra": 1}, "/extra"),
+    ("get_pipeline", {}, ""),
+    ("plan_pipeline", {"id": "mv", "version": "2"}, "/version"),
+    ("run_pipeline", {"id": "mv", "wait": "no"}, "/wait"),
+    ("create_pipeline", {"name": "", "ir": orders_doc("mv-empty")}, "/name"),
+    ("create_pipeline", {"name": "x", "ir": [1]}, "/ir"),
+    ("patch_pipeline", {"id": "mv", "patch": [], "expectedVersion": "2"}, "/expectedVersion"),
+    ("validate_pipeline", {"ir": {}, "params": {"x": [1]}}, "/params/x"),
+    ("list_pipelines", {"all": True}, "/all"),
+])
+def test_mcp_arguments_violating_the_schema_are_tool_errors(service, name, args, where):
+    stored(service, "mv")
+    with pytest.raises(ServiceError) as exc:
+        mcp_call(service, name, args)
+    assert exc.value.status == 422 and "invalid arguments" in exc.value.error
+    assert where in [i["path"] for i in exc.value.issues], exc.value.issues
+    assert service.store.get("mv-empty") is None and service.store.get("mv").version == 2
+
+
+def test_mcp_valid_arguments_still_work(service):
+    stored(service, "mv")
+    assert mcp_call(service, "get_pipeline", {"id": "mv", "version": 1})["version"] == 1
+    assert mcp_call(service, "get_pipeline", {"id": "mv", "version": 1.0})["version"] == 1
+    assert mcp_call(service, "get_pipeline", {"id": "mv"})["version"] == 2
+    assert "nodes" in mcp_call(service, "plan_pipeline", {"id": "mv", "version": 1, "params": {}})
+    assert mcp_call(service, "validate_pipeline", {"ir": [1, 2]})["valid"] is False  # as REST: a 200 with issues
+    with pytest.raises(ServiceError) as exc:
+        mcp_call(service, "no_such_tool", {})
+    assert exc.value.status == 404

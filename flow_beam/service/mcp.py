@@ -17,7 +17,7 @@ from flow_beam import __version__
 from flow_beam.service.api import PATCH_SCHEMA
 from flow_beam.service.core import PipelineService
 from flow_beam.service.schema import ir_json_schema
-from flow_beam.service.issues import ServiceError, issue
+from flow_beam.service.issues import ServiceError, issue, pointer
 
 WRITE_TOOLS = {"create_pipeline", "patch_pipeline", "run_pipeline"}
 
@@ -69,8 +69,8 @@ def tool_definitions(allow_writes: bool) -> list[types.Tool]:
                    input_schema=obj({"ir": ir_ref, "params": params}, ["ir"], True), annotations=ro),
         types.Tool(name="plan_pipeline", description="The compiled plan of a stored pipeline: each node, its Beam "
                    "primitives and its propagated schema, plus a mermaid graph.",
-                   input_schema=obj({"id": pid, "version": {"type": "integer", "minimum": 1}}, ["id"]),
-                   annotations=ro),
+                   input_schema=obj({"id": pid, "version": {"type": "integer", "minimum": 1}, "params": params},
+                                    ["id"]), annotations=ro),
         types.Tool(name="run_pipeline", description="Run a stored pipeline on the direct runner and answer the run "
                    "result (per-node counts); wait=false answers {runId} at once (poll get_run)." + refused,
                    input_schema=obj({"id": pid, "params": params, "version": {"type": "integer", "minimum": 1},
@@ -83,10 +83,64 @@ def tool_definitions(allow_writes: bool) -> list[types.Tool]:
     ]
 
 
+# the documents inside the arguments are checked by the service itself, as over REST: the IR by every layer (issues
+# point into it), a JSON Patch by apply_patch (layer "patch"); the schema only asks for their JSON type here
+_DOCUMENT_ARGS = {"ir": {"create_pipeline": {"type": "object"}, "validate_pipeline": {}},
+                  "patch": {"patch_pipeline": {"type": "array"}}}
+_validators: dict[str, Any] = {}
+
+
+def _argument_validator(name: str):
+    if name not in _validators:
+        from jsonschema import Draft202012Validator
+
+        schemas = {t.name: t.input_schema for t in tool_definitions(True)}
+        if name not in schemas:
+            return None
+        schema = json.loads(json.dumps(schemas[name]))
+        schema.pop("$defs", None)
+        for arg, per_tool in _DOCUMENT_ARGS.items():
+            if arg in schema.get("properties", {}):
+                schema["properties"][arg] = per_tool.get(name, {})
+        _validators[name] = Draft202012Validator(schema)
+    return _validators[name]
+
+
+def check_arguments(name: str, args: Any) -> dict:
+    """The arguments checked against the tool's inputSchema (types, minimum, minLength, required, no unknown
+    argument): a violation is a 422 tool error naming each argument, never a silently reinterpreted value."""
+    if not isinstance(args, dict):
+        raise ServiceError(422, f"{name}: the arguments are a JSON object",
+                           [issue("", "give the arguments as an object", "request")])
+    validator = _argument_validator(name)
+    if validator is None:
+        return args
+    issues = []
+    for err in sorted(validator.iter_errors(args), key=lambda e: list(map(str, e.absolute_path))):
+        loc = list(err.absolute_path)
+        if err.validator == "additionalProperties":  # name the unknown arguments themselves
+            allowed = set(err.schema.get("properties", {}))
+            for extra in sorted(k for k in err.instance if k not in allowed):
+                issues.append(issue(pointer(loc + [extra]), f"unknown argument '{extra}'; {name} takes "
+                                    f"{', '.join(sorted(allowed)) or 'no arguments'}", "request"))
+            continue
+        where = "/".join(map(str, loc)) or "arguments"
+        issues.append(issue(pointer(loc), f"{where}: {_short(err.message)}", "request"))
+    if issues:
+        raise ServiceError(422, f"invalid arguments for {name}: {issues[0]['message']}", issues)
+    return {k: int(v) if k in ("version", "expectedVersion") and isinstance(v, float) else v
+            for k, v in args.items()}  # 1.0 is the integer 1 (as REST reads it)
+
+
+def _short(text: str, n: int = 200) -> str:
+    return text if len(text) <= n else text[:n] + "…"
+
+
 def _call(service: PipelineService, allow_writes: bool, name: str, args: dict[str, Any]) -> Any:
     if name in WRITE_TOOLS and not allow_writes:
         raise ServiceError(403, f"{name} changes state; this MCP server was started read-only (restart it with "
                                 f"--allow-writes to allow create, patch and run)")
+    args = check_arguments(name, args)
 
     def need(key: str, kind: type):
         value = args.get(key)
