@@ -15,7 +15,43 @@ from ir_compiler.models import Pipeline
 
 _PARAM = re.compile(r"\$\{params\.([A-Za-z_][A-Za-z0-9_]*)\}")
 _PARAM_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_CASTS = {"string": str, "int": int, "float": float, "bool": lambda v: str(v).lower() in ("1", "true", "yes")}
+_TRUE, _FALSE = ("true", "t", "yes", "y", "on", "1"), ("false", "f", "no", "n", "off", "0")
+
+
+def _param_int(v):
+    if isinstance(v, bool) or not (isinstance(v, int) or (isinstance(v, str) and re.fullmatch(r"\s*[+-]?\d+\s*", v))):
+        raise ValueError
+    return int(v)
+
+
+def _param_float(v):
+    if isinstance(v, bool) or not isinstance(v, (int, float, str)):
+        raise ValueError
+    out = float(v)
+    if out != out or out in (float("inf"), float("-inf")):
+        raise ValueError
+    return out
+
+
+def _param_bool(v):
+    if isinstance(v, bool):
+        return v
+    text = str(v).strip().lower() if isinstance(v, (str, int)) else None
+    if text in _TRUE or text in _FALSE:
+        return text in _TRUE
+    raise ValueError
+
+
+def _param_string(v):
+    if isinstance(v, (dict, list)):
+        raise ValueError
+    return v if isinstance(v, str) else json.dumps(v)
+
+
+# a param's value (from --param text or a JSON default) as its declared type; anything else raises ValueError
+_CASTS = {"string": _param_string, "int": _param_int, "float": _param_float, "bool": _param_bool}
+_KINDS_TEXT = {"int": "an integer", "float": "a finite number", "string": "text",
+               "bool": "true/false (also t/f, yes/no, y/n, on/off, 1/0)"}
 
 
 MAX_DOCUMENT_BYTES = 10 * 1024 * 1024  # a pipeline document is at most 10 MB of JSON
@@ -235,17 +271,31 @@ def resolve_params(raw: dict, given: dict[str, Any] | None) -> tuple[dict, list[
     if not isinstance(specs, dict):
         return raw, [Issue("params", "params must be an object of {name: {type, default}}")]
     values: dict[str, Any] = {}
+    bad: set[str] = set()  # a value or default of the wrong type: reported once, at the param
     for name, spec in specs.items():
         spec = spec if isinstance(spec, dict) else {}
         kind = spec.get("type", "string")
+        cast = _CASTS.get(kind) if isinstance(kind, str) else None
+        if spec.get("default") is not None and cast is not None:
+            try:
+                default = cast(spec["default"])
+            except (TypeError, ValueError, OverflowError):
+                issues.append(Issue(json_path(("params", name, "default")),
+                                    f"default {_short(spec['default'])!r} is not {_KINDS_TEXT[kind]} (type {kind})"))
+                bad.add(name)
+                default = None
+        else:
+            default = spec.get("default")
         if given and name in given:
             try:
-                values[name] = _CASTS.get(kind, str)(given[name]) if isinstance(kind, str) else given[name]
+                values[name] = cast(given[name]) if cast is not None else given[name]
             except (TypeError, ValueError, OverflowError):
-                issues.append(Issue(json_path(("params", name)), f"value {_short(given[name])!r} is not a valid "
-                                                                 f"{_short(kind)}"))
-        elif spec.get("default") is not None:
-            values[name] = spec["default"]
+                issues.append(Issue(json_path(("params", name)), f"value {_short(given[name])!r} is not "
+                                                                 f"{_KINDS_TEXT.get(kind, 'a valid ' + _short(kind))}"
+                                                                 f" (type {_short(kind)})"))
+                bad.add(name)
+        elif default is not None:
+            values[name] = default
     for name in specs:
         if not _PARAM_NAME.match(name):
             issues.append(Issue(json_path(("params", name)), f"param name '{_short(name)}' cannot be referenced; "
@@ -269,7 +319,7 @@ def resolve_params(raw: dict, given: dict[str, Any] | None) -> tuple[dict, list[
         for ref in refs:
             if ref not in specs:
                 issues.append(Issue(json_path(loc), f"unknown param '${{params.{ref}}}'; declare it under 'params'"))
-            elif ref not in values:
+            elif ref not in values and ref not in bad:
                 issues.append(Issue(json_path(loc), f"param '{ref}' has no value; give --param {ref}=... or a "
                                                     f"default"))
         whole = _PARAM.fullmatch(value)
@@ -277,7 +327,10 @@ def resolve_params(raw: dict, given: dict[str, Any] | None) -> tuple[dict, list[
             return values[whole.group(1)]
         return _PARAM.sub(lambda m: str(values.get(m.group(1), m.group(0))), value)
 
-    return sub(raw, ()), issues
+    out = sub(raw, ())
+    if bad:  # a value of the wrong type: every later layer would report its reference again, misleadingly
+        raise ValidationFailed(issues)
+    return out, issues
 
 
 def _strip_tags(loc: tuple, raw: Any) -> list:
