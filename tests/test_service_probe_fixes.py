@@ -207,3 +207,16 @@ def test_mcp_valid_arguments_still_work(service):
     with pytest.raises(ServiceError) as exc:
         mcp_call(service, "no_such_tool", {})
     assert exc.value.status == 404
+
+
+# ---- finding 9: a failed JSON Patch test says what differs, without Python types or the whole document ------------
+def test_failed_patch_tests_are_clear():
+    from flow_beam.service.core import apply_patch
+    doc = {"id": "x", "nodes": [{"a": "Z"}], "secretish": "y" * 500}
+    cases = {"/nodes/0/a": ('"Z"', '"nope"'), "": ("whole document",), "/nodes/-": ("end of an array",)}
+    for path, words in cases.items():
+        with pytest.raises(ServiceError) as exc:
+            apply_patch(doc, [{"op": "test", "path": path, "value": "nope"}])
+        text = exc.value.error + json.dumps(exc.value.issues)
+        assert all(w in text for w in words), text
+        assert "class" not in text and "yyyy" not in text and exc.value.issues[0]["path"] == path

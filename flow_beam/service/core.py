@@ -221,18 +221,41 @@ def apply_patch(document: dict, operations: Any) -> dict:
         patched = jsonpatch.JsonPatch(operations).apply(document, in_place=False)
     except (jsonpatch.JsonPatchException, jsonpointer.JsonPointerException, TypeError, ValueError, KeyError,
             IndexError) as exc:
-        where = _failing_op(document, operations)
-        raise ServiceError(422, f"the patch does not apply: {exc}",
-                           [issue(where[1], f"operation {where[0]} ({operations[where[0]].get('op')}): {exc}",
-                                  "patch")]) from None
+        n, where, before = _failing_op(document, operations)
+        reason = _patch_reason(operations[n], before, exc)
+        raise ServiceError(422, f"the patch does not apply: operation {n} ({operations[n].get('op')}): {reason}",
+                           [issue(where, f"operation {n} ({operations[n].get('op')}): {reason}", "patch")]) from None
     return patched
 
 
-def _failing_op(document: dict, operations: list) -> tuple[int, str]:
+def _short_json(value, n: int = 120) -> str:
+    import json
+
+    text = json.dumps(value, default=str, ensure_ascii=False)
+    return text if len(text) <= n else f"{text[:n]}… ({len(text):,} characters)"
+
+
+def _patch_reason(op: dict, before, exc: Exception) -> str:
+    """Why an operation failed, in the patch's terms (no Python types, never the whole stored document)."""
+    if isinstance(exc, jsonpatch.JsonPatchTestFailed) and op.get("op") == "test":
+        try:
+            actual = jsonpointer.resolve_pointer(before, op["path"])
+        except jsonpointer.JsonPointerException:
+            return f"the path {op['path'] or '(the whole document)'} names no value to test"
+        if isinstance(actual, jsonpointer.EndOfList):
+            return f"the path {op['path']} names the end of an array, not a value"
+        if not op["path"]:  # never echo the stored document
+            return "the whole document differs from the tested value"
+        return f"the value at {op['path']} is {_short_json(actual)}, not the tested {_short_json(op.get('value'))}"
+    return str(exc)
+
+
+def _failing_op(document: dict, operations: list) -> tuple[int, str, Any]:
+    """The first operation that fails, its path and the document it was applied to."""
     doc = copy.deepcopy(document)
     for n, op in enumerate(operations):
         try:
             doc = jsonpatch.JsonPatch([op]).apply(doc, in_place=False)
         except Exception:  # noqa: BLE001 - this is the one that fails
-            return n, op.get("path", "")
-    return len(operations) - 1, operations[-1].get("path", "") if operations else ""
+            return n, op.get("path", ""), doc
+    return len(operations) - 1, operations[-1].get("path", "") if operations else "", doc
