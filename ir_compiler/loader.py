@@ -340,6 +340,8 @@ def _strip_tags(loc: tuple, raw: Any) -> list:
     for k, part in enumerate(loc):
         last = k == len(loc) - 1
         in_cur = isinstance(cur, dict) and part in cur
+        if in_cur and not last and part == cur.get("kind") and not isinstance(cur[part], (dict, list)):
+            in_cur = False  # a union tag that is also a field's name ({"kind": "rrule", "rrule": "..."})
         if not last and isinstance(cur, dict) and isinstance(part, str) and not in_cur and part in (
                 cur.get("kind"), cur.get("op"), cur.get("type"), cur.get("connector"), _TABLE_TAG):
             continue

@@ -110,3 +110,21 @@ def test_json_schema_has_discriminators():
     schema = Pipeline.model_json_schema(by_alias=True)
     text = json.dumps(schema)
     assert '"discriminator"' in text and '"lookup_join"' in text and '"cdc_mirror"' in text
+
+
+@pytest.mark.parametrize("schedule, path, words", [
+    ({"kind": "cron", "expression": "61 * * * *"}, "schedule.expression", "out of range"),
+    ({"kind": "cron", "expression": "0 2 * *"}, "schedule.expression", "five fields"),
+    ({"kind": "cron", "expression": "0 0 2 * * * *"}, "schedule.expression", "five fields"),
+    ({"kind": "cron", "expression": "0 2 * * *", "timezone": "Mars/Olympus"}, "schedule.timezone", "IANA"),
+    ({"kind": "rrule", "rrule": "FREQ=SOMETIMES"}, "schedule.rrule", "invalid rrule"),
+    ({"kind": "rrule", "rrule": "FREQ=DAILY", "timezone": "Nowhere/X"}, "schedule.timezone", "IANA"),
+])
+def test_a_schedule_that_cannot_run_does_not_validate(schedule, path, words):
+    """Found by a probe: these validated (exit 0) and only `flow-beam schedule next` refused them, with no path."""
+    from ir_compiler.check import check_document
+    doc = json.loads(json.dumps(SEED_DOC))
+    doc["schedule"] = schedule
+    with pytest.raises(ValidationFailed) as info:
+        check_document(doc)
+    assert [(i.path, words in i.message) for i in info.value.issues if i.severity == "error"] == [(path, True)]

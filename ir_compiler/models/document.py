@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal, Union
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from ir_compiler.models.base import MAX_ID_LENGTH, Strict
 from ir_compiler.models.nodes import Node
@@ -17,10 +17,32 @@ class Metadata(Strict):
     description: str | None = None
 
 
+def _timezone(name: str) -> str:
+    from zoneinfo import ZoneInfo
+    try:
+        ZoneInfo(name)
+    except Exception:  # noqa: BLE001 - zoneinfo raises several types for bad names
+        raise ValueError(f"unknown timezone {name!r}; use an IANA name such as America/Los_Angeles") from None
+    return name
+
+
 class CronSchedule(Strict):
     kind: Literal["cron"] = "cron"
-    expression: str
+    expression: str = Field(description="five fields: minute hour day-of-month month day-of-week")
     timezone: str = "UTC"
+
+    @field_validator("expression")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        from croniter import croniter
+        if len(v.split()) != 5:
+            raise ValueError(f"a cron expression has five fields (minute hour day-of-month month day-of-week); "
+                             f"{v!r} has {len(v.split())}")
+        if not croniter.is_valid(v):
+            raise ValueError(f"invalid cron expression {v!r} (a field is out of range or malformed)")
+        return v
+
+    _zone = field_validator("timezone")(classmethod(lambda cls, v: _timezone(v)))
 
 
 class IntervalSchedule(Strict):
@@ -32,6 +54,23 @@ class RRuleSchedule(Strict):
     kind: Literal["rrule"] = "rrule"
     rrule: str
     timezone: str = "UTC"
+
+    @field_validator("rrule")
+    @classmethod
+    def _rule(cls, v: str) -> str:
+        import datetime as dt
+
+        from dateutil import rrule
+        try:
+            if "DTSTART" in v.upper():
+                rrule.rrulestr(v, forceset=True)
+            else:
+                rrule.rrulestr(v.strip().removeprefix("RRULE:"), dtstart=dt.datetime(2000, 1, 1), forceset=True)
+        except (ValueError, TypeError) as exc:
+            raise ValueError(f"invalid rrule {v!r}: {exc}") from None
+        return v
+
+    _zone = field_validator("timezone")(classmethod(lambda cls, v: _timezone(v)))
 
 
 Schedule = Annotated[Union[CronSchedule, IntervalSchedule, RRuleSchedule], Field(discriminator="kind")]
