@@ -87,6 +87,8 @@ def plan_rows(checked: CheckedPipeline) -> list[dict]:
     for node_id in checked.graph.order:
         node = checked.graph.nodes[node_id]
         schema = checked.types.of(node_id)
+        if schema is None and node.kind == "branch":  # a branch has route ports only, each with its input's schema
+            schema = checked.types.of(f"{node_id}.{node.routes[0].name}")
         rows.append({"id": node_id, "kind": node.kind, "inputs": [str(r) for r in checked.graph.inputs[node_id]],
                      "primitives": primitives(node, is_unbounded(checked.graph, node_id)),
                      "schema": schema.to_json() if schema is not None else None,
@@ -109,18 +111,18 @@ def render_text(checked: CheckedPipeline) -> str:
     return "\n".join(line for line in lines if line != "")
 
 
-def _mid(node_id: str) -> str:
-    return node_id.replace("-", "_")
-
-
 def render_mermaid(checked: CheckedPipeline) -> str:
+    """Mermaid ids are ``n0``, ``n1``… in graph order (ids like ``a-b`` and ``a_b`` stay two nodes, and ``end`` —
+    a Mermaid keyword — is only a label); each label is the real id, quoted."""
+    rows = plan_rows(checked)
+    mid = {row["id"]: f"n{i}" for i, row in enumerate(rows)}
     lines = ["flowchart LR"]
-    for row in plan_rows(checked):
-        lines.append(f'    {_mid(row["id"])}["{row["id"]} ({row["kind"]})"]')
+    for row in rows:
+        lines.append(f'    {mid[row["id"]]}["{row["id"]} ({row["kind"]})"]')
         for ref in row["inputs"]:
             node, _, port = ref.partition(".")
             label = f"|{port}|" if port else ""
-            lines.append(f"    {_mid(node)} -->{label} {_mid(row['id'])}")
+            lines.append(f"    {mid[node]} -->{label} {mid[row['id']]}")
     return "\n".join(lines)
 
 

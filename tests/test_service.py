@@ -259,7 +259,8 @@ def test_stored_validate_and_plan(svc):
     assert any("ParDo" in p for p in plan["nodes"][1]["primitives"])
     assert [f["name"] for f in plan["nodes"][1]["schema"]] == ["order_id", "amount", "country"]
     assert plan["nodes"][2]["inputs"] == ["v"]
-    assert plan["mermaid"].startswith("flowchart LR") and "src --> v" in plan["mermaid"]
+    assert plan["mermaid"].startswith("flowchart LR") and "n0 --> n1" in plan["mermaid"]
+    assert 'n0["src (source)"]' in plan["mermaid"]
     assert c.post("/api/v1/pipelines/ghost/plan").status_code == 404
 
 
