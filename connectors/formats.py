@@ -1208,13 +1208,14 @@ def _finite(col):
     return col
 
 
-def _decimal_text(col) -> pa.Array:
-    """Decimals as positional text with every digit of the scale (Arrow prints 1E-10 for small values)."""
+def _decimal_text(col):
+    """Decimals as positional text with every digit of the scale where Arrow would print an exponent (1E-10 for
+    small values); a column without such values stays decimal (the csv writer then leaves it unquoted)."""
     col = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     text = col.cast(pa.string())
     exp = pc.fill_null(pc.match_substring(text, "E"), False)
     if not pc.any(exp).as_py():
-        return text
+        return col
     fixed = [None if v is None else f"{v:f}" for v in col.to_pylist()]
     return pc.if_else(exp, pa.array(fixed, pa.string()), text)
 
