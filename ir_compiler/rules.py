@@ -33,7 +33,24 @@ def check_rules(graph: NodeGraph) -> list[Issue]:
     return issues
 
 
+def _discarding_windows(node, graph) -> list[str]:
+    """The upstream nodes whose windowed aggregate or join fires discarding panes (deltas) into ``node``."""
+    out = []
+    for up in sorted(graph.upstream(node.id)):
+        n = graph.nodes[up]
+        windows = [getattr(op, "window", None) for op in n.ops] if n.kind == "transform" else [
+            getattr(n, "window", None)] if n.kind == "join" else []
+        if any(w is not None and w.trigger is not None and w.trigger.accumulation == "discarding" for w in windows):
+            out.append(up)
+    return out
+
+
 def _target(node, graph):
+    if node.loadMode == "upsert" and (deltas := _discarding_windows(node, graph)):
+        yield "loadMode", (f"node '{deltas[0]}' fires discarding panes (each pane holds only the rows since the "
+                           f"previous one): an upsert by window would keep just the last pane's rows. Use the "
+                           f"trigger's accumulation 'accumulating' (the default: every pane the whole window so "
+                           f"far) or loadMode 'append' (one row per pane)")
     if (node.schema_ is None) == (node.connector is None):
         yield "", "a target needs exactly one of 'schema' (a warehouse table) or 'connector' + 'config' (a sink)"
         return

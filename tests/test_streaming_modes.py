@@ -126,6 +126,19 @@ def test_global_window_with_a_count_trigger_appends_a_pane_per_n_rows(servers, t
     assert query(wh, "select n from public.totals") == [(3,), (3,), (3,)]
 
 
+def test_a_count_trigger_into_an_upsert_keeps_the_whole_window(servers, tmp_path):
+    """Found by a probe: a trigger without `accumulation` fired discarding panes (the old default), and the upsert
+    by window kept only the last pane's rows (n=1 of 5), status completed. Accumulating is the default now."""
+    topic = new_topic(servers)
+    times = [0, 5, 10, 20, 30, 65, 70, 80]  # 5 events in minute 0, 3 in minute 1
+    produce(servers, topic, [{"id": i, "user": "a", "amount": i + 1, "ts": T0 + t} for i, t in enumerate(times)])
+    window = {"type": "fixed", "size": "1m", "trigger": {"type": "after_count", "count": 2}}
+    result, wh = run(pipeline([source(servers, topic)] + agg_target(window)), tmp_path)
+    assert result.status == "completed", (result.status, result.error)
+    assert query(wh, "select epoch(window_start)::bigint - 1767225600, n, total from public.totals order by 1") == [
+        (0, 5, 15), (60, 3, 21)]
+
+
 def test_windowed_deduplicate_keeps_one_row_per_key_and_window(servers, tmp_path):
     topic = new_topic(servers)
     rows = [{"id": i % 3, "user": "a", "amount": i, "ts": T0 + i} for i in range(9)] + [

@@ -265,3 +265,23 @@ def test_table_columns_differing_only_in_case_or_none_at_all_are_refused():
     d["nodes"][1]["ops"].append({"op": "drop", "fields": ["id", "amount", "country", "ts", "big"]})
     (e,) = errors(d)
     assert e.path == "nodes[2]" and "no column reaches this table" in e.message
+
+
+def test_discarding_panes_into_an_upsert_are_refused():
+    """Found by a probe: discarding panes (each only the rows since the previous pane) upserted by window kept the
+    last pane's rows only. Refused at validation; accumulating (the default) or append are fine."""
+    agg = {"id": "a", "kind": "transform", "input": "src", "ops": [
+        {"op": "aggregate", "groupBy": ["u"], "aggregations": [{"fn": "count", "as": "n"}],
+         "window": {"type": "fixed", "size": "1m",
+                    "trigger": {"type": "after_count", "count": 2, "accumulation": "discarding"}}}]}
+    tgt = {"id": "t", "kind": "target", "input": "a", "schema": "public.t", "loadMode": "upsert",
+           "upsertKey": ["u", "window_start"]}
+    d = _stream_doc(nodes=[agg, tgt])
+    (e,) = [(p, m) for p, m in _rule_errors(d)]
+    assert e[0] == "nodes[2].loadMode" and "discarding panes" in e[1], e
+    del agg["ops"][0]["window"]["trigger"]["accumulation"]
+    assert _rule_errors(_stream_doc(nodes=[agg, tgt])) == []  # the default is accumulating
+    agg["ops"][0]["window"]["trigger"]["accumulation"] = "discarding"
+    tgt["loadMode"] = "append"
+    del tgt["upsertKey"]
+    assert _rule_errors(_stream_doc(nodes=[agg, tgt])) == []

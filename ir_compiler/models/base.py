@@ -80,7 +80,9 @@ class Trigger(Strict):
     delay: Duration | None = None
     earlyFirings: Duration | None = Field(default=None, description="processing-time delay between early panes")
     lateFirings: bool | int | None = Field(default=None, description="true: a pane per late element; n: per n")
-    accumulation: Literal["discarding", "accumulating"] = "discarding"
+    accumulation: Literal["discarding", "accumulating"] = Field(
+        default="accumulating", description="accumulating (default): every pane holds the whole window so far, so an "
+        "upsert by window converges; discarding: each pane only the rows since the previous one (load with append)")
 
     _d = field_validator("delay", "earlyFirings")(_check_duration)
 
