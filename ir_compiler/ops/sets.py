@@ -421,17 +421,43 @@ def summarize_schema(op, schema):
     return Schema(out)
 
 
+_NAN = "NaN"  # stands for every NaN in a summarize ``distinct`` set (each float('nan') object is its own member)
+
+
+def _float_key(v):
+    """Sort key of a summarize min/max value: NaN above every number (PostgreSQL's order)."""
+    return (1, 0.0) if isinstance(v, float) and v != v else (0, v)
+
+
+def _exact_sum(col):
+    """The sum of a numeric column, exact for ints (a Python int: Arrow's int64 sum wraps around silently on
+    overflow; summed as decimal(38, 0) here) and decimals (decimal(38, s)); a float for floats."""
+    if pa.types.is_integer(col.type):
+        total = pc.sum(pc.cast(col, WIDE_SUM)).as_py()
+        return None if total is None else int(total)
+    return pc.sum(col).as_py()
+
+
 def summarize_partial(op, table: pa.Table) -> dict:
     part = {}
     for f in op.fields:
         col = table.column(f)
         numeric = pa.types.is_integer(col.type) or pa.types.is_floating(col.type) or pa.types.is_decimal(col.type)
         mm = pc.min_max(col) if table.num_rows else None
+        lo, hi = (mm["min"].as_py(), mm["max"].as_py()) if mm else (None, None)
+        floating = pa.types.is_floating(col.type)
+        nans = (pc.sum(pc.cast(pc.is_nan(col), pa.int64())).as_py() or 0) if floating and table.num_rows else 0
+        if nans:  # min_max skips NaN; in PostgreSQL NaN is the greatest value
+            hi = float("nan")
+            lo = hi if lo is None else lo
+        distinct = set()
+        if "distinct" in op.stats:
+            values = pc.unique(normal_key(col.drop_null()) if floating else col.drop_null()).to_pylist()
+            distinct = {_NAN if isinstance(v, float) and v != v else v for v in values}
         part[f] = {
-            "count": table.num_rows, "nulls": col.null_count,
-            "min": mm["min"].as_py() if mm else None, "max": mm["max"].as_py() if mm else None,
-            "sum": (pc.sum(col).as_py() if numeric else None), "nonnull": table.num_rows - col.null_count,
-            "distinct": set(pc.unique(col.drop_null()).to_pylist()) if "distinct" in op.stats else set(),
+            "count": table.num_rows, "nulls": col.null_count, "min": lo, "max": hi,
+            "sum": (_exact_sum(col) if numeric else None), "nonnull": table.num_rows - col.null_count,
+            "distinct": distinct,
         }
     return part
 
@@ -443,10 +469,23 @@ def summarize_merge(a: dict, b: dict) -> dict:
         pick = [v for v in (x["min"], y["min"]) if v is not None]
         pmax = [v for v in (x["max"], y["max"]) if v is not None]
         out[f] = {"count": x["count"] + y["count"], "nulls": x["nulls"] + y["nulls"],
-                  "min": min(pick) if pick else None, "max": max(pmax) if pmax else None,
+                  "min": min(pick, key=_float_key) if pick else None,
+                  "max": max(pmax, key=_float_key) if pmax else None,
                   "sum": None if x["sum"] is None and y["sum"] is None else (x["sum"] or 0) + (y["sum"] or 0),
                   "nonnull": x["nonnull"] + y["nonnull"], "distinct": x["distinct"] | y["distinct"]}
     return out
+
+
+def _mean(total, n: int):
+    """total / n as a float; an exact (int or Decimal) total is divided exactly first, then rounded once."""
+    if total is None or not n:
+        return None
+    if isinstance(total, float):
+        return total / n
+    import decimal as _decimal
+    with _decimal.localcontext() as ctx:
+        ctx.prec = 60
+        return float(_decimal.Decimal(total) / n)
 
 
 def summarize_final(op, part: dict) -> pa.Table:
@@ -457,7 +496,7 @@ def summarize_final(op, part: dict) -> pa.Table:
         full = {"field": f, "count": p["count"], "nulls": p["nulls"],  # count: rows; nulls: NULLs among them
                 "min": None if p["min"] is None else pv.value_text(p["min"]),  # as PostgreSQL prints it (::text)
                 "max": None if p["max"] is None else pv.value_text(p["max"]),
-                "mean": float(p["sum"]) / p["nonnull"] if p["sum"] is not None and p["nonnull"] else None,
+                "mean": _mean(p["sum"], p["nonnull"]),
                 "distinct": len(p["distinct"])}
         rows.append({k: full[k] for k in ["field", *op.stats]})
     return pa.Table.from_pylist(rows, schema=_summary_arrow(op))
