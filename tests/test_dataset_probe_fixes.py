@@ -67,3 +67,101 @@ def test_summarize_float_nan_max_and_distinct(files):
             assert ours == "NaN"  # PostgreSQL's max(f)::text
         else:
             assert float(ours) == theirs
+
+
+# ---- 2, 6, 10. lookup_join matches as the join node (and SQL) does ------------------------------------------
+def _lookup_op(on, fields, rows=None, type_="left"):
+    from ir_compiler.models.ops import LookupJoin
+    return LookupJoin(lookup={"rows": rows or [{"x": 1}]}, on=on, fields=fields, type=type_)
+
+
+def _lookup(op, left: pa.Table, lookup: pa.Table):
+    from ir_compiler.ops.lookup import lookup_apply, prepare_lookup
+    return lookup_apply(op, left, prepare_lookup(op, lookup))
+
+
+def _duck_lookup(left: pa.Table, lookup: pa.Table, lk: str, rk: str, field: str, type_="left"):
+    """DuckDB's answer: (id, field) per input row, the first lookup row per key (lookup rows are unique here)."""
+    con = duckdb.connect()
+    con.register("la", left)
+    con.register("lb", lookup)
+    # DuckDB tables (a join straight over registered Arrow tables does not match -0.0 with 0.0 in DuckDB 1.5)
+    con.execute("CREATE TABLE a AS SELECT * FROM la; CREATE TABLE b AS SELECT * FROM lb")
+    try:
+        return sorted(con.execute(f"SELECT a.id, b.{field} FROM a {type_} JOIN b ON a.{lk} = b.{rk}").fetchall(),
+                      key=lambda r: r[0])
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("lookup_f", [0.0, -0.0])
+@pytest.mark.parametrize("type_", ["left", "inner"])
+def test_lookup_join_matches_minus_zero_with_zero(lookup_f, type_):
+    left = pa.table({"id": [1, 2, 3], "f": [0.0, -0.0, 1.5]})
+    lk = pa.table({"f": [lookup_f, float("nan")], "name": ["zero", "nan"]})
+    res = _lookup(_lookup_op(["f"], ["name"], type_=type_), left, lk)
+    got = sorted(zip(res.table.column("id").to_pylist(), res.table.column("name").to_pylist()))
+    assert got == _duck_lookup(left, lk, "f", "f", "name", type_)
+    assert res.filtered == (1 if type_ == "inner" else 0)
+    # the input's key keeps its value (-0.0 stays -0.0)
+    assert [math.copysign(1, v) for v in res.table.sort_by("id").column("f").to_pylist()[:2]] == [1, -1]
+
+
+def test_lookup_first_row_per_key_treats_minus_zero_as_zero():
+    from connectors.lookups import first_per_key
+    t = pa.table({"f": [-0.0, 0.0, 1.0], "v": ["a", "b", "c"]})
+    assert first_per_key(t, ["f"]).column("v").to_pylist() == ["a", "c"]
+
+
+@pytest.mark.parametrize("left_col,right_col", [
+    (pa.array([1, 2, 3, 4], pa.int64()), pa.array([1.5, 2.0, None], pa.float64())),
+    (pa.array([1, 2, 3, 4], pa.int64()), pa.array(["1.2345", "2", "9"], pa.string()).cast(pa.decimal128(10, 4))),
+    (pa.array(["1.20", "2.00", "3.10", "4"], pa.string()).cast(pa.decimal128(12, 2)),
+     pa.array(["1.2345", "2", "3.1"], pa.string()).cast(pa.decimal128(10, 4))),
+    (pa.array(["1.00", "2.50", "3", None], pa.string()).cast(pa.decimal128(12, 2)), pa.array([1, 2, 3], pa.int32())),
+    (pa.array([1, 2, 3, 4], pa.int32()), pa.array([4, 2, 9], pa.int64())),
+])
+def test_lookup_join_matches_keys_in_their_common_type(left_col, right_col):
+    """Before: the lookup key was cast to the input key's type (1.5 → int: an Arrow error; 1.2345 → decimal(12,2):
+    a rescaling error); now both sides are compared in the common type, as the join node, DuckDB and PostgreSQL."""
+    left = pa.table({"id": [1, 2, 3, 4], "k": left_col})
+    lk = pa.table({"c": right_col, "name": ["a", "b", "c"]})
+    res = _lookup(_lookup_op({"k": "c"}, ["name"]), left, lk)
+    got = sorted(zip(res.table.column("id").to_pylist(), res.table.column("name").to_pylist()))
+    assert got == _duck_lookup(left, lk, "k", "c", "name")
+
+
+def _lookup_doc(rows, on, field_type="int"):
+    return {"kind": "pipeline", "version": "1.0", "id": "p", "nodes": [
+        {"id": "src", "kind": "source", "connector": "local_fs", "config": {"path": "/nowhere/", "format": "csv"},
+         "schema": [{"name": "id", "type": "int"}, {"name": "k", "type": field_type}]},
+        {"id": "t", "kind": "transform", "input": "src", "ops": [
+            {"op": "lookup_join", "lookup": {"rows": rows}, "on": on, "fields": ["name"]}]},
+        {"id": "tgt", "kind": "target", "input": "t", "schema": "public.out", "loadMode": "append"}]}
+
+
+@pytest.mark.parametrize("field_type,rows,on,path", [
+    ("int", [{"c": "x", "name": "a"}], {"k": "c"}, "nodes[1].ops[0].on.k"),
+    ("string", [{"k": 7, "name": "a"}], ["k"], "nodes[1].ops[0].on[0]"),
+    ("date", [{"k": 7, "name": "a"}], ["k"], "nodes[1].ops[0].on[0]"),
+])
+def test_lookup_join_key_types_are_checked_as_the_join_node_does(field_type, rows, on, path):
+    from ir_compiler.check import check_document
+    from ir_compiler.errors import ValidationFailed
+    from ir_compiler.check import default_context
+
+    with pytest.raises(ValidationFailed) as info:
+        check_document(_lookup_doc(rows, on, field_type), ctx=default_context())
+    (e,) = [i for i in info.value.issues if i.severity == "error"]
+    assert e.path == path and "incompatible types; add a cast" in e.message, (e.path, e.message)
+
+
+def test_lookup_join_carries_a_list_column():
+    """Before: 'Data type list<item: string> is not supported in join non-key field arr'."""
+    left = pa.table({"id": [1, 2, 3], "k": [1, 2, 5], "arr": pa.array([["a", "b"], None, []], pa.list_(pa.string()))})
+    lk = pa.table({"k": [1, 2], "name": ["one", "two"], "tags": pa.array([["x"], ["y", "z"]])})
+    res = _lookup(_lookup_op(["k"], ["name", "tags"]), left, lk)
+    got = sorted(res.table.to_pylist(), key=lambda r: r["id"])
+    assert got == [{"id": 1, "k": 1, "arr": ["a", "b"], "name": "one", "tags": ["x"]},
+                   {"id": 2, "k": 2, "arr": None, "name": "two", "tags": ["y", "z"]},
+                   {"id": 3, "k": 5, "arr": [], "name": None, "tags": None}]
