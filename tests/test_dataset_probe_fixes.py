@@ -165,3 +165,19 @@ def test_lookup_join_carries_a_list_column():
     assert got == [{"id": 1, "k": 1, "arr": ["a", "b"], "name": "one", "tags": ["x"]},
                    {"id": 2, "k": 2, "arr": None, "name": "two", "tags": ["y", "z"]},
                    {"id": 3, "k": 5, "arr": [], "name": None, "tags": None}]
+
+
+# ---- 3. validate unique: duplicates as GROUP BY counts them (-0.0 = 0.0, NaN = NaN, NULLs one group) ---------
+@pytest.mark.parametrize("fields", [["f"], ["f", "s"]])
+def test_validate_unique_counts_minus_zero_as_a_duplicate_of_zero(fields):
+    from ir_compiler.lower.validate import _DupCountFn
+    t = pa.table({"f": [0.0, 1.0, -0.0, float("nan"), float("nan"), None, None],
+                  "s": [None, "a", None, "b", "b", None, None]})
+    got = sum(_DupCountFn(fields).process((0, [t.slice(0, 3), t.slice(3)])))
+    con = duckdb.connect()
+    con.register("lt", t)
+    con.execute("CREATE TABLE t AS SELECT * FROM lt")
+    cols = ", ".join(fields)
+    want = con.execute(f"SELECT count(*) - (SELECT count(*) FROM (SELECT {cols} FROM t GROUP BY {cols})) FROM t"
+                       ).fetchone()[0]
+    assert got == want == 3

@@ -144,6 +144,7 @@ class _DupCountFn(beam.DoFn):
     def process(self, item):
         _, parts = item
         table = pa.concat_tables(list(parts), promote_options="permissive").select(self.fields)
+        table = sets.normal_keys(table, self.fields)  # -0.0 and 0.0: one value, as in GROUP BY (NaN = NaN already)
         groups = table.group_by(self.fields).aggregate([]).num_rows
         yield table.num_rows - groups
 
