@@ -70,6 +70,17 @@ class WindowShape:
     period_us: int = 0
 
 
+def final_at(times, shapes):
+    """Per event time (µs, numpy int64), when its LAST window becomes final: that window's end plus its allowed
+    lateness, the latest over ``shapes`` (final_shape). A read position may be committed once this is at or before
+    the frontier — exactly when a re-read row of it would be late, so a re-read never finds a falsely late row
+    (event time + size, which this replaced, held fixed-window rows back past their window's end)."""
+    out = np.full(len(times), np.iinfo(np.int64).min, dtype=np.int64)
+    for size, period, lateness in shapes:
+        out = np.maximum(out, (times // period) * period + size + lateness)
+    return out
+
+
 @dataclass(frozen=True)
 class StreamPlan:
     """What the targets downstream of a stream source tell its reader (built by the compiler).
@@ -84,6 +95,7 @@ class StreamPlan:
     windows: tuple[WindowShape, ...] = ()  # every window downstream: where rows get re-stamped
     targets: Any = None
     commit_every_s: float = 5.0
+    final_shapes: tuple = ()  # (size, period, lateness) µs of the fixed/sliding windows: when a row is final
 
 
 @dataclass(frozen=True)
@@ -551,7 +563,8 @@ class StreamReadFn(beam.DoFn):
             times = np.concatenate([b[2] for b in batches])
             final = np.ones(len(positions), dtype=bool)
             if frontier is not None:
-                final &= times + plan.retention_us <= frontier
+                final &= (final_at(times, plan.final_shapes) if plan.final_shapes else
+                          times + plan.retention_us) <= frontier
             if written is not None:
                 top = written.get(self._part_key(name))
                 final &= (counters < top) if top is not None else False

@@ -89,3 +89,21 @@ def test_a_window_spanning_runs_keeps_every_event(kafka, tmp_path):
     late = run(servers, topic, db, status="completed_with_errors")  # a late row is reported, not silent
     assert late.nodes["per_minute"].rowsLate == 1
     assert rows(db) == before
+
+
+def test_a_rerun_with_nothing_new_finds_no_late_rows(kafka, tmp_path):
+    """Found by a probe: offsets were committed only up to the first row whose event time + window size passed
+    the frontier, while a row is late once its window's END (+ allowedLateness) has; rows of a final window past
+    that point were re-read by every later drain, called late (rowsLate, exit 2) and written to the DLQ again
+    each time (3 → 6 → 9 rows). The commit point is now the row's last window end + allowedLateness."""
+    servers, topic = kafka
+    db = tmp_path / "w.duckdb"
+    # the template's windows: 1 minute, allowedLateness 5m; the frontier is the latest event, 10:10:30. The 10:04
+    # window is final (10:05 + 5m <= 10:10:30), but 10:04:40 + 1m + 5m is not: the old rule kept it uncommitted
+    send(servers, topic, [view("u1", "10:00:05", 100), view("u2", "10:00:40", 300), view("u1", "10:04:40", 10),
+                          view("u2", "10:04:45", 20), view("u1", "10:10:30", 50), view("u2", "10:10:30", 60)])
+    run(servers, topic, db)
+    first = rows(db)
+    for _ in range(2):  # nothing new: nothing late, nothing to the DLQ, the table as it was
+        again = run(servers, topic, db)
+        assert again.nodes["per_minute"].rowsLate == 0 and rows(db) == first

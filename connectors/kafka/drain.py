@@ -19,6 +19,7 @@ import numpy as np
 import pyarrow as pa
 
 from connectors.runtime import ERRORS, ORD, counter, schemas_of
+from connectors.streams import final_at
 
 
 def read_ranges(p, node, ctx, ranges: list, schema):
@@ -60,7 +61,8 @@ class ReadKafkaFn(beam.DoFn):
         if self.seen is not None:
             offsets = sorted(self.seen)
             record(self.run_dir, self.node_id, rng, offsets, [self.seen[o] for o in offsets],
-                   {"targets": self.windowed["targets"], "retention_us": self.windowed["retention_us"]})
+                   {"targets": self.windowed["targets"], "retention_us": self.windowed["retention_us"],
+                    "final_shapes": self.windowed.get("final_shapes", [])})
         counter(self.node_id, "rows_in").inc(len(bad))
         counter(self.node_id, "rows_errored").inc(len(bad))
         if bad:
@@ -143,6 +145,7 @@ def settle(run_dir: str, warehouse_url: str, pipeline_id: str, node_id: str, ran
         return ranges  # no windowed target downstream: commit everything read
     meta = json.loads(runfs.read_bytes(runfs.join(folder, f"{node_id}.json")))
     retention, targets = int(meta["retention_us"]), list(meta["targets"])
+    shapes = [tuple(x) for x in meta.get("final_shapes") or []]
     read = {}
     for name in names:
         parts = name[:-4].split("~") if name.endswith(".npz") else []
@@ -160,7 +163,8 @@ def settle(run_dir: str, warehouse_url: str, pipeline_id: str, node_id: str, ran
     empty = (np.array([], np.int64), np.array([], np.int64))
     for r in ranges:
         offsets, events = read.get((r.topic, r.partition, r.start), empty)
-        open_ = np.nonzero(events + retention > frontier)[0]
+        last = final_at(events, shapes) if shapes else events + retention  # the row's last window final at
+        open_ = np.nonzero(last > frontier)[0]
         end = int(offsets[open_[0]]) if len(open_) else r.end
         if end > r.start:
             out.append(OffsetRange(r.topic, r.partition, r.start, end))

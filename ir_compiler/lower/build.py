@@ -124,7 +124,7 @@ class Builder:
         return StreamPlan(tuple(windowed), tuple(plain), retention,
                           tuple(window_shape(w) for w in self._windows_after(node)),
                           TargetProgress(self.ctx.pipeline_id, self.ctx.warehouse_url, windowed, plain),
-                          float(os.environ.get("FLOW_BEAM_COMMIT_EVERY_S", "5")))
+                          float(os.environ.get("FLOW_BEAM_COMMIT_EVERY_S", "5")), self._final_shapes(node))
 
     def _drain_windowed(self, node):
         """A drained stream source feeding windowed targets keeps open windows re-readable (lower/drain.py)."""
@@ -137,6 +137,7 @@ class Builder:
 
         from ir_compiler.lower.drain import event_micros
         self.ctx.drain_windowed[node.id] = {"targets": targets, "retention_us": retention,
+                                            "final_shapes": [list(x) for x in self._final_shapes(node)],
                                             "event_us": functools.partial(event_micros, node.eventTime)}
         for n in self.graph.order:
             if node.id in self.graph.upstream(n) and self.graph.nodes[n].kind == "transform" and any(
@@ -153,6 +154,13 @@ class Builder:
                for op in self.graph.nodes[n].ops if getattr(op, "window", None) is not None]
         return out + [self.graph.nodes[n].window for n in down if self.graph.nodes[n].kind == "join"
                       and getattr(self.graph.nodes[n], "window", None) is not None]
+
+    def _final_shapes(self, node) -> tuple:
+        """(size, period, lateness) µs of every fixed/sliding window between a stream source and its windowed
+        targets: when a row's last window is final (streaming.final_at)."""
+        from ir_compiler.lower.streaming import final_shape
+        shapes = {final_shape(w) for w in self._windows_after(node)}
+        return tuple(sorted(x for x in shapes if x is not None))
 
     def _frontier_of(self, node):
         """The targets fed by a stream source (whose frontiers gate its offset commits / acks) and how long after

@@ -165,6 +165,17 @@ def retention_us(window) -> int:
     return NEVER_FINAL  # session (grows while rows arrive) or global: never final while streaming  # global: never final while streaming
 
 
+def final_shape(window) -> tuple[int, int, int] | None:
+    """(size, period, allowed lateness) in µs of a fixed (period = size) or sliding window; None for a window that
+    is never final while streaming (session, global)."""
+    if window.type not in ("fixed", "sliding"):
+        return None
+    size = int(duration_seconds(window.size) * US)
+    period = int(duration_seconds(window.period) * US) if window.type == "sliding" and window.period else size
+    lateness = int(duration_seconds(window.allowedLateness) * US) if window.allowedLateness else 0
+    return size, period, lateness
+
+
 def lateness_s(window) -> float:
     return duration_seconds(window.allowedLateness) if window.allowedLateness else 0.0
 
