@@ -1034,11 +1034,27 @@ def check_complete(path: str, fmt: str, options: dict | None = None) -> None:
         head = fh.readline(1 << 20)
     if tail.endswith((b"\n", b"\r")) or (b"\n" not in tail and size > len(tail)):  # (a huge last line: no guess)
         return
+    if fmt != "jsonl" and _odd_quotes(path, options):
+        raise ConnectorError(f"{path} ends inside a quoted value (an opening quote is never closed): the file looks "
+                             f"cut off (still being written, or a failed copy); it is not loaded")
     if _whole_last_line(tail.rsplit(b"\n", 1)[-1], head, head == tail, fmt, options):
         return
     raise ConnectorError(f"{path} ends in the middle of a record (no line break after its last line, which is "
                          f"not a whole {fmt} record): the file looks cut off (still being written, or a failed "
                          f"copy); it is not loaded")
+
+
+def _odd_quotes(path: str, options: dict) -> bool:
+    """Whether the file holds an odd number of quote characters: a CSV file cut inside a quoted value (whole
+    files pair every opening quote with a closing one, and an escaped quote is doubled)."""
+    quote = (options.get("quote") or '"').encode(options.get("encoding") or "utf-8")
+    if len(quote) != 1:
+        return False
+    n = 0
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 24):
+            n += block.count(quote)
+    return n % 2 == 1
 
 
 def _whole_last_line(last: bytes, head: bytes, single: bool, fmt: str, options: dict) -> bool:
@@ -1051,8 +1067,8 @@ def _whole_last_line(last: bytes, head: bytes, single: bool, fmt: str, options: 
             json.loads(text) if text.strip() else None
             return True
         quote = options.get("quote") or '"'
-        if single or quote in text:  # a quoted value may span lines: no guess
-            return True
+        if single or text.count(quote) % 2:  # the last record began on an earlier line (a quoted line break;
+            return True  # the file's quotes are paired: check_complete): no width to compare
         delim = options.get("delimiter") or ("\t" if fmt == "tsv" else ",")
         width = lambda line: len(next(csv.reader([line], delimiter=delim, quotechar=quote), []))  # noqa: E731
         return width(text) == width(head.decode(enc).rstrip("\r\n"))

@@ -513,3 +513,24 @@ def test_verify_file_checks_each_format_without_reading_rows(tmp_path):
     with pytest.raises(ConnectorError, match="cut off"):
         verify_file(str(gz), "csv", {})
     assert [b.count for b in avro_blocks(str(tmp_path / "avro" / "good.avro"))] == [100]
+
+
+@pytest.mark.parametrize("text, whole", [
+    ('id,name,amount\n1,"a",1\n3,"carol","1234', False),  # cut inside a quoted value (probe: loaded 1234.00)
+    ('id,name,amount\n1,"a",1\n3,"car', False),
+    ('id,name,amount\n1,"a ""q""",1\n2,"multi\nline",5', True),  # the last record spans lines: whole
+    ('id,name,amount\n1,"a",1\n2,"b",7', True),
+    ('id,name,amount\n1,"a",1\n2,"b"', False),  # too few fields
+])
+def test_a_csv_cut_inside_a_quoted_value_is_not_whole(tmp_path, text, whole):
+    """Found by a probe: a file whose last line ended inside an unclosed quote passed as whole (any quote in the
+    last line meant "no guess") and its cut value loaded. An odd number of quote characters now means cut off."""
+    from connectors.formats import check_complete
+    from ir_compiler.errors import ConnectorError
+    path = tmp_path / "a.csv"
+    path.write_text(text)
+    if whole:
+        check_complete(str(path), "csv", {})
+    else:
+        with pytest.raises(ConnectorError, match="cut off"):
+            check_complete(str(path), "csv", {})
