@@ -1284,7 +1284,7 @@ def _write_payload(table: pa.Table, tmp: str, fmt: str, compression: str | None)
         pq.write_table(table, tmp, compression=compression if compression not in (None, "none") else "snappy")
     elif fmt == "avro":
         import fastavro
-        table = _plain(pa.table({n: _finite(c) for n, c in zip(table.column_names, table.columns)}), True)
+        table = _plain(table, True)  # Avro doubles hold NaN and ±Infinity: kept (JSON sinks write them as null)
         table = table.rename_columns([_avro_name(n) for n in table.column_names])
         with open(tmp, "wb") as fh:
             fastavro.writer(fh, fastavro.parse_schema(avro_schema(table.schema)), table.to_pylist(),

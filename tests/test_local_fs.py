@@ -222,3 +222,14 @@ def test_columnar_row_errors_name_their_row(tmp_path, fmt):
         bad += [b for c in read_file(path, fmt, None, schema, batch_rows=300, part=part) for b in c.bad_rows]
     errors = bad_rows_table("src", bad).column("error").to_pylist()
     assert errors == [f"{path}, row {r}: column 'v': cannot convert 'x{r - 1}' to int" for r in (2, 1002, 2002)]
+
+
+def test_avro_sink_keeps_nan_and_infinity(tmp_path):
+    """Found by a probe: the avro sink wrote NaN and ±Infinity as null (Avro doubles hold them). JSON has neither:
+    the jsonl sink writes them as null (documented)."""
+    table = pa.table({"f": [float("nan"), float("inf"), -float("inf"), 1.5, None]})
+    back, _ = read_all(write_table(table, str(tmp_path / "a"), "avro", prefix="p"), "avro")
+    got = back.column("f").to_pylist()
+    assert got[0] != got[0] and got[1:] == [float("inf"), -float("inf"), 1.5, None]
+    rows = [json.loads(x) for x in open(write_table(table, str(tmp_path / "j"), "jsonl", prefix="p"))]
+    assert [r["f"] for r in rows] == [None, None, None, 1.5, None]
