@@ -480,6 +480,8 @@ def _fill_counts(node, r: NodeResult, c: dict, inputs: _Inputs) -> None:
     r.rowsErrored = c.get("rows_errored", 0)
     r.rowsQuarantined = c.get("rows_quarantined", 0) + r.rowsErrored
     r.rowsFiltered, r.rowsLoaded = c.get("rows_filtered", 0), c.get("rows_loaded", 0)
+    if node.kind == "target":  # streaming: rows of replayed or stale panes, and upsert keys repeated in a pane
+        r.rowsSkipped = c.get("rows_replay_skipped", 0)
     prepared = inputs.prepared.get(node.id)
     r.warnings += prepared.warnings if prepared is not None else []
     r.warnings += [f"rule {k[5:]}: {v} row(s) failed (onFail warn)" for k, v in c.items()
@@ -526,7 +528,7 @@ def _node_status(node, r: NodeResult, target_report: dict | None, failures: list
             r.error = target_report.get("error")
             r.warnings += target_report.get("warnings", [])
             r.table, r.files = target_report.get("table"), target_report.get("files")
-            r.rowsSkipped = int(target_report.get("rowsSkipped") or 0)
+            r.rowsSkipped += int(target_report.get("rowsSkipped") or 0)
         return
     if failures:
         r.status, r.error = "failed", "; ".join(failures)
