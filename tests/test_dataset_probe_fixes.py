@@ -181,3 +181,50 @@ def test_validate_unique_counts_minus_zero_as_a_duplicate_of_zero(fields):
     want = con.execute(f"SELECT count(*) - (SELECT count(*) FROM (SELECT {cols} FROM t GROUP BY {cols})) FROM t"
                        ).fetchone()[0]
     assert got == want == 3
+
+
+# ---- 4. deduplicate orderBy a float with NaN: NaN is the greatest value (first in descending order) -----------
+@pytest.mark.parametrize("order_by", ["-o", "o", ["-o", "-p"], ["o", "-p"]])
+@pytest.mark.parametrize("keep", ["first", "last"])
+@pytest.mark.parametrize("seed", range(3))
+def test_deduplicate_orders_nan_as_duckdb(order_by, keep, seed):
+    import random
+
+    from ir_compiler.models.ops import Deduplicate
+
+    rnd = random.Random(seed)
+    n = 60
+    vals = [float("nan"), None, 0.0, -0.0, 1.5, -2.0, 3.5]
+    t = pa.table({"rid": list(range(n)), "k": [rnd.randint(0, 6) for _ in range(n)],
+                  "o": pa.array([rnd.choice(vals) for _ in range(n)], pa.float64()),
+                  "p": pa.array([rnd.choice(vals) for _ in range(n)], pa.float64())})
+    op = Deduplicate(keys=["k"], orderBy=order_by, keep=keep)
+    got = sorted(sets.dedupe_table(op, t).column("rid").to_pylist())
+    cols = [order_by] if isinstance(order_by, str) else order_by
+    sql_order = ", ".join(f"{c.lstrip('-')} {'DESC' if c.startswith('-') else 'ASC'} NULLS LAST" for c in cols)
+    if keep == "last":  # the last row in (orderBy, input order) = the first in the reversed order
+        sql_order = ", ".join(f"{c.lstrip('-')} {'ASC' if c.startswith('-') else 'DESC'} NULLS FIRST" for c in cols)
+        sql_order += ", rid DESC"
+    else:
+        sql_order += ", rid ASC"
+    con = duckdb.connect()
+    con.register("lt", t)
+    con.execute("CREATE TABLE t AS SELECT * FROM lt")
+    want = sorted(r[0] for r in con.execute(
+        f"SELECT rid FROM (SELECT rid, row_number() OVER (PARTITION BY k ORDER BY {sql_order}) AS rn FROM t) "
+        f"WHERE rn = 1").fetchall())
+    assert got == want
+
+
+def test_a_nan_with_its_sign_bit_set_is_the_same_key_as_nan():
+    """Arrow groups floats by their bits: NaN and -NaN (e.g. from negating a NaN) were two keys; SQL has one NaN."""
+    import numpy as np
+
+    from ir_compiler.models.ops import Deduplicate
+
+    f = pa.array(np.array([np.nan, -np.nan, 0.0, -0.0]))
+    assert np.signbit(f.to_numpy()[1])
+    t = pa.table({"k": [1, 1, 1, 1], "f": f, "v": ["a", "b", "c", "d"]})
+    out = sets.dedupe_table(Deduplicate(keys=["k", "f"]), t)
+    assert out.column("v").to_pylist() == ["a", "c"]
+    assert sets.normal_keys(t, ["f"]).group_by(["k", "f"]).aggregate([]).num_rows == 2

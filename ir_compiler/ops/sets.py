@@ -19,10 +19,15 @@ IDX = "__fb_idx"
 
 # ---- bucketing -------------------------------------------------------------------------------------
 def normal_key(arr):
-    """A float column with -0.0 turned into 0.0 (x + 0.0; NaN and NULL stay as they are), so values equal in SQL
-    (and IEEE) are one key wherever keys are grouped, hashed, matched or counted distinct; other types as given."""
+    """A float column with -0.0 turned into 0.0 (x + 0.0) and every NaN made the one canonical NaN (a NaN's sign
+    and payload bits differ between sources, and Arrow groups and matches floats by their bits; NULL stays NULL),
+    so values equal in SQL (DuckDB, PostgreSQL: NaN = NaN) are one key wherever keys are grouped, hashed, matched
+    or counted distinct; other types as given."""
     if arr.type in (pa.float32(), pa.float64()):
-        return pc.add(arr, pa.scalar(0.0, arr.type))
+        arr = pc.add(arr, pa.scalar(0.0, arr.type))
+        if pc.any(pc.is_nan(arr)).as_py():
+            arr = pc.if_else(pc.is_nan(arr), pa.scalar(float("nan"), arr.type), arr)
+        return arr
     return arr
 
 
@@ -397,12 +402,31 @@ def _order_by(op) -> list[tuple[str, str]]:
     return [(c[1:], "descending") if c.startswith("-") else (c, "ascending") for c in cols]
 
 
+def _order_table(table: pa.Table, order: list[tuple[str, str]]) -> tuple[pa.Table, list[tuple[str, str]]]:
+    """The sort columns and keys for ``order`` in SQL's order (DuckDB's and PostgreSQL's, NULLs last): a float
+    column is sorted as a copy with -0.0 made 0.0 (equal, so a tie), and NaN is the greatest value, so a
+    descending order puts it first (Arrow puts NaN last either way, next to the NULLs)."""
+    cols, names, keys = [], [], []
+    for j, (c, direction) in enumerate(order):
+        col = table.column(c)
+        if pa.types.is_floating(col.type):
+            if direction == "descending":
+                cols.append(pc.fill_null(pc.is_nan(col), False))
+                names.append(f"__fb_nan{j}")
+                keys.append((f"__fb_nan{j}", "descending"))
+            col = normal_key(col)
+        cols.append(col)
+        names.append(f"__fb_o{j}")
+        keys.append((f"__fb_o{j}", direction))
+    return pa.table(cols, names=names), keys
+
+
 def dedupe_table(op, table: pa.Table) -> pa.Table:
     """Keep one row per key: ``first``/``last`` by ``orderBy`` (then input order)."""
     if table.num_rows == 0:
         return table
     table = ensure_ord(table)
-    t = table.sort_by(_order_by(op) + [(ORD, "ascending")])
+    t = table.take(pc.sort_indices(*_order_table(table, _order_by(op) + [(ORD, "ascending")])))
     t = t.append_column(IDX, pa.array(np.arange(t.num_rows, dtype=np.int64)))
     fn = "min" if op.keep == "first" else "max"
     g = normal_keys(t.select(list(op.keys) + [IDX]), op.keys)  # -0.0 and 0.0: one key (rows keep their values)
