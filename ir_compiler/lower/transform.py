@@ -6,7 +6,6 @@ import apache_beam as beam
 import pyarrow as pa
 from apache_beam import typehints
 
-from ir_compiler.errors import NotAvailableError
 from ir_compiler.lower.arrow_coder import tables
 from ir_compiler.lower.context import RunContext, counter, to_error_table
 from ir_compiler.ops import OPS, sets
@@ -79,9 +78,6 @@ def lower_transform(pcoll, node, ctx: RunContext, label: str, lookups: dict[int,
             errors.append(tables(out[ERRORS]))
         else:
             i, op = payload
-            if OPS[op.op].kind == "model":
-                raise NotAvailableError(f"model op '{op.op}' (ops[{i}]) is not available yet in this build",
-                                        node_id=node.id)
             if op.op in ("aggregate", "deduplicate") and op.window is not None and (
                     ctx.streaming or op.window.type == "session"):  # bounded sessions: Beam merges them too
                 from ir_compiler.lower.streaming import lower_windowed

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
-from ir_compiler.ops import cast, columns, exprs, sets
+from ir_compiler.ops import cast, columns, exprs, models, sets
 from ir_compiler.ops.common import OpTypeError  # noqa: F401
 from ir_compiler.types import FLOAT, JSON, STRING, Field, array_of
 
@@ -19,6 +19,9 @@ class OpSpec:
 def _model_schema(out_type):
     def schema(op, s):
         from ir_compiler.ops.common import require
+        if op.op == "vector_embed" and op.provider is None and models.embed_dims(op.model) is None:
+            raise OpTypeError(f"model {op.model!r} is not a local model: use 'hash-ngram-N' (8 <= N <= 4096; "
+                              f"default hash-ngram-256)", "model")
         require(s, op.field)
         return s.with_field(Field(op.output, out_type)) if s is not None else None
     return schema
@@ -40,8 +43,9 @@ OPS: dict[str, OpSpec] = {
     "deduplicate": OpSpec(sets.dedupe_schema, None, "set"),
     "aggregate": OpSpec(sets.aggregate_schema, None, "set"),
     "summarize": OpSpec(sets.summarize_schema, None, "set"),
-    "vector_embed": OpSpec(_model_schema(array_of(FLOAT)), None, "model"),
-    "geo_resolve": OpSpec(_model_schema(JSON), None, "model"),
-    "sentiment_score": OpSpec(_model_schema(FLOAT), None, "model"),
-    "language_detect": OpSpec(_model_schema(STRING), None, "model"),
+    # the model ops run per row on local models shipped by PyPI packages (ir_compiler/ops/models.py)
+    "vector_embed": OpSpec(_model_schema(array_of(FLOAT)), models.embed_apply, "row"),
+    "geo_resolve": OpSpec(_model_schema(JSON), models.geo_apply, "row"),
+    "sentiment_score": OpSpec(_model_schema(FLOAT), models.sentiment_apply, "row"),
+    "language_detect": OpSpec(_model_schema(STRING), models.language_apply, "row"),
 }
