@@ -63,3 +63,29 @@ def test_a_numeric_nan_is_a_clear_error_and_wide_numerics_stay_exact(tmp_path):
         res = run_document(doc, RunOptions(warehouse=url))
         assert res.status == "failed"
         assert "column 'n' holds the numeric NaN" in res.error and "n::float8" in res.error
+
+
+def test_array_columns_are_planned_with_their_element_type(tmp_path):
+    """Found by a probe: every PostgreSQL array column was planned array<string> (the element's udt name, `int8`,
+    was looked up among information_schema names), so `ia[1] + 1` on an int8[] was refused at validation while
+    the table written held bigint[]."""
+    with fresh_database() as url:
+        with psycopg.connect(url, autocommit=True) as con:
+            con.execute("CREATE TABLE public.src (id int, ia bigint[], fa float8[], ta text[])")
+            con.execute("INSERT INTO public.src VALUES (1, '{5,6}', '{1.5}', '{x}')")
+        doc = {"kind": "pipeline", "version": "1.0", "id": "pgarr", "nodes": [
+            {"id": "src", "kind": "source", "connector": "table", "config": {"table": "public.src"}},
+            {"id": "t", "kind": "transform", "input": "src", "ops": [
+                {"op": "expression", "field": "next", "expr": "ia[1] + 1"},
+                {"op": "expression", "field": "half", "expr": "fa[1] / 2"}]},
+            {"id": "out", "kind": "target", "input": "t", "schema": "public.out"}]}
+        from ir_compiler.check import check_document, default_context
+        from connectors.warehouse import open_warehouse
+        wh = open_warehouse(url)
+        types = check_document(doc, ctx=default_context(wh)).types.of("src").types()
+        assert (str(types["ia"]), str(types["fa"]), str(types["ta"])) == (
+            "array<int>", "array<float>", "array<string>")
+        res = run_document(doc, RunOptions(warehouse=url))
+        assert res.status == "completed", res.error
+        with psycopg.connect(url) as con:
+            assert con.execute("SELECT next, half FROM public.out").fetchone() == (6, 0.75)

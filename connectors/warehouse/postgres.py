@@ -226,7 +226,7 @@ def _pg_type(data_type, precision, scale, udt):
     if data_type == "numeric":
         return decimal(precision or 38, scale or 0)
     if data_type == "ARRAY":
-        return array_of(_PG_TYPES.get(udt.lstrip("_"), STRING) if udt else STRING)
+        return array_of(_OID_TYPES.get(udt.lstrip("_"), STRING) if udt else STRING)  # udt: _int8, _text…
     return _PG_TYPES.get(data_type, STRING)
 
 
