@@ -320,7 +320,7 @@ class HttpFS(RemoteFS):
     def move(self, src, dst, overwrite=False):
         self._read_only("move", src)
 
-    def claim(self, path, staging_dir, name=None):
+    def claim(self, path, staging_dir, name=None, claims_dir=None, owner=None):
         self._read_only("claim", path)
 
     def delete(self, path, missing_ok=False):

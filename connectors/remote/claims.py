@@ -12,7 +12,8 @@ lease belongs to a run that is over (the lease is written before the first file 
 :meth:`RemoteClaim.adopt` takes over the files of gone runs of the same pipeline and source, one ``claim`` per
 file (atomic on every store: of two runs recovering one folder each file goes to exactly one), completing what
 the dead run left half done: a file caught mid-rename (``.<name>.<hex>.claiming`` on sftp/ftp) gets its name
-back; a claim marker (object stores' ``.claims/``) is dropped, so the input file it guarded can be claimed again.
+back; a claim marker it left (object stores' ``<staging>/.claims/``, shared by all runs; each marker names its run) is
+dropped, so the input file it guarded can be claimed again.
 A live run's folder is never touched. If a lease wrongly looks expired (a driver frozen for longer than the
 lease), the files of that run may be taken over while it still reads them: its reads of them then fail (the files
 are set aside as unreadable in that run) and the ``_flow_files`` ledger keeps the tables exactly-once.
@@ -33,6 +34,7 @@ from ir_compiler.errors import ConnectorError
 log = logging.getLogger(__name__)
 
 LEASE = ".lease"
+CLAIMS = ".claims"  # object stores' claim markers, shared by every run of the staging folder
 
 
 def proc_start(pid: int) -> str | None:
@@ -106,6 +108,9 @@ class RemoteClaim:
         self.name = f"{run_id}.{node_id}"
         self.folder = posixpath.join(self.staging, self.name)
         self.lease_path = posixpath.join(self.staging, f".{self.name}{LEASE}")
+        # one marker folder for all runs: of two runs claiming one file version, exactly one creates its marker
+        self.claims_dir = posixpath.join(self.staging, CLAIMS)
+        self._tag = {"run": self.name, "runId": run_id, "pipelineId": pipeline_id, "nodeId": node_id}
         self.lease_seconds = float(lease_seconds)
         self.owner = {"pid": os.getpid(), "pidStart": proc_start(os.getpid()), "host": socket.gethostname(),
                       "runId": run_id, "pipelineId": pipeline_id, "nodeId": node_id, "path": fs.url(base),
@@ -170,7 +175,7 @@ class RemoteClaim:
         vanished) are left out."""
         out = []
         for info in infos:
-            staged = self.fs.claim(info.path, self.folder)
+            staged = self._claim(info.path)
             if staged is not None:
                 out.append((staged, info))
         return out
@@ -211,6 +216,8 @@ class RemoteClaim:
                     loose.append(info)
             else:
                 folders.setdefault(head, []).append((rest, info))
+        markers = [info for rest, info in folders.pop(CLAIMS, []) if "/" not in rest]
+        gone: set[str] = set()
         taken, notes = [], []
         now = dt.datetime.now(dt.timezone.utc)
         for name in sorted(set(folders) | set(leases)):
@@ -222,6 +229,7 @@ class RemoteClaim:
                 continue  # another source's folder: that source recovers it
             if lease is not None and not owner.get("gone") and not owner_gone(owner, now, lease.mtime):
                 continue  # its run is alive
+            gone.add(name)
             got = self._take_all(folders.get(name, []))
             if got:
                 who = (f" (pid {owner.get('pid', '?')} on {owner.get('host', '?')})" if owner else "")
@@ -235,11 +243,31 @@ class RemoteClaim:
                 except Exception:  # noqa: BLE001 - not empty: another recoverer is taking it right now
                     pass
         for info in loose:  # a file left directly in the staging folder
-            got = self.fs.claim(info.path, self.folder)
+            got = self._claim(info.path)
             if got:
                 taken.append(got)
                 notes.append(f"file {info.name} left in the staging folder by an interrupted run recovered")
+        self._drop_markers(markers, gone, leases)
         return taken, notes
+
+    def _drop_markers(self, markers: list, gone: set, leases: dict) -> None:
+        """Remove the shared claim markers that runs which are over left behind (a run that died mid-claim, or
+        whose last marker delete failed), so the input files they guarded can be claimed again. A marker of a
+        live run is kept."""
+        for info in markers:
+            body = self._read_lease(info)
+            run = body.get("run")
+            if not isinstance(run, str) or run == self.name or body.get("gone"):
+                continue
+            if run not in gone:
+                if run in leases or not self._mine(body, run):
+                    continue  # a live run's (its lease was checked above), or another source's
+                if self.fs.exists(posixpath.join(self.staging, f".{run}{LEASE}")):
+                    continue  # a run that began after the listing
+            self.fs.delete(info.path, missing_ok=True)
+
+    def _claim(self, path: str, name: str | None = None):
+        return self.fs.claim(path, self.folder, name=name, claims_dir=self.claims_dir, owner=self._tag)
 
     def _take_all(self, files: list) -> list[str]:
         out = []
@@ -252,7 +280,7 @@ class RemoteClaim:
             name = hidden_claiming_name(rest)
             if name is None and rest.startswith("."):
                 continue  # an upload's temp file: never a whole input file
-            got = self.fs.claim(info.path, self.folder, name=name or rest)
+            got = self._claim(info.path, name=name or rest)
             if got:
                 out.append(got)
         return out

@@ -45,10 +45,13 @@ listed), :meth:`~RemoteFS.write` (all or nothing, never overwriting unless asked
   and the second of two racing renames finds no source). Writes go to a hidden temp name, then rename.
 - ftp: ``RNFR``/``RNTO`` to a unique name in staging (the server's rename is atomic; the loser's RNFR/RNTO fails).
   Writes go to a hidden temp name, then rename (the no-overwrite check before it is not atomic on FTP).
+The marker is keyed by the source file's path and version and lives in one folder shared by every run that may
+claim that file (``claims_dir``; the file sources use ``<staging>/.claims/``), so two runs race on the same key;
+each run copies into its own staging folder. A run whose conditional delete finds its version already gone keeps
+its copy only while its own marker still stands, else it backs the copy out and takes nothing.
 A run that dies between the marker and the copy leaves the marker (and the file) in place: that file version is
-then not claimed again until the marker is removed (:meth:`RemoteFS.claim_markers` lists them). The file sources
-claim into a run's own folder (``connectors.remote.claims``), so a dead run's markers are in its folder and the
-run that recovers the folder removes them.
+then not claimed again until the marker is removed (:meth:`RemoteFS.claim_markers` lists them). The marker names
+its run (``connectors.remote.claims``), and the run that recovers a dead run's folder removes that run's markers.
 """
 from __future__ import annotations
 
@@ -326,11 +329,17 @@ class RemoteFS:
     def move(self, src: str, dst: str, overwrite: bool = False) -> str:
         raise NotImplementedError
 
-    def claim(self, path: str, staging_dir: str, name: str | None = None) -> str | None:
+    def claim(self, path: str, staging_dir: str, name: str | None = None, claims_dir: str | None = None,
+              owner: dict | None = None) -> str | None:
         """Take ``path`` for this run by moving it into ``staging_dir`` (as ``name``, default its own name): the
         staged path, or None when another run took it first or it vanished. Of several runs (or threads, each with
         its own RemoteFS) claiming one file, exactly one gets a path. An existing file of that name in staging is
-        kept: the claimed one becomes ``name.1.ext`` (``.2``…)."""
+        kept: the claimed one becomes ``name.1.ext`` (``.2``…).
+
+        ``claims_dir`` (object stores) is where the claim marker of ``path`` is created: it must be the same folder
+        for every run that may claim ``path`` (the file sources pass ``<staging>/.claims``, shared by all runs,
+        while each run stages into its own ``staging_dir``); default ``<staging_dir>/.claims``. ``owner`` is
+        written into the marker (which run holds it)."""
         raise NotImplementedError
 
     def delete(self, path: str, missing_ok: bool = False) -> None:
@@ -552,20 +561,34 @@ class ObjectStoreFS(FsspecFS):
         self._delete_version(src, info)
         return dst
 
-    def _marker(self, path: str, staging_dir: str, info: FileInfo) -> str:
+    def _marker(self, path: str, claims_dir: str, info: FileInfo) -> str:
+        """The marker key of this version of ``path``: keyed by the source's full path and its identity (etag,
+        mtime, size), so every run claiming that file version competes for the same key in ``claims_dir``."""
         version = hashlib.sha1(f"{path}\0{info.etag}\0{info.mtime}\0{info.size}".encode()).hexdigest()[:16]
-        return join(join(staging_dir, _CLAIMS), f"{posixpath.basename(path)}.{version}.claim")
+        return join(claims_dir, f"{posixpath.basename(path)}.{version}.claim")
 
-    def claim(self, path: str, staging_dir: str, name: str | None = None) -> str | None:
+    def _marker_owner(self, marker: str) -> str | None:
+        """The ``owner`` token written in ``marker``, or None when it is gone or unreadable."""
+        try:
+            with self.open_read(marker) as fh:
+                body = json.loads(fh.read(1 << 16).decode())
+            return body.get("owner") if isinstance(body, dict) else None
+        except (ConnectorError, ValueError):
+            return None
+
+    def claim(self, path: str, staging_dir: str, name: str | None = None, claims_dir: str | None = None,
+              owner: dict | None = None) -> str | None:
         try:
             info = self.info(path)
         except ConnectorError as e:
             if getattr(e, "kind", "") == "missing":
                 return None
             raise
-        marker = self._marker(path, staging_dir, info)
-        body = json.dumps({"source": path, "etag": info.etag, "owner": uuid.uuid4().hex, "host": socket.gethostname(),
-                           "pid": os.getpid(), "claimed_at": dt.datetime.now(dt.timezone.utc).isoformat()}).encode()
+        marker = self._marker(path, claims_dir or join(staging_dir, _CLAIMS), info)
+        token = uuid.uuid4().hex
+        body = json.dumps({**(owner or {}), "source": path, "etag": info.etag, "owner": token,
+                           "stagingDir": staging_dir, "host": socket.gethostname(), "pid": os.getpid(),
+                           "claimed_at": dt.datetime.now(dt.timezone.utc).isoformat()}).encode()
         if not self._create_exclusive(marker, body):
             return None  # another run holds this version of the file
         try:
@@ -584,9 +607,14 @@ class ObjectStoreFS(FsspecFS):
             try:
                 self._delete_version(path, info)
             except ConnectorError as e:
-                if getattr(e, "kind", "") == "missing":  # our version is gone (deleted by someone, or replaced
-                    return dest                          # by a newer one, which stays for a later claim)
+                # our version is gone (deleted by someone, or replaced by a newer one, which stays for a later
+                # claim): the copy is ours only while our marker still stands, i.e. no other claimer of this
+                # version can have copied it; otherwise give the file up and load nothing of it
+                if getattr(e, "kind", "") == "missing" and self._marker_owner(marker) == token:
+                    return dest
                 self.delete(dest, missing_ok=True)  # back out: the source stays for a later claim
+                if getattr(e, "kind", "") == "missing":
+                    return None
                 if getattr(e, "kind", "") == "exists":  # replaced by a newer version while we copied
                     return None
                 raise
@@ -664,8 +692,9 @@ class RenameFS(FsspecFS):
             raise
         return dst
 
-    def claim(self, path: str, staging_dir: str, name: str | None = None) -> str | None:
-        self._mkdirs(staging_dir)
+    def claim(self, path: str, staging_dir: str, name: str | None = None, claims_dir: str | None = None,
+              owner: dict | None = None) -> str | None:
+        self._mkdirs(staging_dir)  # no marker: the rename itself is exclusive
         name = name or posixpath.basename(path)
         tmp = join(staging_dir, f".{name}.{uuid.uuid4().hex}.claiming")
         try:
