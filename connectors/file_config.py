@@ -7,6 +7,7 @@ the workers); a value that is not a reference is a validation error and is never
 from __future__ import annotations
 
 import re
+import urllib.parse
 from typing import Literal
 
 from pydantic import Field, field_validator
@@ -185,6 +186,14 @@ class HttpPullSourceConfig(FileReading):
                                        description="first backoff, doubled per retry (Retry-After honoured up to 30 s)")
     atomicity: Atomicity | None = Field(default=None, description="not supported: http_pull is read-only")
 
+    @field_validator("url", "path", mode="before")
+    @classmethod
+    def _no_userinfo(cls, v, info):
+        problem = url_userinfo_problem(v, info.field_name)
+        if problem:
+            raise ValueError(problem)
+        return v
+
     @field_validator("atomicity")
     @classmethod
     def _no_atomicity(cls, v):
@@ -201,6 +210,22 @@ class HttpPullSourceConfig(FileReading):
             if problem:
                 raise ValueError(problem)
         return v
+
+
+def url_userinfo_problem(url, field: str = "url") -> str | None:
+    """Why ``url`` may not be used (it carries ``user:password@`` before the host), or None. The message never
+    repeats the url: its password would end up in errors, run results and ``_flow_files.path``."""
+    if not isinstance(url, str):
+        return None
+    try:
+        netloc = urllib.parse.urlsplit(url.strip()).netloc
+    except ValueError:
+        return None
+    if "@" in netloc:
+        return (f"{field} carries credentials (user:password@ before the host), which are never accepted in a url "
+                f"(they would show in errors, results and _flow_files.path): remove them and send them as a header "
+                f"whose secret is an env:VAR reference, e.g. \"headers\": {{\"Authorization\": \"Basic env:HTTP_BASIC\"}}")
+    return None
 
 
 def header_secret_problem(name: str, value) -> str | None:

@@ -185,3 +185,160 @@ def test_a_live_runs_shared_marker_is_kept(object_store, tmp_path):
         assert st.fs.exists(marker) and st.fs.exists(info.path)
     finally:
         live.release()
+
+
+# ---- 2-4. http_pull ------------------------------------------------------------------------------------------------
+import http.server  # noqa: E402
+import threading  # noqa: E402
+from functools import partial  # noqa: E402
+
+from flow_beam.running import RunOptions, run_document  # noqa: E402
+
+
+class _Site:
+    """A threaded HTTP server in this process: files of ``root``; ``status`` maps a path to an answer code;
+    ``redirect_to`` sends every request there (302) with a Set-Cookie; ``seen`` records each request's headers."""
+
+    def __init__(self, root: Path, status: dict | None = None, redirect_to: str | None = None):
+        site = self
+        self.seen: list[dict] = []
+
+        class Handler(http.server.SimpleHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def _special(self) -> bool:
+                site.seen.append({"path": self.path, **{k.lower(): v for k, v in self.headers.items()}})
+                if redirect_to:
+                    self.send_response(302)
+                    self.send_header("Set-Cookie", "session=SESSION-SECRET-777; Path=/")
+                    self.send_header("Location", redirect_to.rstrip("/") + self.path)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return True
+                code = (status or {}).get(self.path)
+                if code:
+                    self.send_response(code)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return True
+                return False
+
+            def do_GET(self):
+                if not self._special():
+                    super().do_GET()
+
+            def do_HEAD(self):
+                if not self._special():
+                    super().do_HEAD()
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(Handler, directory=str(root)))
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def site():
+    made = []
+
+    def make(root, **kw):
+        s = _Site(root, **kw)
+        made.append(s)
+        return s
+    yield make
+    for s in made:
+        s.close()
+
+
+def _http_doc(url: str, **cfg) -> dict:
+    return {"kind": "pipeline", "version": "1.0", "id": "hp", "nodes": [
+        {"id": "src", "kind": "source", "connector": "http_pull", "schema": SCHEMA,
+         "config": {"url": url, "format": "csv", "retries": 0, **cfg}},
+        {"id": "t", "kind": "target", "input": "src", "schema": "public.src", "loadMode": "append", "lineage": False}]}
+
+
+def _issues(doc: dict) -> str:
+    """The validation issues of ``doc`` as JSON text (paths and messages)."""
+    from ir_compiler.loader import load_document
+    from ir_compiler.errors import ValidationFailed
+    with pytest.raises(ValidationFailed) as info:
+        load_document(doc)
+    return json.dumps([{"path": i.path, "message": i.message} for i in info.value.issues])
+
+
+@pytest.mark.parametrize("url, field", [
+    ("http://bob:PassW0rdLeak@127.0.0.1:9/pg/", "url"),
+    ("https://tokenonlyLeak@example.com/x/", "url"),
+    ("ftp://bob:PassW0rdLeak@127.0.0.1/", "url"),
+])
+def test_http_pull_refuses_credentials_in_the_url_without_echoing_them(url, field, tmp_path):
+    doc = _http_doc(url)
+    text = _issues(doc)
+    assert "credentials" in text and f"config.{field}" in text, text
+    assert "Leak" not in text
+    result = run_document(doc, RunOptions(warehouse=f"duckdb://{tmp_path / 'wh.duckdb'}"))
+    assert result.status == "failed"
+    assert "Leak" not in json.dumps(result.__dict__, default=str)
+
+
+def test_http_pull_refuses_credentials_in_path_and_at_open():
+    from connectors.remote.fs import ConnectorError
+    with pytest.raises(ConnectorError) as e:
+        open_fs("http_pull", {"url": "http://u:PassW0rdLeak@127.0.0.1:9/"})
+    assert "credentials" in str(e.value) and "Leak" not in str(e.value)
+    text = _issues(_http_doc("http://127.0.0.1:9/", path="http://u:PassW0rdLeak@127.0.0.1:9/x/"))
+    assert "config.path" in text and "Leak" not in text
+
+
+def test_http_pull_sends_no_cookie_of_the_configured_origin_after_a_redirect(site, tmp_path, monkeypatch):
+    target_root = tmp_path / "b"
+    (target_root / "data").mkdir(parents=True)
+    (target_root / "data" / "x.csv").write_bytes(csv_bytes(0, 3))
+    other = site(target_root)
+    first = site(tmp_path, redirect_to=other.url)  # sets a cookie and redirects to another origin (another port)
+    monkeypatch.setenv("FB_PF_TOKEN", "tok")
+    result = run_document(_http_doc(first.url + "data/x.csv", headers={"Authorization": "Bearer env:FB_PF_TOKEN"}),
+                          RunOptions(warehouse=f"duckdb://{tmp_path / 'wh.duckdb'}"))
+    assert result.status == "completed", result.error
+    assert rows(tmp_path / "wh.duckdb", "public.src") == [(0,), (1,), (2,)]
+    assert first.seen and other.seen
+    for req in other.seen:
+        assert "cookie" not in req and "authorization" not in req, req
+    for req in first.seen:
+        assert "cookie" not in req, req  # no cookie jar at all: a Set-Cookie is never sent back
+
+
+def _listing(root: Path, names: list[str]) -> None:
+    (root / "index.html").write_text("<html><body>" + "".join(f'<a href="{n}">{n}</a>' for n in names)
+                                     + "</body></html>")
+
+
+def test_http_pull_skips_a_dead_link_with_a_warning(site, tmp_path):
+    root = tmp_path / "site"
+    root.mkdir()
+    (root / "a.csv").write_bytes(csv_bytes(0, 2))
+    (root / "b.csv").write_bytes(csv_bytes(10, 2))
+    _listing(root, ["a.csv", "gone.csv", "b.csv", "old.csv"])
+    s = site(root, status={"/old.csv": 410})
+    wh = tmp_path / "wh.duckdb"
+    result = run_document(_http_doc(s.url), RunOptions(warehouse=f"duckdb://{wh}"))
+    assert result.error is None and result.status == "completed_with_errors", result.error
+    assert rows(wh, "public.src") == [(0,), (1,), (10,), (11,)]
+    warnings = result.nodes["src"].warnings
+    assert any("gone.csv" in w and "404" in w and "not taken" in w for w in warnings), warnings
+    assert any("old.csv" in w and "410" in w for w in warnings), warnings
+
+
+def test_http_pull_a_listed_file_refused_otherwise_still_fails(site, tmp_path):
+    root = tmp_path / "site"
+    root.mkdir()
+    (root / "a.csv").write_bytes(csv_bytes(0, 2))
+    _listing(root, ["a.csv", "locked.csv"])
+    s = site(root, status={"/locked.csv": 403})
+    result = run_document(_http_doc(s.url), RunOptions(warehouse=f"duckdb://{tmp_path / 'wh.duckdb'}"))
+    assert result.status == "failed" and "locked.csv" in result.error and "403" in result.error, result.error

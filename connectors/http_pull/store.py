@@ -4,6 +4,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import html.parser
+import http.cookiejar
 import io
 import json
 import logging
@@ -39,6 +40,16 @@ class _Links(html.parser.HTMLParser):
                 self.links.append(a["href"])
 
 
+class _NoCookies(http.cookiejar.DefaultCookiePolicy):
+    """Accept and return no cookie."""
+
+    def set_ok(self, cookie, request):
+        return False
+
+    def return_ok(self, cookie, request):
+        return False
+
+
 def _origin(url: str) -> tuple[str, str, int | None]:
     u = urllib.parse.urlsplit(url)
     return u.scheme.lower(), (u.hostname or "").lower(), u.port or {"http": 80, "https": 443}.get(u.scheme.lower())
@@ -69,6 +80,10 @@ class HttpFS(RemoteFS):
         self.backoff = backoff
         self.session = requests.Session()
         self.session.trust_env = False  # no ~/.netrc credentials or proxies sneaking in
+        # no cookie jar: a cookie a server sets would be sent on to another origin after a redirect (cookies ignore
+        # ports and schemes); credentials go only in the configured headers, which stay with url's origin
+        self.session.cookies.set_policy(_NoCookies())
+        self.warnings: list[str] = []  # listed files not taken (dead links), for the run's warnings
 
     def url(self, path: str) -> str:
         return self._abs(path)
@@ -125,6 +140,7 @@ class HttpFS(RemoteFS):
                 err = ConnectorError(self._scrub(f"http_pull {method} {url}: HTTP {resp.status_code} {resp.reason}: "
                                                  f"{detail}"))
                 err.kind = kind  # type: ignore[attr-defined]
+                err.status = resp.status_code  # type: ignore[attr-defined]
                 raise err
             return resp
         if isinstance(last, self._requests.RequestException):
@@ -207,7 +223,17 @@ class HttpFS(RemoteFS):
         result = []
         for f in out.values():
             if f.size < 0 or f.mtime is None:
-                head = self.info(f.path)
+                try:
+                    head = self.info(f.path)
+                except ConnectorError as e:
+                    if getattr(e, "kind", "") != "missing":  # 404/410: a dead link (or gone since): not taken
+                        raise
+                    note = (f"http_pull: listed file {f.path} answers HTTP {getattr(e, 'status', 404)} (a dead link, "
+                            f"or deleted meanwhile): not taken")
+                    log.warning("%s", note)
+                    if note not in self.warnings:
+                        self.warnings.append(note)
+                    continue
                 f = FileInfo(f.path, head.size if f.size < 0 else f.size, f.mtime or head.mtime, f.etag or head.etag,
                              f.md5 or head.md5)
             result.append(f)
@@ -334,6 +360,11 @@ class HttpFS(RemoteFS):
 
 def open_store(c: dict) -> RemoteFS:
     url = require(c, "url", "http_pull")
+    from connectors.file_config import url_userinfo_problem
+    for field in ("url", "path"):
+        problem = url_userinfo_problem(c.get(field), field)
+        if problem:
+            raise ConnectorError(f"http_pull {problem}")
     if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
         raise ConnectorError(f"http_pull url must start with http:// or https://, not {url!r}")
     secrets: list[str] = []

@@ -97,6 +97,7 @@ def prepare_remote(connector: str, node, run: RunInfo) -> PreparedRemote:
         listing = wait_for(lambda: list_matching(fs, cfg), where, cfg.pattern.model_dump() if cfg.pattern else None,
                            cfg.waitPolicy.model_dump() if cfg.waitPolicy else None)
         out.warnings += listing.warnings
+        out.warnings += [w for w in getattr(fs, "warnings", []) if w not in out.warnings]  # e.g. dead links
         atom = atomicity_of(cfg)
         if atom is None:
             out.paths = [f.path for f in listing.files]
