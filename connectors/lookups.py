@@ -69,7 +69,7 @@ def read_enrich_lookup(provider: dict, warehouse_url: str | None) -> tuple[pa.Ta
 def first_per_key(table: pa.Table, keys: list[str]) -> pa.Table:
     """One row per key, the first in the table's order (the lookups' rule; a caller warns about the rest). Float
     keys are grouped with -0.0 as 0.0 (one key, as in SQL); the rows keep their values."""
-    from ir_compiler.ops.sets import normal_keys
+    from ir_compiler.types import normal_keys
 
     idx = normal_keys(table.select(keys), keys).append_column(
         "__fb_i", pa.array(range(table.num_rows), pa.int64())).group_by(keys, use_threads=False).aggregate([("__fb_i", "min")]).column("__fb_i_min")

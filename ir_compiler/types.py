@@ -247,3 +247,32 @@ def round_decimal(arr, scale: int = 0):
     return pa.array(out, pa.decimal128(38, t.scale)) if all(
         v is None or len(v.as_tuple().digits) <= 38 for v in out) else pa.array(
         [None if v is None else str(v) for v in out], pa.string())
+
+
+# ---- keys as SQL compares them (grouping, hashing, matching, distinct) -------------------------------------
+def normal_key(arr):
+    """A float column with -0.0 turned into 0.0 (x + 0.0) and every NaN made the one canonical NaN (a NaN's sign
+    and payload bits differ between sources, and Arrow groups and matches floats by their bits; NULL stays NULL),
+    so values equal in SQL (DuckDB, PostgreSQL: NaN = NaN) are one key wherever keys are grouped, hashed, matched
+    or counted distinct; other types as given."""
+    if arr.type in (pa.float32(), pa.float64()):
+        arr = _pc().add(arr, pa.scalar(0.0, arr.type))
+        if _pc().any(_pc().is_nan(arr)).as_py():
+            arr = _pc().if_else(_pc().is_nan(arr), pa.scalar(float("nan"), arr.type), arr)
+        return arr
+    return arr
+
+
+def normal_keys(table: pa.Table, keys) -> pa.Table:
+    """``table`` with its float ``keys`` columns through :func:`normal_key`."""
+    for k in keys:
+        i = table.column_names.index(k)
+        col = table.column(i)
+        if col.type in (pa.float32(), pa.float64()):
+            table = table.set_column(i, table.field(i), normal_key(col))
+    return table
+
+
+def _pc():
+    import pyarrow.compute as pc
+    return pc

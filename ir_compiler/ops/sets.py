@@ -12,35 +12,12 @@ import pyarrow.compute as pc
 
 from ir_compiler.expressions import pgvalues as pv
 from ir_compiler.ops.common import ORD, OpTypeError, require
-from ir_compiler.types import FLOAT, INT, Field, Schema, decimal
+from ir_compiler.types import FLOAT, INT, Field, Schema, decimal, normal_key, normal_keys  # noqa: F401 (re-exported)
 
 IDX = "__fb_idx"
 
 
 # ---- bucketing -------------------------------------------------------------------------------------
-def normal_key(arr):
-    """A float column with -0.0 turned into 0.0 (x + 0.0) and every NaN made the one canonical NaN (a NaN's sign
-    and payload bits differ between sources, and Arrow groups and matches floats by their bits; NULL stays NULL),
-    so values equal in SQL (DuckDB, PostgreSQL: NaN = NaN) are one key wherever keys are grouped, hashed, matched
-    or counted distinct; other types as given."""
-    if arr.type in (pa.float32(), pa.float64()):
-        arr = pc.add(arr, pa.scalar(0.0, arr.type))
-        if pc.any(pc.is_nan(arr)).as_py():
-            arr = pc.if_else(pc.is_nan(arr), pa.scalar(float("nan"), arr.type), arr)
-        return arr
-    return arr
-
-
-def normal_keys(table: pa.Table, keys) -> pa.Table:
-    """``table`` with its float ``keys`` columns through :func:`normal_key`."""
-    for k in keys:
-        i = table.column_names.index(k)
-        col = table.column(i)
-        if col.type in (pa.float32(), pa.float64()):
-            table = table.set_column(i, table.field(i), normal_key(col))
-    return table
-
-
 def _column_hash(arr) -> np.ndarray:
     arr = arr.combine_chunks() if isinstance(arr, pa.ChunkedArray) else arr
     arr = normal_key(arr)
