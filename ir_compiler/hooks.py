@@ -173,6 +173,9 @@ def _query(tree, dialect: str) -> str:
     for node in tree.walk():
         if isinstance(node, _DENIED_NODES):
             raise SqlRejected(f"{_verb(node)} is not allowed inside a query")
+        if isinstance(node, exp.Dot) and not isinstance(node.this, (exp.Column, exp.Identifier, exp.Dot)):
+            raise SqlRejected(f"field selection '{node.sql(dialect)}' is not allowed: PostgreSQL reads "
+                              f"(value).name as the call name(value), which would bypass the function allowlist")
         if isinstance(node, exp.Func):
             _function(node)
         elif isinstance(node, exp.Table):
@@ -227,6 +230,24 @@ def _table(node) -> None:
     if schema in _DENIED_SCHEMAS or catalog in ("system", "temp") or (
             table.startswith(_DENIED_NAME_PREFIXES) and schema in (None, "main", "information_schema")):
         raise SqlRejected(f"system catalog '{node.sql()}' is not readable from a hook or query")
+
+
+def table_name_problem(name: str | None) -> str | None:
+    """Why a table NAME (a table source's ``table``, a lookup's ``table``) may not be read (None when it may): the
+    rules of tables named inside a query — plain names, no system catalog (``pg_catalog.pg_authid`` holds
+    password hashes)."""
+    if not isinstance(name, str) or not name:
+        return None
+    parts = name.split(".")
+    if len(parts) > 3 or not all(_NAME.match(p) for p in parts):
+        return f"'{name}' is not a plain table name (schema.table: letters, digits and _)"
+    ids = [exp.to_identifier(p) for p in parts]
+    table = exp.Table(this=ids[-1], db=ids[-2] if len(ids) > 1 else None, catalog=ids[-3] if len(ids) > 2 else None)
+    try:
+        _table(table)
+    except SqlRejected as exc:
+        return str(exc)
+    return None
 
 
 _SHOW = re.compile(r"^SHOW\s+([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)?)\s*"

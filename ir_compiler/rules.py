@@ -103,6 +103,15 @@ def _transform(node, graph):
                                               "(after_count, after_processing_time or after_watermark)"
         if op.op == "summarize" and unbounded:
             yield f"ops[{j}]", "summarize needs a bounded input"
+        if op.op == "lookup_join" and op.lookup is not None:
+            problem = _table_problem(getattr(op.lookup, "table", None))
+            if problem:
+                yield f"ops[{j}].lookup.table", problem
+
+
+def _table_problem(name):
+    from ir_compiler.hooks import table_name_problem
+    return table_name_problem(name)
 
 
 def _join(node, graph):
@@ -144,6 +153,10 @@ def _branch(node, graph):
 
 
 def _source(node, graph):
+    if node.connector == "table":
+        problem = _table_problem(getattr(node.config, "table", None))
+        if problem:
+            yield "config.table", problem
     query = getattr(node.config, "query", None)
     if node.connector == "table" and isinstance(query, str):
         from ir_compiler.hooks import query_problem
@@ -156,6 +169,8 @@ def _enrich(node, graph):
     from connectors.enrich.providers import provider_problems
     for problem in provider_problems(node.provider.model_dump()):
         yield "provider", problem
+    if node.provider.kind == "lookup" and (problem := _table_problem(node.provider.model_dump().get("table"))):
+        yield "provider.table", problem
     if node.provider.kind == "lookup" and isinstance(node.output, str) and not node.provider.model_dump().get("field"):
         yield "provider", "a lookup provider with a single output column needs 'field' (the lookup column to copy)"
 

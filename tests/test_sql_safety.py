@@ -69,6 +69,9 @@ HOSTILE = [
     "SELECT 1 -- x\n; DELETE FROM t", "SELECT 1 /* /* */ ; DELETE FROM t; /* */", "SELECT $$x$$; DELETE FROM t",
     "SELECT E'\\''; DELETE FROM t; --'", "SELECT * FROM U&\"\\0070g_authid\"", "ANALYZE t; DELETE FROM t",
     "SHOW search_path; DELETE FROM t", "EXPLAIN SELECT 1; DELETE FROM t",
+    # (value).name is PostgreSQL's functional notation name(value): found by a probe to pass the allowlist
+    "SELECT (x).pg_terminate_backend FROM (VALUES ({pid})) v(x)", "SELECT (x).pg_sleep FROM (VALUES (0.01)) v(x)",
+    "SELECT (x).nextval FROM (VALUES ('s'::regclass)) v(x)", "SELECT (a).lo_create FROM t",
 ]
 SAFE = ["SELECT 1", "SELECT a, count(*) FROM t GROUP BY a ORDER BY 2", "SELECT coalesce(a, 1)::int FROM t",
         "WITH x AS (SELECT a FROM t) SELECT a FROM x UNION ALL SELECT 2", "EXPLAIN SELECT * FROM t",
@@ -294,3 +297,54 @@ def test_validate_with_a_hostile_query_changes_nothing_on_the_server(tmp_path, s
                               "--format", "json"], capture_output=True, text=True, env=env, timeout=120)
         # the schema came from describing the query: the upsert key is checked against a, b, c
         assert "zz" in out.stdout and "c" in out.stdout, out.stdout
+
+
+
+@pytest.mark.parametrize("where", ["source", "lookup_join", "enrich"])
+def test_system_catalogs_cannot_be_read_by_table_name(tmp_path, where):
+    """Found by a probe: `{"table": "pg_catalog.pg_authid"}` as a table source or a lookup table passed (queries
+    were checked, plain names were not) and loaded password hashes into a table."""
+    from ir_compiler.check import check_document
+    from ir_compiler.propagate import SchemaContext
+    name = "pg_catalog.pg_authid"
+    src = {"id": "src", "kind": "source", "connector": "local_fs", "config": {"path": str(tmp_path), "format": "csv"},
+           "schema": [{"name": "rolname", "type": "string"}]}
+    mid, path = None, None
+    if where == "source":
+        src = {"id": "src", "kind": "source", "connector": "table", "config": {"table": name},
+               "schema": [{"name": "rolname", "type": "string"}]}
+        path = "nodes[0].config.table"
+    elif where == "lookup_join":
+        mid = {"id": "m", "kind": "transform", "input": "src", "ops": [
+            {"op": "lookup_join", "lookup": {"table": name}, "on": ["rolname"], "fields": ["rolpassword"]}]}
+        path = "nodes[1].ops[0].lookup.table"
+    else:
+        mid = {"id": "m", "kind": "enrich", "input": "src", "output": "pw",
+               "provider": {"kind": "lookup", "table": name, "on": "rolname", "field": "rolpassword"}}
+        path = "nodes[1].provider.table"
+    nodes = [src] + ([mid] if mid else []) + [{"id": "t", "kind": "target", "input": mid["id"] if mid else "src",
+                                               "schema": "public.out"}]
+    with pytest.raises(ValidationFailed) as info:
+        check_document({"kind": "pipeline", "version": "1.0", "id": "cat", "nodes": nodes}, ctx=SchemaContext())
+    assert any(i.path == path and "system catalog" in i.message for i in info.value.issues), info.value.issues
+    import duckdb
+    duckdb.connect(str(tmp_path / "w.duckdb")).close()
+    wh = open_warehouse(f"duckdb://{tmp_path / 'w.duckdb'}")
+    with pytest.raises(LoadError, match="system catalog"):
+        wh.read(name)  # the run-time entry refuses it too
+
+
+def test_a_runaway_hook_is_cancelled_after_the_timeout(target, monkeypatch):
+    """Found by a probe: a recursive CTE without an end (PostgreSQL) or a huge range (DuckDB) hung the run, and the
+    server kept executing after the client died. Reads of the read-only surface are cancelled after
+    $FLOW_BEAM_SQL_TIMEOUT_S seconds."""
+    import time
+    wh, state, _ = target
+    monkeypatch.setenv("FLOW_BEAM_SQL_TIMEOUT_S", "1")
+    statement = ("SELECT count(*) FROM range(100000000000)" if wh.dialect == "duckdb" else
+                 "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT count(*) FROM r")
+    start = time.monotonic()
+    with pytest.raises(LoadError, match="cancelled after 1 s"):
+        wh.run_hook(statement, "preHook")
+    assert time.monotonic() - start < 15
+    assert wh.query_read_only("SELECT 1 AS one").column("one").to_pylist() == [1]  # the warehouse still answers

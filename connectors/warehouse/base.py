@@ -180,6 +180,11 @@ class Warehouse:
 
     def read(self, name: str | None = None, query: str | None = None) -> pa.Table:
         """A whole table, or a table source query (allowlisted), read in a read-only transaction."""
+        if query is None and name is not None:
+            from ir_compiler.hooks import table_name_problem
+            problem = table_name_problem(name)
+            if problem:
+                raise LoadError(f"table '{name}' cannot be read: {problem}")
         sql = f"SELECT * FROM {self.qualified(name)}" if query is None else check_read_only_query(query, self.dialect)
         return self.query_read_only(sql, name or "query")
 
@@ -203,13 +208,29 @@ class Warehouse:
 
     def query_read_only(self, sql: str, what: str = "query") -> pa.Table:
         """Run ``sql`` inside a read-only transaction (layer 1: this alone blocks writes even when the allowlist
-        was bypassed) and return its rows."""
+        was bypassed) and return its rows; cancelled after ``$FLOW_BEAM_SQL_TIMEOUT_S`` seconds (default 600,
+        0 = never), so a runaway query (a recursive CTE without an end) cannot hang the run or the database."""
+        import threading
+        limit = sql_timeout_s()
         with self.read_only_session() as con:
+            timer = threading.Timer(limit, self.cancel, (con,)) if limit else None
+            if timer is not None:
+                timer.daemon = True
+                timer.start()
             try:
                 return self.fetch_arrow(con, sql)
             except self.db_errors as exc:
+                if timer is not None and timer.finished.is_set():
+                    raise ConnectorError(f"{what} was cancelled after {limit:g} s (FLOW_BEAM_SQL_TIMEOUT_S): make "
+                                         f"it cheaper, or raise the limit") from None
                 raise ConnectorError(f"cannot read {what} from the warehouse: "
                                      f"{str(exc).strip().splitlines()[0]}") from None
+            finally:
+                if timer is not None:
+                    timer.cancel()
+
+    def cancel(self, con) -> None:
+        """Cancel the statement running on ``con`` (from another thread)."""
 
     def describe_query(self, query: str) -> Schema:
         """The columns a table source query would return, learned WITHOUT running it (validation)."""
@@ -266,6 +287,15 @@ class Warehouse:
 
     def fetch_arrow(self, con, sql: str) -> pa.Table:
         raise NotImplementedError
+
+
+def sql_timeout_s() -> float:
+    """Seconds a hook, table source query or lookup read may run (``$FLOW_BEAM_SQL_TIMEOUT_S``; 0 = no limit)."""
+    import os
+    try:
+        return max(0.0, float(os.environ.get("FLOW_BEAM_SQL_TIMEOUT_S", "600")))
+    except ValueError:
+        return 600.0
 
 
 def check_read_only_query(query: str, dialect: str) -> str:

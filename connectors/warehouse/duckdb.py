@@ -141,6 +141,12 @@ class DuckDBWarehouse(Warehouse):
                     pass
                 con.close()
 
+    def cancel(self, con) -> None:
+        try:
+            con.interrupt()
+        except Exception:  # noqa: BLE001 - the statement may have ended meanwhile
+            pass
+
     def run_maintenance(self, sql: str) -> None:
         """ANALYZE / VACUUM / CHECKPOINT, built from quoted names by ir_compiler.hooks (never user text)."""
         with self.session() as con:

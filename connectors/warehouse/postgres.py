@@ -152,6 +152,12 @@ class PostgresWarehouse(Warehouse):
             finally:
                 con.rollback()
 
+    def cancel(self, con) -> None:
+        try:
+            con.cancel()
+        except Exception:  # noqa: BLE001 - the statement may have ended meanwhile
+            pass
+
     def run_maintenance(self, sql: str) -> None:
         """ANALYZE / VACUUM / CHECKPOINT (built from quoted names by ir_compiler.hooks): autocommit, since VACUUM
         refuses a transaction block, with ``default_transaction_read_only`` on."""
