@@ -78,11 +78,8 @@ def test_a_window_spanning_runs_keeps_every_event(kafka, tmp_path):
 
     if os.environ.get("FLOW_BEAM_PRISM") or os.path.exists(os.path.expanduser("~/.cache/flow-beam/bin/prism")):
         send(servers, topic, [view("u3", "10:00:55", 100)])
-        streamed = run(servers, topic, db, runner="prism", stop_after_idle_s=3)  # streaming after drains
+        run(servers, topic, db, runner="prism", stop_after_idle_s=3)  # streaming after drains
         assert rows(db) == {"10:00": (4, 3, 250.0)}
-        out = streamed.nodes["to_warehouse"] if "to_warehouse" in streamed.nodes else next(
-            r for n, r in streamed.nodes.items() if r.kind == "target")
-        assert out.rowsIn == out.rowsLoaded + out.rowsSkipped, out  # replayed/stale panes are rowsSkipped
 
     # 10:30 closes 10:00 (end 10:01 + allowedLateness 5m <= 10:30): a later 10:00 event is late, the row stays
     send(servers, topic, [view("u4", "10:30:00", 40)])
